@@ -1,0 +1,144 @@
+//! The command line (clap derive). `ec2ssh` alone opens the picker.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ec2ssh",
+    version,
+    about = "Pick an EC2 instance and get a shell on it over AWS Systems Manager",
+    long_about = "Lists the instances AWS Systems Manager manages, with their ping status, \
+in a fuzzy-filtered picker. No key pairs, public IPs or open ports: access is governed by IAM.\n\n\
+Run `ec2ssh demo` to try it on a built-in simulated fleet, no AWS account needed."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// AWS profile to use (default: the standard chain, e.g. AWS_PROFILE)
+    #[arg(long, global = true, env = "EC2SSH_PROFILE")]
+    pub profile: Option<String>,
+
+    /// Region(s) to list, comma-separated (default: config file, then the AWS chain)
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub region: Vec<String>,
+
+    /// Config file (default: $XDG_CONFIG_HOME/ec2ssh/config.toml)
+    #[arg(long, global = true, env = "EC2SSH_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Ignore the on-disk inventory cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
+    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG also works
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the picker (the default)
+    Pick(PickArgs),
+    /// List the fleet for scripts and humans
+    List(ListArgs),
+    /// Try ec2ssh on a built-in simulated fleet (no AWS account needed)
+    Demo(DemoArgs),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Run the built-in AWS simulator on 127.0.0.1 until interrupted (for tests and benchmarks)
+    #[command(hide = true)]
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct PickArgs {
+    /// Start with this filter query
+    #[arg(long, short = 'f')]
+    pub filter: Option<String>,
+
+    /// Start showing only Online instances
+    #[arg(long)]
+    pub online: bool,
+
+    /// Benchmark hook: exit right after the first frame that shows instances
+    #[arg(long, hide = true)]
+    pub exit_after_first_frame: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only instances whose SSM ping status is Online
+    #[arg(long)]
+    pub online: bool,
+
+    /// Fuzzy filter, as typed in the picker (best matches first)
+    #[arg(long, short = 'f')]
+    pub filter: Option<String>,
+
+    /// JSON output (schema: docs/json.md)
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+
+    /// Instance ids only, one per line
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// Colour: auto (tty and no NO_COLOR), always, never
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetSource {
+    /// Fleet file to simulate (default: the bundled demo fleet)
+    #[arg(long, conflicts_with = "generate")]
+    pub fleet: Option<std::path::PathBuf>,
+
+    /// Simulate a generated fleet of N instances instead
+    #[arg(long, value_name = "N")]
+    pub generate: Option<usize>,
+
+    /// Seed for --generate
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub source: FleetSource,
+
+    #[command(flatten)]
+    pub pick: PickArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub source: FleetSource,
+
+    /// Port to listen on (default: a free one)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+
+    /// Deny these IAM actions with AccessDenied (e.g. ssm:DescribeInstanceInformation)
+    #[arg(long, value_delimiter = ',')]
+    pub deny: Vec<String>,
+}

@@ -1,0 +1,186 @@
+//! `ec2ssh list`: the fleet as an aligned table, ids only (`-q`) or JSON (`--json`).
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::aws::{AwsContext, AwsError};
+use crate::cli::{ColorChoice, ListArgs};
+use crate::error::AppError;
+use crate::filter::filter_instances;
+use crate::fleet::{self, Cache, Instance, Ping};
+use crate::text::{fit, sanitize, width};
+use crate::tui::unix_now;
+
+/// `--json` output; documented in docs/json.md. Add fields, never rename them.
+#[derive(Serialize)]
+pub struct ListJson<'a> {
+    /// Schema version of this document.
+    pub version: u32,
+    pub instances: Vec<&'a Instance>,
+    pub warnings: Vec<WarningJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct WarningJson<'a> {
+    #[serde(flatten)]
+    pub error: &'a AwsError,
+    pub summary: String,
+    pub fix: String,
+}
+
+pub fn use_color(choice: ColorChoice, is_tty: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Result<(), AppError> {
+    let inv = fleet::fetch(ctx).await?;
+    if let Some(cache) = cache {
+        if let Err(e) = cache.store(&ctx.cache_key, unix_now(), &inv.instances) {
+            tracing::warn!(error = %e, "cannot write the inventory cache");
+        }
+    }
+    let mut shown: Vec<&Instance> = match args.filter.as_deref() {
+        Some(q) => filter_instances(&inv.instances, q),
+        None => inv.instances.iter().collect(),
+    };
+    if args.online {
+        shown.retain(|i| i.ping == Ping::Online);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = if args.json {
+        let doc = ListJson {
+            version: 1,
+            instances: shown,
+            warnings: inv
+                .warnings
+                .iter()
+                .map(|e| WarningJson { error: e, summary: e.summary(), fix: e.fix() })
+                .collect(),
+        };
+        serde_json::to_writer_pretty(&mut out, &doc)
+            .map_err(std::io::Error::from)
+            .and_then(|_| writeln!(out))
+    } else {
+        for w in &inv.warnings {
+            eprintln!("warning: {}\n  fix: {}", w.summary(), w.fix());
+        }
+        if args.quiet {
+            shown.iter().try_for_each(|i| writeln!(out, "{}", i.id))
+        } else {
+            let color = use_color(args.color, std::io::stdout().is_terminal());
+            out.write_all(table(&shown, color).as_bytes())
+        }
+    };
+    match written {
+        // A closed pipe (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(AppError::other(format!("cannot write the listing: {e}"), "check where stdout goes")),
+        Ok(()) => Ok(()),
+    }
+}
+
+const HEADERS: [&str; 9] = ["NAME", "ID", "PING", "STATE", "PRIVATE IP", "PLATFORM", "TYPE", "AZ", "AGENT"];
+
+fn row(i: &Instance) -> [String; 9] {
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    [
+        i.name.clone().unwrap_or_else(|| "-".into()),
+        i.id.clone(),
+        i.ping.label().to_string(),
+        o(&i.state),
+        o(&i.private_ip),
+        i.platform_label(),
+        o(&i.instance_type),
+        o(&i.availability_zone),
+        o(&i.agent_version),
+    ]
+    .map(|s| sanitize(&s).into_owned())
+}
+
+fn paint(s: &str, ping: Ping, color: bool) -> String {
+    if !color {
+        return s.to_string();
+    }
+    let code = match ping {
+        Ping::Online => "32",
+        Ping::ConnectionLost => "33",
+        Ping::Inactive => "31",
+        Ping::NotManaged | Ping::Unknown => "90",
+    };
+    format!("\x1b[{code}m{s}\x1b[0m")
+}
+
+/// The aligned table: a ping glyph, then columns as wide as their widest cell
+/// (names capped at 40 cells), measured in display cells.
+pub fn table(instances: &[&Instance], color: bool) -> String {
+    let rows: Vec<[String; 9]> = instances.iter().map(|i| row(i)).collect();
+    let mut widths = HEADERS.map(width);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(width(cell));
+        }
+    }
+    widths[0] = widths[0].min(40);
+    let mut out = String::new();
+    let line = |glyph: String, cells: &[String]| {
+        let mut l = format!("{glyph} ");
+        for (n, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if n + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&fit(c, w));
+                l.push_str("  ");
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(" ".into(), &HEADERS.map(String::from)));
+    for (i, r) in instances.iter().zip(&rows) {
+        out.push_str(&line(paint(&i.ping.glyph().to_string(), i.ping, color), r));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(name: &str, ping: Ping) -> Instance {
+        Instance {
+            id: "i-0123456789abcdef0".into(),
+            name: Some(name.into()),
+            ping,
+            state: Some("running".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table_is_aligned_in_cells_and_inert() {
+        let a = inst("web-1", Ping::Online);
+        let b = inst("ウェブ\u{1b}[31m", Ping::Inactive);
+        let t = table(&[&a, &b], false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(!t.contains('\u{1b}'), "escape sequences must not reach the terminal");
+        let id_col = |l: &str| width(&l[..l.find("i-0123").unwrap()]);
+        assert_eq!(id_col(lines[1]), id_col(lines[2]));
+        assert!(lines[1].starts_with("● web-1"));
+        assert!(lines[2].starts_with("○ ウェブ␛[31m"));
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let a = inst("web-1", Ping::Online);
+        assert!(table(&[&a], true).contains("\x1b[32m●\x1b[0m"));
+        assert!(!table(&[&a], false).contains('\x1b'));
+        assert!(!use_color(ColorChoice::Auto, false));
+        assert!(use_color(ColorChoice::Always, false));
+    }
+}

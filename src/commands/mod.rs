@@ -1,0 +1,4 @@
+//! Subcommands that are not the picker itself.
+
+pub mod demo;
+pub mod list;

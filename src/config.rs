@@ -1,0 +1,110 @@
+//! The optional config file (`$XDG_CONFIG_HOME/ec2ssh/config.toml`) and the XDG
+//! paths ec2ssh uses. Command-line flags override the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything the config file may say; every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// AWS profile used when --profile is not given.
+    pub profile: Option<String>,
+    /// Regions to list when --region is not given.
+    pub regions: Vec<String>,
+    /// Keep an on-disk copy of the last inventory (default true).
+    pub cache: Option<bool>,
+    pub picker: PickerConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PickerConfig {
+    /// Start with only Online instances shown.
+    pub online_only: bool,
+    /// Start with the detail pane open.
+    pub details: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads `explicit`, else the default path if it exists, else defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match Paths::detect().map(|p| p.config_file()) {
+                Some(p) if p.exists() => p,
+                _ => return Ok(Config::default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse { path, message })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+}
+
+/// XDG locations (`directories` resolves XDG_* variables and their defaults).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn detect() -> Option<Paths> {
+        let dirs = directories::ProjectDirs::from("", "", "ec2ssh")?;
+        Some(Paths {
+            config_dir: dirs.config_dir().to_path_buf(),
+            cache_dir: dirs.cache_dir().to_path_buf(),
+        })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::parse(
+            "profile = \"prod\"\nregions = [\"us-east-1\", \"eu-west-1\"]\ncache = false\n[picker]\nonline_only = true\ndetails = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.profile.as_deref(), Some("prod"));
+        assert_eq!(c.regions, ["us-east-1", "eu-west-1"]);
+        assert_eq!(c.cache, Some(false));
+        assert!(c.picker.online_only && c.picker.details);
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_by_name() {
+        let err = Config::parse("regoins = []").unwrap_err();
+        assert!(err.contains("regoins"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! Fetching the fleet: every page of EC2 `DescribeInstances` and SSM
+//! `DescribeInstanceInformation`, both at once, for all regions in parallel.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use super::merge::{merge_region, SsmRecord};
+use super::model::{sort_fleet, Instance, Ping};
+use crate::aws::{AwsContext, AwsError};
+
+/// The merged fleet plus the calls that failed without sinking the whole listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    pub instances: Vec<Instance>,
+    pub warnings: Vec<AwsError>,
+}
+
+/// Every call in every region failed: there is nothing to show.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", .errors.first().map(|e| e.summary()).unwrap_or_default())]
+pub struct FetchError {
+    pub errors: Vec<AwsError>,
+}
+
+pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
+    let per_region = join_all(ctx.regions.iter().map(|r| fetch_region(ctx, r))).await;
+    let mut inv = Inventory::default();
+    let mut any_ok = false;
+    for (instances, errors) in per_region {
+        any_ok |= errors.len() < 2;
+        inv.instances.extend(instances);
+        inv.warnings.extend(errors);
+    }
+    if !any_ok {
+        return Err(FetchError {
+            errors: inv.warnings,
+        });
+    }
+    sort_fleet(&mut inv.instances);
+    Ok(inv)
+}
+
+async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {
+    let (ec2, ssm) = tokio::join!(ec2_instances(ctx, region), ssm_records(ctx, region));
+    let mut errors = Vec::new();
+    let ec2 = ec2.map_err(|e| errors.push(e)).ok();
+    let ssm = ssm.map_err(|e| errors.push(e)).ok();
+    (merge_region(region, ec2, ssm), errors)
+}
+
+async fn ec2_instances(ctx: &AwsContext, region: &str) -> Result<Vec<Instance>, AwsError> {
+    let client = ctx.ec2(region);
+    let mut pages = client
+        .describe_instances()
+        .max_results(1000)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
+        for r in page.reservations() {
+            out.extend(r.instances().iter().map(|i| from_ec2(region, i)));
+        }
+    }
+    Ok(out)
+}
+
+fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
+    let tags: BTreeMap<String, String> = i
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect();
+    let windows = i.platform().map(|p| p.as_str()) == Some("windows");
+    Instance {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        region: region.to_string(),
+        name: tags.get("Name").filter(|n| !n.is_empty()).cloned(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string()),
+        ping: Ping::NotManaged,
+        platform_type: windows.then(|| "Windows".to_string()),
+        platform_name: i.platform_details().map(str::to_string),
+        platform_version: None,
+        private_ip: i.private_ip_address().map(str::to_string),
+        public_ip: i.public_ip_address().map(str::to_string),
+        instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+        availability_zone: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_string),
+        image_id: i.image_id().map(str::to_string),
+        agent_version: None,
+        last_ping: None,
+        launch_time: i.launch_time().map(|t| t.secs()),
+        iam_instance_profile: i
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .map(str::to_string),
+        vpc_id: i.vpc_id().map(str::to_string),
+        subnet_id: i.subnet_id().map(str::to_string),
+        tags,
+    }
+}
+
+async fn ssm_records(ctx: &AwsContext, region: &str) -> Result<Vec<SsmRecord>, AwsError> {
+    let client = ctx.ssm(region);
+    let mut pages = client
+        .describe_instance_information()
+        .max_results(50)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(|e| AwsError::from_sdk("ssm:DescribeInstanceInformation", region, &e))?;
+        out.extend(page.instance_information_list().iter().map(from_ssm));
+    }
+    Ok(out)
+}
+
+fn from_ssm(i: &aws_sdk_ssm::types::InstanceInformation) -> SsmRecord {
+    SsmRecord {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        ping: i
+            .ping_status()
+            .map(|p| Ping::from_ssm(p.as_str()))
+            .unwrap_or(Ping::Unknown),
+        agent_version: i.agent_version().map(str::to_string),
+        last_ping: i.last_ping_date_time().map(|t| t.secs()),
+        platform_type: i.platform_type().map(|p| p.as_str().to_string()),
+        platform_name: i.platform_name().map(str::to_string),
+        platform_version: i.platform_version().map(str::to_string),
+        ip_address: i.ip_address().map(str::to_string),
+        computer_name: i.computer_name().map(str::to_string),
+        name: i.name().filter(|n| !n.is_empty()).map(str::to_string),
+    }
+}

@@ -1,0 +1,11 @@
+//! The fleet: the `Instance` model, fetching it from EC2 and SSM, merging the two,
+//! and the on-disk cache that lets the picker start instantly.
+
+pub mod cache;
+pub mod inventory;
+pub mod merge;
+pub mod model;
+
+pub use cache::{Cache, Cached};
+pub use inventory::{fetch, FetchError, Inventory};
+pub use model::{sort_fleet, Instance, Ping};

@@ -1,0 +1,175 @@
+//! The `Instance` record: one machine of the fleet, merged from EC2 and SSM and
+//! decoupled from the SDK's types. This is also the stable `--json` schema.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Session Manager's view of a machine: its agent's ping status, or why there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum Ping {
+    Online,
+    ConnectionLost,
+    Inactive,
+    /// EC2 knows the instance but SSM does not manage it (no agent, no instance profile…).
+    NotManaged,
+    /// SSM could not be asked (denied, unreachable), so the status is not known.
+    Unknown,
+}
+
+impl Ping {
+    pub fn from_ssm(s: &str) -> Ping {
+        match s {
+            "Online" => Ping::Online,
+            "ConnectionLost" => Ping::ConnectionLost,
+            "Inactive" => Ping::Inactive,
+            _ => Ping::Unknown,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Ping::Online => "Online",
+            Ping::ConnectionLost => "ConnectionLost",
+            Ping::Inactive => "Inactive",
+            Ping::NotManaged => "not managed",
+            Ping::Unknown => "unknown",
+        }
+    }
+
+    /// A one-cell glyph that still reads without colour.
+    pub fn glyph(self) -> char {
+        match self {
+            Ping::Online => '●',
+            Ping::ConnectionLost => '◐',
+            Ping::Inactive => '○',
+            Ping::NotManaged => '·',
+            Ping::Unknown => '?',
+        }
+    }
+
+    /// Sort rank: reachable machines first.
+    pub fn rank(self) -> u8 {
+        match self {
+            Ping::Online => 0,
+            Ping::ConnectionLost => 1,
+            Ping::Inactive => 2,
+            Ping::Unknown => 3,
+            Ping::NotManaged => 4,
+        }
+    }
+}
+
+/// One machine. Field names are the `--json` schema (see docs/json.md); add, never rename.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Instance {
+    /// `i-…` for EC2 instances, `mi-…` for hybrid managed nodes.
+    pub id: String,
+    pub region: String,
+    /// The `Name` tag (EC2), or the SSM name / computer name of a hybrid node.
+    pub name: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// EC2 state (`running`, `stopped`…); `None` for hybrid nodes EC2 does not know.
+    pub state: Option<String>,
+    pub ping: Ping,
+    /// `Linux`, `Windows` or `MacOS`, from SSM (or `Windows` from EC2's platform field).
+    pub platform_type: Option<String>,
+    /// e.g. `Amazon Linux`, `Ubuntu`, from SSM; EC2's platform details otherwise.
+    pub platform_name: Option<String>,
+    pub platform_version: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub instance_type: Option<String>,
+    pub availability_zone: Option<String>,
+    pub image_id: Option<String>,
+    pub agent_version: Option<String>,
+    /// Unix seconds of the agent's last ping.
+    pub last_ping: Option<i64>,
+    /// Unix seconds of the instance's launch.
+    pub launch_time: Option<i64>,
+    pub iam_instance_profile: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+}
+
+impl Default for Ping {
+    fn default() -> Self {
+        Ping::Unknown
+    }
+}
+
+impl Instance {
+    pub fn is_hybrid(&self) -> bool {
+        self.id.starts_with("mi-")
+    }
+
+    /// What to show as the machine's name: the Name tag, else the id.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
+    /// The platform as one short label, e.g. `Ubuntu 22.04` or `Windows`.
+    pub fn platform_label(&self) -> String {
+        match (&self.platform_name, &self.platform_version, &self.platform_type) {
+            (Some(n), Some(v), _) if !v.is_empty() => format!("{n} {v}"),
+            (Some(n), _, _) => n.clone(),
+            (None, _, Some(t)) => t.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The sensible order for listings: online first, then by name (unnamed last), then id.
+pub fn sort_fleet(instances: &mut [Instance]) {
+    instances.sort_by(|a, b| {
+        a.ping
+            .rank()
+            .cmp(&b.ping.rank())
+            .then_with(|| a.name.is_none().cmp(&b.name.is_none()))
+            .then_with(|| {
+                a.display_name()
+                    .to_lowercase()
+                    .cmp(&b.display_name().to_lowercase())
+            })
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(id: &str, name: Option<&str>, ping: Ping) -> Instance {
+        Instance {
+            id: id.into(),
+            name: name.map(Into::into),
+            ping,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn online_first_then_name_then_unnamed() {
+        let mut v = vec![
+            inst("i-3", None, Ping::Online),
+            inst("i-1", Some("zeta"), Ping::ConnectionLost),
+            inst("i-2", Some("Beta"), Ping::Online),
+            inst("i-4", Some("alpha"), Ping::Online),
+            inst("i-5", Some("aaa"), Ping::NotManaged),
+        ];
+        sort_fleet(&mut v);
+        let ids: Vec<_> = v.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["i-4", "i-2", "i-3", "i-1", "i-5"]);
+    }
+
+    #[test]
+    fn platform_label_prefers_name_and_version() {
+        let mut i = inst("i-1", None, Ping::Online);
+        assert_eq!(i.platform_label(), "");
+        i.platform_type = Some("Linux".into());
+        assert_eq!(i.platform_label(), "Linux");
+        i.platform_name = Some("Ubuntu".into());
+        i.platform_version = Some("22.04".into());
+        assert_eq!(i.platform_label(), "Ubuntu 22.04");
+    }
+}

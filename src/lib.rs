@@ -1,0 +1,14 @@
+//! ec2ssh: pick an EC2 instance managed by AWS Systems Manager and get a shell on it.
+//!
+//! The binary is a thin `main.rs`; everything lives here so tests and benchmarks
+//! can use it. See the README's "Architecture" section for how the parts fit.
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod fleet;
+pub mod text;
+pub mod tui;

@@ -1,0 +1,115 @@
+//! Entry point: parse the command line, set up logging, run the command, and turn
+//! failures into "error:/fix:" messages and exit codes.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use ec2ssh::aws::AwsContext;
+use ec2ssh::cli::{Cli, ColorChoice, Command, GlobalArgs, PickArgs};
+use ec2ssh::commands;
+use ec2ssh::config::{Config, Paths};
+use ec2ssh::error::{report, AppError};
+use ec2ssh::fleet::Cache;
+use ec2ssh::tui::{self, Outcome, PickOptions};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    tui::terminal::restore();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match cli.global.verbose {
+        0 => "off",
+        1 => "ec2ssh=info",
+        _ => "ec2ssh=debug,aws_config=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<u8, AppError> {
+    let g = cli.global;
+    match cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "ec2ssh", &mut std::io::stdout());
+            Ok(0)
+        }
+        Some(Command::Demo(args)) => commands::demo::run(&args).await,
+        Some(Command::Sim(args)) => commands::demo::serve(&args).await,
+        Some(Command::List(args)) => {
+            let (config, ctx) = account(&g).await?;
+            let cache = cache_for(&g, &config);
+            commands::list::run(&ctx, cache.as_ref(), &args).await?;
+            Ok(0)
+        }
+        Some(Command::Pick(args)) => pick(&g, &args).await,
+        None => pick(&g, &PickArgs::default()).await,
+    }
+}
+
+/// Loads the config file and the AWS context it and the flags describe.
+async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
+    let config = Config::load(g.config.as_deref())?;
+    let profile = g.profile.clone().or_else(|| config.profile.clone());
+    let regions = if g.region.is_empty() { config.regions.clone() } else { g.region.clone() };
+    let ctx = AwsContext::load(profile.as_deref(), &regions).await?;
+    Ok((config, ctx))
+}
+
+fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
+    if g.no_cache || config.cache == Some(false) {
+        return None;
+    }
+    Paths::detect().map(|p| Cache::new(p.cache_dir))
+}
+
+async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
+    let (config, ctx) = account(g).await?;
+    let cache = cache_for(g, &config);
+    let opts = PickOptions {
+        query: args.filter.clone(),
+        online_only: args.online || config.picker.online_only,
+        details: config.picker.details,
+        color: commands::list::use_color(ColorChoice::Auto, true),
+        exit_after_first_frame: args.exit_after_first_frame,
+    };
+    finish(tui::run(ctx, cache, opts).await?)
+}
+
+/// What the picker's outcome means for the process: the picked id on stdout.
+pub fn finish(outcome: Outcome) -> Result<u8, AppError> {
+    match outcome {
+        Outcome::Picked(id) => {
+            println!("{id}");
+            Ok(0)
+        }
+        Outcome::Cancelled => Ok(130),
+    }
+}

@@ -1,0 +1,96 @@
+//! Untrusted text (tag values, names) made inert for a terminal, and measured in
+//! display cells so wide (CJK, emoji) text stays aligned.
+
+use std::borrow::Cow;
+
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+/// Replaces anything a terminal could act on with a visible, inert stand-in:
+/// C0 controls become their Unicode control pictures (ESC → `␛`, LF → `␊`), DEL → `␡`,
+/// C1 controls and bidirectional overrides (which can disguise text) → `�`.
+pub fn sanitize(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().map(replacement).collect())
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+fn replacement(c: char) -> char {
+    match c as u32 {
+        0x00..=0x1F => char::from_u32(0x2400 + c as u32).unwrap_or('\u{FFFD}'),
+        0x7F => '\u{2421}',
+        _ if is_unsafe(c) => '\u{FFFD}',
+        _ => c,
+    }
+}
+
+/// Display width in terminal cells.
+pub fn width(s: &str) -> usize {
+    UnicodeWidthStr::width(s)
+}
+
+/// Cuts `s` to at most `max` cells, ending in `…` when something was cut.
+pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    if width(s) <= max {
+        return Cow::Borrowed(s);
+    }
+    if max == 0 {
+        return Cow::Borrowed("");
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > max - 1 {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    out.push('…');
+    Cow::Owned(out)
+}
+
+/// `s` cut or padded with spaces to exactly `cells` cells.
+pub fn fit(s: &str, cells: usize) -> String {
+    let t = truncate(s, cells);
+    let pad = cells.saturating_sub(width(&t));
+    format!("{t}{}", " ".repeat(pad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_newlines_become_inert() {
+        assert_eq!(sanitize("a\u{1b}[31mred\nx"), "a␛[31mred␊x");
+        assert_eq!(sanitize("tab\there\r"), "tab␉here␍");
+        assert_eq!(sanitize("del\u{7f}c1\u{9b}"), "del␡c1\u{FFFD}");
+        assert_eq!(sanitize("evil\u{202E}txt.exe"), "evil\u{FFFD}txt.exe");
+    }
+
+    #[test]
+    fn clean_text_is_borrowed() {
+        assert!(matches!(sanitize("web-1 ウェブ 🚀"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn truncation_counts_cells_not_chars() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 3), "abc");
+        // Each CJK char is two cells wide.
+        assert_eq!(truncate("日本語テキスト", 7), "日本語…");
+        assert_eq!(width(&truncate("日本語テキスト", 6)), 5);
+        assert_eq!(fit("日本", 6), "日本  ");
+        assert_eq!(width(&fit("🚀🚀🚀🚀", 5)), 5);
+    }
+}

@@ -1,0 +1,83 @@
+//! The keymap: terminal key events to picker actions.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::app::Action;
+
+pub fn action_for(key: KeyEvent) -> Option<Action> {
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
+    Some(match key.code {
+        KeyCode::Char('c') if ctrl => Action::Quit,
+        KeyCode::Char('n' | 'j') if ctrl => Action::Down,
+        KeyCode::Char('p' | 'k') if ctrl => Action::Up,
+        KeyCode::Char('r') if ctrl => Action::Refresh,
+        KeyCode::Char('d') if ctrl => Action::ToggleDetails,
+        KeyCode::Char('u') if ctrl => Action::ClearQuery,
+        KeyCode::Char('w') if ctrl => Action::DeleteWord,
+        KeyCode::Char('h') if ctrl => Action::Backspace,
+        KeyCode::Backspace if ctrl || alt => Action::DeleteWord,
+        KeyCode::Char(_) if ctrl || alt => return None,
+        KeyCode::Char('?') => Action::ToggleHelp,
+        KeyCode::Char(c) => Action::Char(c),
+        KeyCode::Backspace => Action::Backspace,
+        KeyCode::Esc => Action::Quit,
+        KeyCode::Enter => Action::Select,
+        KeyCode::Up => Action::Up,
+        KeyCode::Down => Action::Down,
+        KeyCode::PageUp => Action::PageUp,
+        KeyCode::PageDown => Action::PageDown,
+        KeyCode::Home => Action::Home,
+        KeyCode::End => Action::End,
+        KeyCode::Tab => Action::ToggleOnline,
+        KeyCode::F(1) => Action::ToggleHelp,
+        KeyCode::F(3) => Action::ToggleDetails,
+        _ => return None,
+    })
+}
+
+/// The key list shown by the help overlay: (keys, what they do).
+pub const HELP: &[(&str, &str)] = &[
+    ("type", "filter (fuzzy; space separates terms)"),
+    ("↑ ↓  Ctrl-p Ctrl-n  Ctrl-k Ctrl-j", "move"),
+    ("PgUp PgDn  Home End", "move by page / to the ends"),
+    ("Enter", "pick the selected instance"),
+    ("Tab", "show only Online instances / all"),
+    ("Ctrl-d  F3", "detail pane"),
+    ("Ctrl-r", "refresh from AWS"),
+    ("Backspace  Ctrl-w  Ctrl-u", "delete a char / a word / the query"),
+    ("?  F1", "this help (any key closes it)"),
+    ("Esc  Ctrl-c", "quit"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode, m: KeyModifiers) -> Option<Action> {
+        action_for(KeyEvent::new(code, m))
+    }
+
+    #[test]
+    fn keymap() {
+        let none = KeyModifiers::NONE;
+        let ctrl = KeyModifiers::CONTROL;
+        assert_eq!(key(KeyCode::Char('a'), none), Some(Action::Char('a')));
+        assert_eq!(key(KeyCode::Char('A'), KeyModifiers::SHIFT), Some(Action::Char('A')));
+        assert_eq!(key(KeyCode::Char('c'), ctrl), Some(Action::Quit));
+        assert_eq!(key(KeyCode::Esc, none), Some(Action::Quit));
+        assert_eq!(key(KeyCode::Char('n'), ctrl), Some(Action::Down));
+        assert_eq!(key(KeyCode::Char('j'), ctrl), Some(Action::Down));
+        assert_eq!(key(KeyCode::Char('p'), ctrl), Some(Action::Up));
+        assert_eq!(key(KeyCode::Char('k'), ctrl), Some(Action::Up));
+        assert_eq!(key(KeyCode::Char('r'), ctrl), Some(Action::Refresh));
+        assert_eq!(key(KeyCode::Tab, none), Some(Action::ToggleOnline));
+        assert_eq!(key(KeyCode::Char('?'), none), Some(Action::ToggleHelp));
+        assert_eq!(key(KeyCode::Enter, none), Some(Action::Select));
+        assert_eq!(key(KeyCode::PageDown, none), Some(Action::PageDown));
+        assert_eq!(key(KeyCode::Char('x'), ctrl), None);
+    }
+}

@@ -1,0 +1,145 @@
+//! The full-screen picker: state (`app`), keymap (`keys`), drawing (`view`), terminal
+//! ownership (`terminal`) and the event loop below, which turns key presses,
+//! refresh results, ticks and signals into actions and carries out the effects.
+
+pub mod app;
+pub mod keys;
+pub mod terminal;
+pub mod view;
+
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream};
+use futures::StreamExt;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::aws::AwsContext;
+use crate::error::AppError;
+use crate::fleet::{self, Cache};
+use app::{Action, App, Effect, Source};
+use terminal::TerminalGuard;
+use view::Theme;
+
+/// How the picker starts.
+#[derive(Debug, Clone, Default)]
+pub struct PickOptions {
+    pub query: Option<String>,
+    pub online_only: bool,
+    pub details: bool,
+    pub color: bool,
+    /// Benchmark hook: stop after the first frame that shows rows.
+    pub exit_after_first_frame: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Picked(String),
+    Cancelled,
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn spawn_refresh(ctx: &AwsContext, tx: &mpsc::UnboundedSender<Action>) {
+    let (ctx, tx) = (ctx.clone(), tx.clone());
+    tokio::spawn(async move {
+        let result = fleet::fetch(&ctx).await;
+        let _ = tx.send(Action::Loaded(result, unix_now()));
+    });
+}
+
+pub async fn run(
+    ctx: AwsContext,
+    cache: Option<Cache>,
+    opts: PickOptions,
+) -> Result<Outcome, AppError> {
+    let started = std::time::Instant::now();
+    let mut app = App::new(unix_now());
+    app.online_only = opts.online_only;
+    app.details = opts.details;
+    if let Some(c) = cache.as_ref().and_then(|c| c.load(&ctx.cache_key)) {
+        app.set_instances(c.instances, Source::Cached { saved_at: c.saved_at });
+    }
+    for ch in opts.query.as_deref().unwrap_or_default().chars() {
+        app.update(Action::Char(ch));
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    if !opts.exit_after_first_frame || app.instances.is_empty() {
+        app.loading = true;
+        spawn_refresh(&ctx, &tx);
+    }
+
+    let theme = Theme { color: opts.color };
+    let mut guard = TerminalGuard::enter().map_err(|e| {
+        AppError::other(
+            format!("cannot open the terminal: {e}"),
+            "run ec2ssh in an interactive terminal, or use `ec2ssh list` in scripts",
+        )
+    })?;
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io_error)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io_error)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io_error)?;
+    let mut dirty = true;
+    let mut last_second = app.now;
+
+    loop {
+        if dirty {
+            let size = guard.terminal.size().map_err(io_error)?;
+            let list_rows = view::areas(&app, size.into()).list.height as usize;
+            if list_rows != app.viewport {
+                app.update(Action::Viewport(list_rows));
+            }
+            guard
+                .terminal
+                .draw(|f| view::render(f, &app, theme))
+                .map_err(io_error)?;
+            dirty = false;
+            if opts.exit_after_first_frame && !app.instances.is_empty() {
+                drop(guard);
+                eprintln!("first frame: {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+                return Ok(Outcome::Cancelled);
+            }
+        }
+        let action = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Key(key))) => keys::action_for(key),
+                Some(Ok(Event::Resize(..))) => { dirty = true; None }
+                Some(Ok(_)) => None,
+                Some(Err(e)) => return Err(io_error(e)),
+                None => return Ok(Outcome::Cancelled),
+            },
+            Some(action) = rx.recv() => Some(action),
+            _ = tick.tick() => {
+                let now = unix_now();
+                (app.loading || now != last_second).then(|| { last_second = now; Action::Tick(now) })
+            }
+            _ = sigint.recv() => return Err(AppError::Interrupted),
+            _ = sigterm.recv() => return Err(AppError::Signal(15)),
+            _ = sighup.recv() => return Err(AppError::Signal(1)),
+        };
+        let Some(action) = action else { continue };
+        if let (Action::Loaded(Ok(inv), now), Some(cache)) = (&action, &cache) {
+            if let Err(e) = cache.store(&ctx.cache_key, *now, &inv.instances) {
+                tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write the inventory cache");
+            }
+        }
+        dirty = true;
+        match app.update(action) {
+            Some(Effect::Quit) => return Ok(Outcome::Cancelled),
+            Some(Effect::Select(id)) => return Ok(Outcome::Picked(id)),
+            Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
+            None => {}
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> AppError {
+    AppError::other(format!("terminal error: {e}"), "check that the terminal is still open and try again")
+}

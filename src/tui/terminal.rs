@@ -1,0 +1,70 @@
+//! Owning the terminal: raw mode and the alternate screen on `/dev/tty` (so stdout
+//! stays free for the picked id), restored on every exit path, panics included.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossterm::cursor::{Hide, Show};
+use crossterm::execute;
+use crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+pub type Term = Terminal<CrosstermBackend<File>>;
+
+fn tty() -> io::Result<File> {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty")
+}
+
+/// The terminal in picker mode; dropping it restores the terminal.
+pub struct TerminalGuard {
+    pub terminal: Term,
+}
+
+impl TerminalGuard {
+    pub fn enter() -> io::Result<TerminalGuard> {
+        install_panic_hook();
+        let mut out = tty()?;
+        enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        if let Err(e) = execute!(out, EnterAlternateScreen, Hide) {
+            restore();
+            return Err(e);
+        }
+        let terminal = Terminal::new(CrosstermBackend::new(out)).inspect_err(|_| restore())?;
+        Ok(TerminalGuard { terminal })
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Leaves the alternate screen and raw mode. Idempotent, so the guard, the panic
+/// hook and signal paths can all call it.
+pub fn restore() {
+    if ACTIVE.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        if let Ok(mut out) = tty() {
+            let _ = execute!(out, LeaveAlternateScreen, Show);
+        }
+    }
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+    });
+}

@@ -1,0 +1,409 @@
+//! Drawing the picker from its state: query line, table, detail pane, messages,
+//! status line and help overlay. Pure function of `App` (plus the colour choice).
+
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::app::{App, Source};
+use super::keys::HELP;
+use crate::filter::Field;
+use crate::fleet::{Instance, Ping};
+use crate::text::{fit, sanitize, truncate, width};
+
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/// Styles, or none at all when colour is off (NO_COLOR): then only bold/reverse mark things.
+#[derive(Debug, Clone, Copy)]
+pub struct Theme {
+    pub color: bool,
+}
+
+impl Theme {
+    fn fg(self, c: Color) -> Style {
+        if self.color {
+            Style::default().fg(c)
+        } else {
+            Style::default()
+        }
+    }
+
+    fn ping(self, p: Ping) -> Style {
+        self.fg(match p {
+            Ping::Online => Color::Green,
+            Ping::ConnectionLost => Color::Yellow,
+            Ping::Inactive => Color::Red,
+            Ping::NotManaged | Ping::Unknown => Color::DarkGray,
+        })
+    }
+
+    fn matched(self) -> Style {
+        self.fg(Color::Yellow).add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+    }
+
+    fn dim(self) -> Style {
+        self.fg(Color::DarkGray)
+    }
+}
+
+/// A table column: which field, its header and its width in cells.
+struct Column {
+    field: Option<Field>,
+    title: &'static str,
+    width: usize,
+}
+
+/// Picks the columns that fit `total` cells; the name column takes what is left.
+fn columns(total: usize) -> Vec<Column> {
+    let col = |field, title, width| Column { field, title, width };
+    let fixed = [
+        col(Some(Field::Id), "ID", 19),
+        col(Some(Field::PrivateIp), "PRIVATE IP", 15),
+        col(Some(Field::Platform), "PLATFORM", 18),
+        col(Some(Field::Type), "TYPE", 11),
+        col(Some(Field::Zone), "AZ", 15),
+        col(None, "AGENT", 12),
+    ];
+    // glyph + space, and one space between columns.
+    let mut budget = total.saturating_sub(2);
+    let min_name = 16;
+    let mut out = vec![];
+    for c in fixed {
+        if budget >= min_name + c.width + 1 {
+            budget -= c.width + 1;
+            out.push(c);
+        } else {
+            break;
+        }
+    }
+    let name_width = budget.saturating_sub(1).clamp(4, 40);
+    out.insert(0, col(Some(Field::Name), "NAME", name_width));
+    out
+}
+
+fn field_text(i: &Instance, field: Option<Field>) -> String {
+    let s = match field {
+        Some(Field::Name) => i.display_name().to_string(),
+        Some(Field::Id) => i.id.clone(),
+        Some(Field::PrivateIp) => i.private_ip.clone().unwrap_or_default(),
+        Some(Field::PublicIp) => i.public_ip.clone().unwrap_or_default(),
+        Some(Field::Platform) => i.platform_label(),
+        Some(Field::Type) => i.instance_type.clone().unwrap_or_default(),
+        Some(Field::Zone) => i.availability_zone.clone().unwrap_or_default(),
+        None => i.agent_version.clone().unwrap_or_default(),
+    };
+    sanitize(&s).into_owned()
+}
+
+/// The cell text as spans, with matched characters highlighted, cut to `cells`.
+fn cell<'a>(text: &str, cells: usize, matched: &[usize], base: Style, hl: Style) -> Vec<Span<'a>> {
+    let shown = fit(text, cells);
+    if matched.is_empty() {
+        return vec![Span::styled(shown, base)];
+    }
+    let visible = truncate(text, cells).chars().count();
+    let mut spans = Vec::new();
+    let mut run = String::new();
+    let mut run_hl = false;
+    for (n, c) in shown.chars().enumerate() {
+        let is_hl = n < visible && matched.binary_search(&n).is_ok();
+        if is_hl != run_hl && !run.is_empty() {
+            spans.push(Span::styled(std::mem::take(&mut run), if run_hl { base.patch(hl) } else { base }));
+        }
+        run_hl = is_hl;
+        run.push(c);
+    }
+    if !run.is_empty() {
+        spans.push(Span::styled(run, if run_hl { base.patch(hl) } else { base }));
+    }
+    spans
+}
+
+/// Human age of `secs`: "just now", "42 s", "4 min", "3 h", "2 d".
+pub fn age(secs: i64) -> String {
+    match secs.max(0) {
+        0..=4 => "just now".into(),
+        s @ 5..=59 => format!("{s} s ago"),
+        s @ 60..=3599 => format!("{} min ago", s / 60),
+        s @ 3600..=86_399 => format!("{} h ago", s / 3600),
+        s => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// The areas of one frame; the event loop also uses it to learn the list height.
+pub struct Areas {
+    pub query: Rect,
+    pub header: Rect,
+    pub list: Rect,
+    pub details: Option<Rect>,
+    pub messages: Rect,
+    pub status: Rect,
+}
+
+pub fn areas(app: &App, area: Rect) -> Areas {
+    let messages = (app.errors.len() + app.warnings.len()).min(3) as u16 * 2;
+    let [query, body, msgs, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(2),
+        Constraint::Length(messages),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let (table, details) = if app.details {
+        if area.width >= 110 {
+            let [t, d] = Layout::horizontal([Constraint::Min(60), Constraint::Length(44)]).areas(body);
+            (t, Some(d))
+        } else {
+            let [t, d] = Layout::default()
+                .direction(Direction::Vertical)
+                .constraints([Constraint::Min(3), Constraint::Length(12)])
+                .areas(body);
+            (t, Some(d))
+        }
+    } else {
+        (body, None)
+    };
+    let [header, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(table);
+    Areas {
+        query,
+        header,
+        list,
+        details,
+        messages: msgs,
+        status,
+    }
+}
+
+pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
+    let a = areas(app, frame.area());
+    render_query(frame, app, theme, a.query);
+    let cols = columns(a.header.width as usize);
+    render_header(frame, &cols, theme, a.header);
+    render_rows(frame, app, theme, &cols, a.list);
+    if let Some(d) = a.details {
+        render_details(frame, app, theme, d);
+    }
+    render_messages(frame, app, theme, a.messages);
+    render_status(frame, app, theme, a.status);
+    if app.help {
+        render_help(frame, theme);
+    }
+}
+
+fn render_query(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    let prompt = Span::styled("> ", theme.fg(Color::Cyan).add_modifier(Modifier::BOLD));
+    let q = sanitize(&app.query).into_owned();
+    let line = Line::from(vec![prompt, Span::raw(q.clone())]);
+    frame.render_widget(Paragraph::new(line), area);
+    let x = area.x + 2 + width(&q).min(area.width.saturating_sub(3) as usize) as u16;
+    frame.set_cursor_position((x, area.y));
+}
+
+fn render_header(frame: &mut Frame, cols: &[Column], theme: Theme, area: Rect) {
+    let mut spans = vec![Span::raw("  ")];
+    for c in cols {
+        spans.push(Span::styled(fit(c.title, c.width), theme.dim().add_modifier(Modifier::BOLD)));
+        spans.push(Span::raw(" "));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area: Rect) {
+    if app.hits.is_empty() {
+        let msg = if app.instances.is_empty() {
+            if app.loading {
+                "loading the fleet…"
+            } else if app.errors.is_empty() {
+                "no instances in these regions"
+            } else {
+                "could not list the fleet (see below)"
+            }
+        } else {
+            "no instance matches the filter"
+        };
+        frame.render_widget(Paragraph::new(Span::styled(msg, theme.dim())), area);
+        return;
+    }
+    let rows = area.height as usize;
+    let end = (app.offset + rows).min(app.hits.len());
+    let mut lines = Vec::with_capacity(rows);
+    for (n, hit) in app.hits[app.offset..end].iter().enumerate() {
+        let i = &app.instances[hit.index as usize];
+        let selected = app.offset + n == app.selected;
+        let base = if selected {
+            Style::default().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::default()
+        };
+        let positions = app.match_positions(hit.index);
+        let hay = app.haystack(hit.index);
+        let mut spans = vec![
+            Span::styled(i.ping.glyph().to_string(), theme.ping(i.ping).patch(base)),
+            Span::styled(" ", base),
+        ];
+        for c in cols {
+            let text = field_text(i, c.field);
+            let matched = c.field.map(|f| hay.positions_in(f, &positions)).unwrap_or_default();
+            let style = if c.field == Some(Field::Name) && i.name.is_none() {
+                base.patch(theme.dim())
+            } else {
+                base
+            };
+            spans.extend(cell(&text, c.width, &matched, style, theme.matched()));
+            spans.push(Span::styled(" ", base));
+        }
+        lines.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "–".into());
+    let when = |t: Option<i64>| match t {
+        Some(t) => format!(
+            "{} ({})",
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64)),
+            age(now - t)
+        ),
+        None => "–".into(),
+    };
+    let mut v = vec![
+        ("Name".into(), i.name.clone().unwrap_or_else(|| "–".into())),
+        ("ID".into(), i.id.clone()),
+        ("Region".into(), i.region.clone()),
+        ("State".into(), i.state.clone().unwrap_or_else(|| "– (hybrid node)".into())),
+        ("SSM".into(), i.ping.label().to_string()),
+        ("Last ping".into(), when(i.last_ping)),
+        ("Agent".into(), opt(&i.agent_version)),
+        ("Platform".into(), i.platform_label()),
+        ("Private IP".into(), opt(&i.private_ip)),
+        ("Public IP".into(), opt(&i.public_ip)),
+        ("Type".into(), opt(&i.instance_type)),
+        ("AZ".into(), opt(&i.availability_zone)),
+        ("Image".into(), opt(&i.image_id)),
+        ("Launched".into(), when(i.launch_time)),
+        ("Profile".into(), opt(&i.iam_instance_profile)),
+        ("VPC".into(), format!("{} / {}", opt(&i.vpc_id), opt(&i.subnet_id))),
+    ];
+    for (k, val) in &i.tags {
+        v.push((format!("tag {k}"), val.clone()));
+    }
+    v
+}
+
+fn render_details(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.dim())
+        .title(" details ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(i) = app.selected_instance() else {
+        return;
+    };
+    let key_w = 11usize;
+    let val_w = (inner.width as usize).saturating_sub(key_w + 1);
+    let lines: Vec<Line> = detail_lines(i, app.now)
+        .into_iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(fit(&sanitize(&k), key_w), theme.dim()),
+                Span::raw(" "),
+                Span::raw(truncate(&sanitize(&v), val_w).into_owned()),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let mut lines = Vec::new();
+    let red = theme.fg(Color::Red).add_modifier(Modifier::BOLD);
+    let yellow = theme.fg(Color::Yellow);
+    for (e, style, label) in app
+        .errors
+        .iter()
+        .map(|e| (e, red, "error: "))
+        .chain(app.warnings.iter().map(|e| (e, yellow, "warning: ")))
+    {
+        lines.push(Line::from(vec![Span::styled(label, style), Span::raw(sanitize(&e.summary()).into_owned())]));
+        lines.push(Line::from(vec![Span::styled("  fix: ", theme.dim()), Span::raw(sanitize(&e.fix()).into_owned())]));
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    let mut parts = vec![
+        format!("{}/{} shown", app.hits.len(), app.instances.len()),
+        format!("{} online", app.online_count),
+    ];
+    if app.online_only {
+        parts.push("online only".into());
+    }
+    match app.source {
+        Source::Cached { saved_at } => parts.push(format!("cached {}", age(app.now - saved_at))),
+        Source::Fresh { fetched_at } => parts.push(format!("updated {}", age(app.now - fetched_at))),
+        Source::Nothing => {}
+    }
+    let spin = SPINNER[app.spinner % SPINNER.len()];
+    if app.loading {
+        parts.push(format!("refreshing {spin}"));
+    }
+    let left = parts.join(" · ");
+    let right = "? help";
+    let pad = (area.width as usize).saturating_sub(width(&left) + width(right));
+    let line = Line::from(vec![
+        Span::styled(left, theme.dim()),
+        Span::raw(" ".repeat(pad)),
+        Span::styled(right, theme.dim()),
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn render_help(frame: &mut Frame, theme: Theme) {
+    let area = frame.area();
+    let w = 70.min(area.width);
+    let h = (HELP.len() as u16 + 4).min(area.height);
+    let rect = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
+    frame.render_widget(Clear, rect);
+    let block = Block::default().borders(Borders::ALL).title(" ec2ssh keys ");
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(fit(k, 34), theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(age(0), "just now");
+        assert_eq!(age(42), "42 s ago");
+        assert_eq!(age(4 * 60 + 5), "4 min ago");
+        assert_eq!(age(3 * 3600), "3 h ago");
+        assert_eq!(age(2 * 86400 + 1), "2 d ago");
+        assert_eq!(age(-5), "just now");
+    }
+
+    #[test]
+    fn narrow_terminals_drop_columns_from_the_right() {
+        let titles = |w| columns(w).iter().map(|c| c.title).collect::<Vec<_>>();
+        assert_eq!(titles(40), ["NAME", "ID"]);
+        assert_eq!(titles(140), ["NAME", "ID", "PRIVATE IP", "PLATFORM", "TYPE", "AZ", "AGENT"]);
+        let total: usize = columns(100).iter().map(|c| c.width + 1).sum::<usize>() + 2;
+        assert!(total <= 100, "{total}");
+    }
+}
