@@ -59,7 +59,7 @@ struct Column {
 fn columns(total: usize) -> Vec<Column> {
     let col = |field, title, width| Column { field, title, width };
     let fixed = [
-        col(Some(Field::Id), "ID", 19),
+        col(Some(Field::Id), "ID", 20),
         col(Some(Field::PrivateIp), "PRIVATE IP", 15),
         col(Some(Field::Platform), "PLATFORM", 18),
         col(Some(Field::Type), "TYPE", 11),
@@ -85,6 +85,7 @@ fn columns(total: usize) -> Vec<Column> {
 
 fn field_text(i: &Instance, field: Option<Field>) -> String {
     let s = match field {
+        Some(Field::Name) if i.name.is_none() => "–".to_string(),
         Some(Field::Name) => i.display_name().to_string(),
         Some(Field::Id) => i.id.clone(),
         Some(Field::PrivateIp) => i.private_ip.clone().unwrap_or_default(),
@@ -387,6 +388,135 @@ fn render_help(frame: &mut Frame, theme: Theme) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::{AwsError, AwsErrorKind};
+    use crate::fleet::{FetchError, Inventory};
+    use crate::tui::app::Action;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    const NOW: i64 = 1_790_000_000;
+
+    fn inst(id: &str, name: Option<&str>, ping: Ping, platform: &str) -> Instance {
+        Instance {
+            id: id.into(),
+            region: "us-east-1".into(),
+            name: name.map(Into::into),
+            ping,
+            state: Some("running".into()),
+            platform_name: Some(platform.into()),
+            private_ip: Some("10.0.1.23".into()),
+            instance_type: Some("t3.micro".into()),
+            availability_zone: Some("us-east-1a".into()),
+            agent_version: Some("3.3.987.0".into()),
+            last_ping: Some(NOW - 30),
+            launch_time: Some(NOW - 3 * 86400),
+            image_id: Some("ami-0abcdef1234567890".into()),
+            ..Default::default()
+        }
+    }
+
+    fn fleet() -> Vec<Instance> {
+        let mut hostile = inst("i-0000000000000000e", Some("evil\u{1b}[2J\u{1b}]0;pwned\u{7}\nname"), Ping::Online, "Ubuntu 22.04");
+        hostile.tags.insert("Owner".into(), "x\u{1b}[31mred\r\nnext".into());
+        vec![
+            inst("i-0aaaaaaaaaaaaaaa1", Some("web-prod-1"), Ping::Online, "Amazon Linux 2023"),
+            inst("i-0aaaaaaaaaaaaaaa2", Some("ウェブサーバー本番環境-二号機"), Ping::Online, "Ubuntu 22.04"),
+            hostile,
+            inst("i-0aaaaaaaaaaaaaaa3", Some("🚀 launchpad 🚀"), Ping::ConnectionLost, "Debian 12"),
+            inst("i-0aaaaaaaaaaaaaaa4", None, Ping::Inactive, "Windows"),
+            inst("mi-0123456789abcdef0", Some("rack-7-bastion-with-a-rather-long-name-that-will-not-fit"), Ping::NotManaged, "RHEL 9"),
+        ]
+    }
+
+    fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| render(f, app, Theme { color: true })).unwrap();
+        t
+    }
+
+    fn app() -> App {
+        let mut a = App::new(NOW);
+        a.set_instances(fleet(), Source::Cached { saved_at: NOW - 125 });
+        a
+    }
+
+    #[test]
+    fn full_screen_with_hostile_and_wide_names() {
+        let mut a = app();
+        a.loading = true;
+        insta::assert_snapshot!(draw(&a, 120, 12).backend());
+    }
+
+    #[test]
+    fn narrow_screen() {
+        insta::assert_snapshot!(draw(&app(), 50, 10).backend());
+    }
+
+    #[test]
+    fn filtered_with_details_and_highlight() {
+        let mut a = app();
+        for c in "evil".chars() {
+            a.update(Action::Char(c));
+        }
+        a.update(Action::ToggleDetails);
+        let t = draw(&a, 120, 24);
+        insta::assert_snapshot!(t.backend());
+        // The matched characters "evil" (row 2, name column from x=2) are highlighted.
+        let buf = t.backend().buffer();
+        for x in 2..6 {
+            assert!(buf[(x, 2)].modifier.contains(Modifier::UNDERLINED), "x={x}");
+        }
+        assert!(!buf[(6, 2)].modifier.contains(Modifier::UNDERLINED));
+    }
+
+    #[test]
+    fn no_control_characters_reach_the_buffer() {
+        let mut a = app();
+        a.update(Action::ToggleDetails);
+        a.update(Action::Down);
+        a.update(Action::Down);
+        let t = draw(&a, 140, 40);
+        for cell in t.backend().buffer().content() {
+            assert!(!cell.symbol().chars().any(|c| c.is_control()), "{:?}", cell.symbol());
+        }
+    }
+
+    #[test]
+    fn errors_are_shown_with_their_fix() {
+        let mut a = App::new(NOW);
+        a.loading = true;
+        let err = AwsError {
+            action: "ec2:DescribeInstances".into(),
+            region: "eu-west-1".into(),
+            kind: AwsErrorKind::AccessDenied,
+            code: Some("UnauthorizedOperation".into()),
+            message: "not authorized".into(),
+        };
+        a.update(Action::Loaded(Err(FetchError { errors: vec![err] }), NOW));
+        insta::assert_snapshot!(draw(&a, 120, 8).backend());
+    }
+
+    #[test]
+    fn partial_failure_is_a_warning() {
+        let mut a = App::new(NOW);
+        let warn = AwsError {
+            action: "ssm:DescribeInstanceInformation".into(),
+            region: "us-east-1".into(),
+            kind: AwsErrorKind::Unreachable,
+            code: None,
+            message: "Connection refused (os error 111)".into(),
+        };
+        let inv = Inventory { instances: fleet(), warnings: vec![warn] };
+        a.update(Action::Loaded(Ok(inv), NOW));
+        insta::assert_snapshot!(draw(&a, 120, 12).backend());
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut a = app();
+        a.update(Action::ToggleHelp);
+        insta::assert_snapshot!(draw(&a, 100, 18).backend());
+    }
 
     #[test]
     fn ages() {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs: tmux and OpenSSH (Debian packages) and a
+# project-local Python venv with moto's server. Idempotent; quick when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION="5.2.5"
+
+need_apt=()
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "test-deps: need root to install: ${need_apt[*]}" >&2
+        exit 1
+    fi
+    echo "test-deps: installing ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    echo "test-deps: creating .venv with moto[server]==$MOTO_VERSION"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+echo "test-deps: ok (tmux $(tmux -V | cut -d' ' -f2), moto $(.venv/bin/python -c 'import moto; print(moto.__version__)'))"

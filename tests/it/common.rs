@@ -1,0 +1,263 @@
+//! Shared fixtures: the built binary, free ports, waiting with deadlines, a moto
+//! server, the simulator as a child process, and tmux sessions. Every fixture
+//! binds 127.0.0.1 only and cleans up on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ec2ssh"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A command for the ec2ssh binary with a hermetic environment: no user AWS
+/// config, no IMDS, private XDG dirs, fixed demo credentials.
+pub fn ec2ssh(home: &Path) -> Command {
+    let mut c = Command::new(bin());
+    hermetic(&mut c, home);
+    c
+}
+
+pub fn hermetic(c: &mut Command, home: &Path) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("EC2SSH_") || k == "NO_COLOR" || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_MAX_ATTEMPTS", "2");
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Guarded(pub Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Fails with the install hint when a tool the suite needs is missing.
+pub fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} not found at {}: run scripts/test-deps.sh first",
+        path.display()
+    );
+}
+
+/// A moto server on a free loopback port.
+pub struct Moto {
+    pub endpoint: String,
+    _child: Guarded,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let server = repo().join(".venv/bin/moto_server");
+        require(&server, "moto_server");
+        let port = free_port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let child = Guarded(child);
+        wait_for("moto to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: child,
+        }
+    }
+
+    /// Runs a Python snippet against this moto with boto3 (`ENDPOINT` is set).
+    pub fn python(&self, code: &str) -> String {
+        let out = Command::new(repo().join(".venv/bin/python"))
+            .arg("-c")
+            .arg(code)
+            .env("ENDPOINT", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run python");
+        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// `ec2ssh sim` as a child process, with the summary it printed.
+pub struct Sim {
+    pub endpoint: String,
+    pub regions: Vec<String>,
+    pub instances: usize,
+    _child: Guarded,
+}
+
+impl Sim {
+    pub fn start(home: &Path, args: &[&str]) -> Sim {
+        let mut child = ec2ssh(home)
+            .arg("sim")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ec2ssh sim");
+        let stdout = child.stdout.take().unwrap();
+        let child = Guarded(child);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("sim summary line");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("sim printed {line:?}: {e}"));
+        Sim {
+            endpoint: v["endpoint"].as_str().unwrap().to_string(),
+            regions: v["regions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect(),
+            instances: v["instances"].as_u64().unwrap() as usize,
+            _child: child,
+        }
+    }
+
+    /// `ec2ssh` pointed at this simulator for all regions.
+    pub fn ec2ssh(&self, home: &Path) -> Command {
+        let mut c = ec2ssh(home);
+        c.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .arg("--region")
+            .arg(self.regions.join(","));
+        c
+    }
+}
+
+/// A detached tmux session on a private server socket, killed on drop.
+pub struct Tmux {
+    socket: PathBuf,
+    pub name: String,
+}
+
+impl Tmux {
+    pub fn start(dir: &Path, cols: u16, rows: u16, command: &str) -> Tmux {
+        let tmux = which("tmux").expect("tmux not found: run scripts/test-deps.sh first");
+        let t = Tmux {
+            socket: dir.join("tmux.sock"),
+            name: "t".into(),
+        };
+        let status = Command::new(tmux)
+            .args(["-S"])
+            .arg(&t.socket)
+            .args(["-f", "/dev/null", "new-session", "-d", "-s", &t.name])
+            .args(["-x", &cols.to_string(), "-y", &rows.to_string()])
+            .arg(command)
+            .status()
+            .expect("run tmux");
+        assert!(status.success(), "tmux new-session failed");
+        t
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket);
+        c
+    }
+
+    pub fn send(&self, keys: &[&str]) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok, "send-keys {keys:?}");
+    }
+
+    /// Types literal text.
+    pub fn type_text(&self, text: &str) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-l", "-t", &self.name, text])
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok);
+    }
+
+    pub fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        let found = (|| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                last = self.screen();
+                if f(&last) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        })();
+        assert!(found, "timed out waiting for {what}; screen was:\n{last}");
+        last
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `ec2ssh` binary against a real moto server, the
+//! built-in simulator, and tmux. One test binary keeps link time down.
+
+mod common;
+mod list_moto;
+mod list_sim;
+mod picker;
