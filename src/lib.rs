@@ -10,5 +10,6 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod fleet;
+pub mod sim;
 pub mod text;
 pub mod tui;

@@ -12,7 +12,7 @@ use ec2ssh::commands;
 use ec2ssh::config::{Config, Paths};
 use ec2ssh::error::{report, AppError};
 use ec2ssh::fleet::Cache;
-use ec2ssh::tui::{self, Outcome, PickOptions};
+use ec2ssh::tui::{self, PickOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -100,16 +100,5 @@ async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
         color: commands::list::use_color(ColorChoice::Auto, true),
         exit_after_first_frame: args.exit_after_first_frame,
     };
-    finish(tui::run(ctx, cache, opts).await?)
-}
-
-/// What the picker's outcome means for the process: the picked id on stdout.
-pub fn finish(outcome: Outcome) -> Result<u8, AppError> {
-    match outcome {
-        Outcome::Picked(id) => {
-            println!("{id}");
-            Ok(0)
-        }
-        Outcome::Cancelled => Ok(130),
-    }
+    commands::finish_pick(tui::run(ctx, cache, opts).await?)
 }

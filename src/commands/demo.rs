@@ -1,12 +1,70 @@
 //! `ec2ssh demo` and the hidden `ec2ssh sim`: the built-in simulator, in process.
 
-use crate::cli::{DemoArgs, SimArgs};
-use crate::error::AppError;
+use std::collections::HashSet;
 
-pub async fn run(_args: &DemoArgs) -> Result<u8, AppError> {
-    Err(AppError::other("the demo is not built yet", "wait for the simulator"))
+use crate::aws::AwsContext;
+use crate::cli::{DemoArgs, FleetSource, SimArgs};
+use crate::error::AppError;
+use crate::sim::{self, FleetFile, SimOptions};
+use crate::tui::{self, PickOptions};
+
+fn fleet(source: &FleetSource) -> Result<FleetFile, AppError> {
+    match (&source.fleet, source.generate) {
+        (Some(path), _) => FleetFile::load(path).map_err(|e| {
+            AppError::other(
+                format!("cannot load the fleet file {}: {e:#}", path.display()),
+                "check the file against assets/demo-fleet.toml",
+            )
+        }),
+        (None, Some(n)) => Ok(FleetFile::generate(n, source.seed)),
+        (None, None) => Ok(FleetFile::demo()),
+    }
 }
 
-pub async fn serve(_args: &SimArgs) -> Result<u8, AppError> {
-    Err(AppError::other("the simulator is not built yet", "wait for the simulator"))
+async fn start(source: &FleetSource, deny: &[String], port: u16) -> Result<sim::SimHandle, AppError> {
+    let fleet = fleet(source)?;
+    let opts = SimOptions {
+        denied_actions: deny.iter().cloned().collect::<HashSet<_>>(),
+        port,
+        ..SimOptions::default()
+    };
+    sim::start(fleet, opts).await.map_err(|e| {
+        AppError::other(
+            format!("cannot start the simulator: {e:#}"),
+            "check that 127.0.0.1 can be listened on",
+        )
+    })
+}
+
+/// The picker against the simulator, through the real SDK clients.
+pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
+    let sim = start(&args.source, &[], 0).await?;
+    let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
+    let opts = PickOptions {
+        query: args.pick.filter.clone(),
+        online_only: args.pick.online,
+        details: false,
+        color: super::list::use_color(crate::cli::ColorChoice::Auto, true),
+        exit_after_first_frame: args.pick.exit_after_first_frame,
+    };
+    let outcome = tui::run(ctx, None, opts).await?;
+    super::finish_pick(outcome)
+}
+
+/// Serves until SIGINT/SIGTERM, after printing one JSON line: endpoint, regions, size.
+pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
+    let sim = start(&args.source, &args.deny, args.port).await?;
+    let summary = serde_json::json!({
+        "endpoint": sim.endpoint(),
+        "regions": sim.regions(),
+        "instances": sim.instance_count(),
+    });
+    println!("{summary}");
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| AppError::other(e.to_string(), "retry"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(0)
 }

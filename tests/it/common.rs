@@ -175,13 +175,18 @@ pub struct Tmux {
 }
 
 impl Tmux {
-    pub fn start(dir: &Path, cols: u16, rows: u16, command: &str) -> Tmux {
+    /// Starts a fresh tmux server whose environment (inherited by `command`) is the
+    /// hermetic one for `home` plus `env`.
+    pub fn start(home: &Path, env: &[(&str, &str)], cols: u16, rows: u16, command: &str) -> Tmux {
         let tmux = which("tmux").expect("tmux not found: run scripts/test-deps.sh first");
         let t = Tmux {
-            socket: dir.join("tmux.sock"),
+            socket: home.join("tmux.sock"),
             name: "t".into(),
         };
-        let status = Command::new(tmux)
+        let mut c = Command::new(tmux);
+        hermetic(&mut c, home);
+        c.envs(env.iter().copied()).env("TERM", "xterm-256color");
+        let status = c
             .args(["-S"])
             .arg(&t.socket)
             .args(["-f", "/dev/null", "new-session", "-d", "-s", &t.name])

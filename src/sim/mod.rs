@@ -1,0 +1,127 @@
+//! The built-in simulator: on 127.0.0.1, the AWS operations ec2ssh uses, in their
+//! real wire formats (EC2 query/XML, SSM JSON 1.1), for a fleet from a file or
+//! generated. It powers `ec2ssh demo` and the end-to-end tests; later parts add
+//! sessions and key pushes. It is a faithful stand-in, not the reference.
+
+pub mod ec2;
+pub mod fleet;
+mod server;
+pub mod ssm;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use fleet::{FleetFile, SimInstance};
+
+/// How the simulator behaves beyond the fleet itself.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// IAM actions answered with AccessDenied, e.g. `ssm:DescribeInstanceInformation`.
+    pub denied_actions: HashSet<String>,
+    /// Added to every response.
+    pub latency: Duration,
+    /// 0 picks a free port.
+    pub port: u16,
+}
+
+/// What every handler sees.
+pub struct SimState {
+    pub fleet: FleetFile,
+    pub opts: SimOptions,
+    /// Relative times in the fleet count back from here.
+    pub started: SystemTime,
+    requests: AtomicU64,
+}
+
+impl SimState {
+    pub fn new(fleet: FleetFile, opts: SimOptions) -> Self {
+        SimState { fleet, opts, started: SystemTime::now(), requests: AtomicU64::new(0) }
+    }
+
+    fn epoch(&self) -> f64 {
+        self.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    }
+
+    /// Unix seconds, `secs` before the start.
+    pub fn secs_ago(&self, secs: i64) -> f64 {
+        (self.epoch() - secs as f64).floor()
+    }
+
+    /// ISO 8601 time `days` before the start.
+    pub fn days_ago(&self, days: i64) -> String {
+        let t = self.started - Duration::from_secs(days.max(0) as u64 * 86_400);
+        humantime::format_rfc3339_seconds(t).to_string()
+    }
+
+    pub fn request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        format!("00000000-0000-4000-8000-{n:012x}")
+    }
+}
+
+/// An error in the service's own terms (code, message, HTTP status).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError { status, code: code.into(), message: message.into() }
+    }
+
+    /// What AWS says when IAM denies `action`.
+    pub fn denied(action: &str, ec2: bool) -> Self {
+        let who = "User: arn:aws:iam::123456789012:user/demo";
+        if ec2 {
+            ApiError::new(403, "UnauthorizedOperation", format!("You are not authorized to perform this operation. {who} is not authorized to perform: {action} because no identity-based policy allows the {action} action"))
+        } else {
+            ApiError::new(400, "AccessDeniedException", format!("{who} is not authorized to perform: {action} on resource: arn:aws:ssm:*:123456789012:* because no identity-based policy allows the {action} action"))
+        }
+    }
+}
+
+/// A running simulator; stops when dropped.
+pub struct SimHandle {
+    endpoint: String,
+    regions: Vec<String>,
+    listable: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    pub fn regions(&self) -> Vec<String> {
+        self.regions.clone()
+    }
+
+    /// Machines `ec2ssh list` should show.
+    pub fn instance_count(&self) -> usize {
+        self.listable
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds 127.0.0.1 and serves in a background task.
+pub async fn start(fleet: FleetFile, opts: SimOptions) -> anyhow::Result<SimHandle> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let regions = fleet.regions();
+    let listable = fleet.listable();
+    let state = Arc::new(SimState::new(fleet, opts));
+    let task = tokio::spawn(server::serve(listener, state));
+    Ok(SimHandle { endpoint, regions, listable, task })
+}

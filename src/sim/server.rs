@@ -1,0 +1,109 @@
+//! The HTTP front: one handler that tells the protocols apart (JSON 1.1 by its
+//! `X-Amz-Target`, EC2 query by its `Action` form field), finds the region in the
+//! SigV4 credential scope, applies denials, and renders errors the way AWS does.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use super::{ec2, ssm, ApiError, SimState};
+
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
+    let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let state = state.clone();
+        async move { handle(&state, &headers, &body).await }
+    });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "simulator stopped");
+    }
+}
+
+/// The region from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
+pub fn region_of(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?;
+    scope.split('/').nth(2).map(str::to_string)
+}
+
+async fn handle(state: &SimState, headers: &HeaderMap, body: &[u8]) -> Response {
+    if !state.opts.latency.is_zero() {
+        tokio::time::sleep(state.opts.latency).await;
+    }
+    let region = region_of(headers).unwrap_or_else(|| state.fleet.default_region.clone());
+    match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        Some(target) => json_call(state, &region, target, body),
+        None => query_call(state, &region, body),
+    }
+}
+
+fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Response {
+    let (service, op) = target.split_once('.').unwrap_or(("", target));
+    let req: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let result = match (service, op) {
+        ("AmazonSSM", "DescribeInstanceInformation") => {
+            deny(state, "ssm:DescribeInstanceInformation", false)
+                .and_then(|_| ssm::describe_instance_information(state, region, &req))
+        }
+        _ => Err(ApiError::new(400, "UnknownOperationException", format!("Unknown operation {target}"))),
+    };
+    match result {
+        Ok(v) => (StatusCode::OK, [("content-type", "application/x-amz-json-1.1")], v.to_string()).into_response(),
+        Err(e) => {
+            let body = serde_json::json!({ "__type": e.code, "message": e.message }).to_string();
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, [("content-type", "application/x-amz-json-1.1"), ("x-amzn-errortype", e.code.as_str())], body).into_response()
+        }
+    }
+}
+
+fn query_call(state: &SimState, region: &str, body: &[u8]) -> Response {
+    let params: ec2::Params = form_urlencoded::parse(body).into_owned().collect();
+    let action = params.get("Action").map(String::as_str).unwrap_or("");
+    let result = match action {
+        "DescribeInstances" => deny(state, "ec2:DescribeInstances", true)
+            .and_then(|_| ec2::describe_instances(state, region, &params)),
+        _ => Err(ApiError::new(400, "InvalidAction", format!("The action {action} is not valid for this web service."))),
+    };
+    match result {
+        Ok(xml) => (StatusCode::OK, [("content-type", "text/xml;charset=UTF-8")], xml).into_response(),
+        Err(e) => {
+            let xml = format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,
+                ec2::escape(&e.code),
+                ec2::escape(&e.message),
+                state.request_id()
+            );
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, [("content-type", "text/xml;charset=UTF-8")], xml).into_response()
+        }
+    }
+}
+
+fn deny(state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {
+    if state.opts.denied_actions.contains(action) {
+        Err(ApiError::denied(action, ec2))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_from_sigv4_scope() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/20261123/eu-west-1/ec2/aws4_request, SignedHeaders=host, Signature=abc"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(region_of(&h).as_deref(), Some("eu-west-1"));
+        assert_eq!(region_of(&HeaderMap::new()), None);
+    }
+}

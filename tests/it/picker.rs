@@ -1,0 +1,81 @@
+//! The real picker in a real terminal (tmux): type, see the best match first, pick
+//! it, read the id on stdout, and find the terminal as it was.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{wait_for, Sim, Tmux};
+
+/// Runs `ec2ssh ARGS` in tmux inside a wrapper that records the tty mode before
+/// and after, the id printed on stdout, and the exit code.
+fn picker_in_tmux(dir: &Path, env: &[(&str, &str)], args: &str) -> Tmux {
+    let script = dir.join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "stty -g > {d}/before\n{bin} {args} > {d}/out\necho $? > {d}/code\nstty -g > {d}/after\nsleep 60\n",
+            d = dir.display(),
+            bin = crate::common::bin().display(),
+        ),
+    )
+    .unwrap();
+    Tmux::start(dir, env, 120, 30, &format!("sh {}", script.display()))
+}
+
+fn finished(dir: &Path) -> (String, i32) {
+    let code = wait_for("the picker to exit", Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.join("code")).ok().filter(|s| s.ends_with('\n'))
+    });
+    let stty = |f| std::fs::read_to_string(dir.join(f)).unwrap();
+    wait_for("stty after", Duration::from_secs(10), || dir.join("after").exists().then_some(()));
+    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
+    (std::fs::read_to_string(dir.join("out")).unwrap(), code.trim().parse().unwrap())
+}
+
+#[test]
+fn picker_end_to_end() {
+    let home = tempfile::tempdir().unwrap();
+    let sim = Sim::start(home.path(), &[]);
+    let expected = {
+        let out = sim.ec2ssh(home.path()).args(["list", "-q", "--filter", "db prod"]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().lines().next().expect("a db prod instance").to_string()
+    };
+
+    // Type a query, the best match is first, Enter prints its id.
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
+    let regions = sim.regions.join(",");
+    let t = picker_in_tmux(dir.path(), &env, &format!("--region {regions} pick"));
+    t.wait_screen("the fleet", |s| s.contains(" shown ·") && s.contains("updated"));
+    t.type_text("db prod");
+    let screen = t.wait_screen("the filtered list", |s| {
+        s.lines().nth(2).is_some_and(|l| l.contains(&expected))
+    });
+    assert!(screen.starts_with("> db prod"), "{screen}");
+    t.send(&["Enter"]);
+    let (out, code) = finished(dir.path());
+    assert_eq!((out.trim(), code), (expected.as_str(), 0));
+    drop(t);
+
+    // Help, the online toggle, then Ctrl-c: exit 130, nothing on stdout.
+    let dir = tempfile::tempdir().unwrap();
+    let t = picker_in_tmux(dir.path(), &env, &format!("--region {regions}"));
+    t.wait_screen("the fleet", |s| s.contains(" shown ·"));
+    t.send(&["?"]);
+    t.wait_screen("the help", |s| s.contains("ec2ssh keys"));
+    t.send(&["Escape"]);
+    t.send(&["Tab"]);
+    t.wait_screen("online only", |s| s.contains("online only"));
+    t.send(&["C-c"]);
+    let (out, code) = finished(dir.path());
+    assert_eq!((out.as_str(), code), ("", 130));
+    drop(t);
+
+    // The demo command itself, as a newcomer runs it; the warm cache is not needed.
+    let dir = tempfile::tempdir().unwrap();
+    let t = picker_in_tmux(dir.path(), &[], "demo --filter 'db prod'");
+    t.wait_screen("the demo fleet", |s| s.lines().nth(2).is_some_and(|l| l.contains(&expected)));
+    t.send(&["Enter"]);
+    let (out, code) = finished(dir.path());
+    assert_eq!((out.trim(), code), (expected.as_str(), 0));
+}
