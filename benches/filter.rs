@@ -11,18 +11,40 @@ use ec2ssh::filter::SearchIndex;
 use ec2ssh::fleet::{Instance, Ping};
 
 fn fleet(n: usize) -> Vec<Instance> {
-    let roles = ["web", "api", "db", "cache", "batch", "worker", "bastion", "kafka", "search", "etl"];
+    let roles = [
+        "web", "api", "db", "cache", "batch", "worker", "bastion", "kafka", "search", "etl",
+    ];
     let envs = ["prod", "staging", "dev", "qa"];
-    let platforms = ["Amazon Linux", "Ubuntu", "Debian", "Red Hat Enterprise Linux", "Windows"];
+    let platforms = [
+        "Amazon Linux",
+        "Ubuntu",
+        "Debian",
+        "Red Hat Enterprise Linux",
+        "Windows",
+    ];
     (0..n)
         .map(|k| Instance {
             id: format!("i-{:017x}", 0x0a1b_2c3d_4e5f_u64.wrapping_mul(k as u64 + 7)),
             region: "us-east-1".into(),
-            name: Some(format!("{}-{}-{:04}", roles[k % roles.len()], envs[(k / 10) % envs.len()], k % 9973)),
-            ping: if k % 5 == 0 { Ping::ConnectionLost } else { Ping::Online },
+            name: Some(format!(
+                "{}-{}-{:04}",
+                roles[k % roles.len()],
+                envs[(k / 10) % envs.len()],
+                k % 9973
+            )),
+            ping: if k % 5 == 0 {
+                Ping::ConnectionLost
+            } else {
+                Ping::Online
+            },
             platform_name: Some(platforms[k % platforms.len()].into()),
             platform_version: Some("22.04".into()),
-            private_ip: Some(format!("10.{}.{}.{}", k / 65536 % 256, k / 256 % 256, k % 256)),
+            private_ip: Some(format!(
+                "10.{}.{}.{}",
+                k / 65536 % 256,
+                k / 256 % 256,
+                k % 256
+            )),
             instance_type: Some(["t3.micro", "m6i.large", "c7g.xlarge"][k % 3].into()),
             availability_zone: Some(format!("us-east-1{}", ['a', 'b', 'c'][k % 3])),
             ..Default::default()
@@ -88,7 +110,10 @@ fn bench(n: usize, query: &str, target_ms: f64) {
 }
 
 fn main() {
-    let query = std::env::args().nth(1).filter(|a| !a.starts_with('-')).unwrap_or_else(|| "web prod 42".into());
+    let query = std::env::args()
+        .nth(1)
+        .filter(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "web prod 42".into());
     bench(10_000, &query, 2.0);
     bench(100_000, &query, 16.0);
 }

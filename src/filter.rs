@@ -156,7 +156,10 @@ impl SearchIndex {
 
     /// Scores candidates on up to two threads (the machine we target has two cores).
     fn score(&self, candidates: &[u32], terms: &[&str]) -> Vec<Hit> {
-        let lowered: Vec<Vec<u8>> = terms.iter().map(|t| t.to_lowercase().into_bytes()).collect();
+        let lowered: Vec<Vec<u8>> = terms
+            .iter()
+            .map(|t| t.to_lowercase().into_bytes())
+            .collect();
         let work = |chunk: &[u32]| -> Vec<Hit> {
             chunk
                 .iter()

@@ -78,7 +78,11 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
 async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
     let config = Config::load(g.config.as_deref())?;
     let profile = g.profile.clone().or_else(|| config.profile.clone());
-    let regions = if g.region.is_empty() { config.regions.clone() } else { g.region.clone() };
+    let regions = if g.region.is_empty() {
+        config.regions.clone()
+    } else {
+        g.region.clone()
+    };
     let ctx = AwsContext::load(profile.as_deref(), &regions).await?;
     Ok((config, ctx))
 }

@@ -57,7 +57,10 @@ impl AwsError {
                 format!("the AWS credentials have expired ({action} in {region}){code}")
             }
             AwsErrorKind::Unreachable => {
-                format!("could not reach AWS for {action} in {region}: {}", self.message)
+                format!(
+                    "could not reach AWS for {action} in {region}: {}",
+                    self.message
+                )
             }
             AwsErrorKind::Throttled => format!("{action} was throttled in {region}{code}"),
             AwsErrorKind::NotImplemented => {
@@ -145,11 +148,15 @@ fn kind_for_code(code: Option<&str>, message: &str) -> AwsErrorKind {
         "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
             AwsErrorKind::ExpiredCredentials
         }
-        "AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch" | "IncompleteSignature" => AwsErrorKind::InvalidCredentials,
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException" => {
-            AwsErrorKind::Throttled
-        }
+        "AuthFailure"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature" => AwsErrorKind::InvalidCredentials,
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException" => AwsErrorKind::Throttled,
         "UnknownOperationException" | "InvalidAction" | "NotImplemented" => {
             AwsErrorKind::NotImplemented
         }
@@ -211,10 +218,22 @@ mod tests {
 
     #[test]
     fn codes_map_to_kinds() {
-        assert_eq!(kind_for_code(Some("UnauthorizedOperation"), ""), AwsErrorKind::AccessDenied);
-        assert_eq!(kind_for_code(Some("ExpiredToken"), ""), AwsErrorKind::ExpiredCredentials);
-        assert_eq!(kind_for_code(Some("AuthFailure"), ""), AwsErrorKind::InvalidCredentials);
-        assert_eq!(kind_for_code(Some("ThrottlingException"), ""), AwsErrorKind::Throttled);
+        assert_eq!(
+            kind_for_code(Some("UnauthorizedOperation"), ""),
+            AwsErrorKind::AccessDenied
+        );
+        assert_eq!(
+            kind_for_code(Some("ExpiredToken"), ""),
+            AwsErrorKind::ExpiredCredentials
+        );
+        assert_eq!(
+            kind_for_code(Some("AuthFailure"), ""),
+            AwsErrorKind::InvalidCredentials
+        );
+        assert_eq!(
+            kind_for_code(Some("ThrottlingException"), ""),
+            AwsErrorKind::Throttled
+        );
         assert_eq!(kind_for_code(Some("Weird"), ""), AwsErrorKind::Other);
     }
 

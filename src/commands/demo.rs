@@ -21,7 +21,11 @@ fn fleet(source: &FleetSource) -> Result<FleetFile, AppError> {
     }
 }
 
-async fn start(source: &FleetSource, deny: &[String], port: u16) -> Result<sim::SimHandle, AppError> {
+async fn start(
+    source: &FleetSource,
+    deny: &[String],
+    port: u16,
+) -> Result<sim::SimHandle, AppError> {
     let fleet = fleet(source)?;
     let opts = SimOptions {
         denied_actions: deny.iter().cloned().collect::<HashSet<_>>(),
@@ -61,7 +65,8 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
     });
     println!("{summary}");
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| AppError::other(e.to_string(), "retry"))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| AppError::other(e.to_string(), "retry"))?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -60,7 +60,11 @@ pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Re
             warnings: inv
                 .warnings
                 .iter()
-                .map(|e| WarningJson { error: e, summary: e.summary(), fix: e.fix() })
+                .map(|e| WarningJson {
+                    error: e,
+                    summary: e.summary(),
+                    fix: e.fix(),
+                })
                 .collect(),
         };
         serde_json::to_writer_pretty(&mut out, &doc)
@@ -80,12 +84,25 @@ pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Re
     match written {
         // A closed pipe (`| head`) is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(AppError::other(format!("cannot write the listing: {e}"), "check where stdout goes")),
+        Err(e) => Err(AppError::other(
+            format!("cannot write the listing: {e}"),
+            "check where stdout goes",
+        )),
         Ok(()) => Ok(()),
     }
 }
 
-const HEADERS: [&str; 9] = ["NAME", "ID", "PING", "STATE", "PRIVATE IP", "PLATFORM", "TYPE", "AZ", "AGENT"];
+const HEADERS: [&str; 9] = [
+    "NAME",
+    "ID",
+    "PING",
+    "STATE",
+    "PRIVATE IP",
+    "PLATFORM",
+    "TYPE",
+    "AZ",
+    "AGENT",
+];
 
 fn row(i: &Instance) -> [String; 9] {
     let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -168,7 +185,10 @@ mod tests {
         let t = table(&[&a, &b], false);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(!t.contains('\u{1b}'), "escape sequences must not reach the terminal");
+        assert!(
+            !t.contains('\u{1b}'),
+            "escape sequences must not reach the terminal"
+        );
         let id_col = |l: &str| width(&l[..l.find("i-0123").unwrap()]);
         assert_eq!(id_col(lines[1]), id_col(lines[2]));
         assert!(lines[1].starts_with("● web-1"));

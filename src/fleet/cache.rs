@@ -114,7 +114,11 @@ mod tests {
         let old = serde_json::json!({"format": 0, "key": "a", "saved_at": 1, "instances": []});
         std::fs::write(cache.path("a"), old.to_string()).unwrap();
         assert!(cache.load("a").is_none());
-        std::fs::write(cache.path("a"), br#"{"format":1,"key":"a","saved_at":1,"instances":[{"id":5}]}"#).unwrap();
+        std::fs::write(
+            cache.path("a"),
+            br#"{"format":1,"key":"a","saved_at":1,"instances":[{"id":5}]}"#,
+        )
+        .unwrap();
         assert!(cache.load("a").is_none());
     }
 }

@@ -58,8 +58,7 @@ async fn ec2_instances(ctx: &AwsContext, region: &str) -> Result<Vec<Instance>, 
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
+        let page = page.map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
         for r in page.reservations() {
             out.extend(r.instances().iter().map(|i| from_ec2(region, i)));
         }
@@ -116,8 +115,8 @@ async fn ssm_records(ctx: &AwsContext, region: &str) -> Result<Vec<SsmRecord>, A
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page
-            .map_err(|e| AwsError::from_sdk("ssm:DescribeInstanceInformation", region, &e))?;
+        let page =
+            page.map_err(|e| AwsError::from_sdk("ssm:DescribeInstanceInformation", region, &e))?;
         out.extend(page.instance_information_list().iter().map(from_ssm));
     }
     Ok(out)

@@ -173,7 +173,10 @@ mod tests {
         let out = merge_region(
             "r",
             Some(vec![ec2("i-dead", "terminated"), ec2("i-live", "stopped")]),
-            Some(vec![ssm("i-dead", Ping::ConnectionLost), ssm("i-gone", Ping::Inactive)]),
+            Some(vec![
+                ssm("i-dead", Ping::ConnectionLost),
+                ssm("i-gone", Ping::Inactive),
+            ]),
         );
         let ids: Vec<_> = out.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["i-live"]);

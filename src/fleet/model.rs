@@ -110,7 +110,11 @@ impl Instance {
 
     /// The platform as one short label, e.g. `Ubuntu 22.04` or `Windows`.
     pub fn platform_label(&self) -> String {
-        match (&self.platform_name, &self.platform_version, &self.platform_type) {
+        match (
+            &self.platform_name,
+            &self.platform_version,
+            &self.platform_type,
+        ) {
             (Some(n), Some(v), _) if !v.is_empty() => format!("{n} {v}"),
             (Some(n), _, _) => n.clone(),
             (None, _, Some(t)) => t.clone(),

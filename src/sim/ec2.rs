@@ -17,20 +17,34 @@ pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<
         .iter()
         .filter(|i| i.in_ec2() && i.region(&state.fleet.default_region) == region)
         .filter(|i| ids.is_empty() || ids.contains(&i.id.as_str()))
-        .filter(|i| filters.iter().all(|(name, values)| matches(i, name, values)))
+        .filter(|i| {
+            filters
+                .iter()
+                .all(|(name, values)| matches(i, name, values))
+        })
         .collect();
     if let Some(missing) = ids.iter().find(|id| !matching.iter().any(|i| i.id == **id)) {
-        return Err(ApiError::new(400, "InvalidInstanceID.NotFound", format!("The instance ID '{missing}' does not exist")));
+        return Err(ApiError::new(
+            400,
+            "InvalidInstanceID.NotFound",
+            format!("The instance ID '{missing}' does not exist"),
+        ));
     }
     let start: usize = match p.get("NextToken") {
-        Some(t) => t.parse().map_err(|_| ApiError::new(400, "InvalidParameterValue", "Invalid value for NextToken"))?,
+        Some(t) => t.parse().map_err(|_| {
+            ApiError::new(400, "InvalidParameterValue", "Invalid value for NextToken")
+        })?,
         None => 0,
     };
     let page = match p.get("MaxResults") {
         Some(m) => {
             let m: usize = m.parse().unwrap_or(0);
             if !(5..=1000).contains(&m) || !ids.is_empty() {
-                return Err(ApiError::new(400, "InvalidParameterValue", "MaxResults must be between 5 and 1000 and cannot be used with InstanceIds"));
+                return Err(ApiError::new(
+                    400,
+                    "InvalidParameterValue",
+                    "MaxResults must be between 5 and 1000 and cannot be used with InstanceIds",
+                ));
             }
             m
         }
@@ -38,11 +52,17 @@ pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<
     };
     let end = start.saturating_add(page).min(matching.len());
     let next = (end < matching.len()).then(|| end.to_string());
-    matching = matching.get(start..end).map(<[_]>::to_vec).unwrap_or_default();
+    matching = matching
+        .get(start..end)
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
 
     let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
     xml.push_str(r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">"#);
-    xml.push_str(&format!("<requestId>{}</requestId><reservationSet>", state.request_id()));
+    xml.push_str(&format!(
+        "<requestId>{}</requestId><reservationSet>",
+        state.request_id()
+    ));
     for i in matching {
         xml.push_str(&format!(
             "<item><reservationId>r-{}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet><item>",
@@ -76,8 +96,14 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
         "stopping" => 64,
         _ => 80,
     };
-    let private_dns = i.private_ip.as_ref().map(|ip| format!("ip-{}.ec2.internal", ip.replace('.', "-")));
-    let public_dns = i.public_ip.as_ref().map(|ip| format!("ec2-{}.compute-1.amazonaws.com", ip.replace('.', "-")));
+    let private_dns = i
+        .private_ip
+        .as_ref()
+        .map(|ip| format!("ip-{}.ec2.internal", ip.replace('.', "-")));
+    let public_dns = i
+        .public_ip
+        .as_ref()
+        .map(|ip| format!("ec2-{}.compute-1.amazonaws.com", ip.replace('.', "-")));
     let launch = state.days_ago(i.launched_days_ago.unwrap_or(30));
     let windows = i.platform_type.as_deref() == Some("Windows");
     let mut out = String::new();
@@ -91,13 +117,24 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
     push("instanceType", i.instance_type.as_deref());
     push("launchTime", Some(&launch));
     push("platform", windows.then_some("windows"));
-    push("platformDetails", Some(if windows { "Windows" } else { "Linux/UNIX" }));
+    push(
+        "platformDetails",
+        Some(if windows { "Windows" } else { "Linux/UNIX" }),
+    );
     push("privateIpAddress", i.private_ip.as_deref());
     push("ipAddress", i.public_ip.as_deref());
-    push("vpcId", i.vpc_id.as_deref().or(Some("vpc-0demo0000000000001")));
-    push("subnetId", i.subnet_id.as_deref().or(Some("subnet-0demo000000000001")));
+    push(
+        "vpcId",
+        i.vpc_id.as_deref().or(Some("vpc-0demo0000000000001")),
+    );
+    push(
+        "subnetId",
+        i.subnet_id.as_deref().or(Some("subnet-0demo000000000001")),
+    );
     push("architecture", Some("x86_64"));
-    xml.push_str(&format!("<instanceState><code>{code}</code><name>{st}</name></instanceState>"));
+    xml.push_str(&format!(
+        "<instanceState><code>{code}</code><name>{st}</name></instanceState>"
+    ));
     xml.push_str(&out);
     if let Some(az) = &i.az {
         xml.push_str(&format!("<placement><availabilityZone>{}</availabilityZone><tenancy>default</tenancy></placement>", escape(az)));
@@ -113,7 +150,11 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
     if !tags.is_empty() {
         xml.push_str("<tagSet>");
         for (k, v) in tags {
-            xml.push_str(&format!("<item><key>{}</key><value>{}</value></item>", escape(&k), escape(&v)));
+            xml.push_str(&format!(
+                "<item><key>{}</key><value>{}</value></item>",
+                escape(&k),
+                escape(&v)
+            ));
         }
         xml.push_str("</tagSet>");
     }
@@ -127,11 +168,20 @@ fn indexed<'a>(p: &'a Params, prefix: &'a str) -> impl Iterator<Item = &'a str> 
 fn filters(p: &Params) -> Result<Vec<(String, Vec<String>)>, ApiError> {
     let mut out = Vec::new();
     for n in 1.. {
-        let Some(name) = p.get(&format!("Filter.{n}.Name")) else { break };
-        let values: Vec<String> = indexed(p, &format!("Filter.{n}.Value")).map(str::to_string).collect();
-        let known = ["instance-state-name", "instance-id", "tag-key"].contains(&name.as_str()) || name.starts_with("tag:");
+        let Some(name) = p.get(&format!("Filter.{n}.Name")) else {
+            break;
+        };
+        let values: Vec<String> = indexed(p, &format!("Filter.{n}.Value"))
+            .map(str::to_string)
+            .collect();
+        let known = ["instance-state-name", "instance-id", "tag-key"].contains(&name.as_str())
+            || name.starts_with("tag:");
         if !known {
-            return Err(ApiError::new(400, "InvalidParameterValue", format!("The filter '{name}' is invalid")));
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                format!("The filter '{name}' is invalid"),
+            ));
         }
         out.push((name.clone(), values));
     }
@@ -145,7 +195,10 @@ fn matches(i: &SimInstance, name: &str, values: &[String]) -> bool {
         "instance-state-name" => any(i.state.as_deref()),
         "instance-id" => any(Some(&i.id)),
         "tag-key" => tags.keys().any(|k| values.contains(k)),
-        _ => any(name.strip_prefix("tag:").and_then(|k| tags.get(k)).map(String::as_str)),
+        _ => any(name
+            .strip_prefix("tag:")
+            .and_then(|k| tags.get(k))
+            .map(String::as_str)),
     }
 }
 

@@ -118,9 +118,18 @@ impl FleetFile {
     /// across three regions, with stopped, unmanaged, lost, Windows and hybrid machines.
     pub fn generate(n: usize, seed: u64) -> FleetFile {
         let mut rng = StdRng::seed_from_u64(seed);
-        let roles = ["web", "api", "db", "cache", "worker", "batch", "bastion", "kafka", "search", "etl"];
+        let roles = [
+            "web", "api", "db", "cache", "worker", "batch", "bastion", "kafka", "search", "etl",
+        ];
         let envs = ["prod", "staging", "dev", "qa"];
-        let zones = ["us-east-1a", "us-east-1b", "us-east-1c", "eu-west-1a", "eu-west-1b", "ap-northeast-1a"];
+        let zones = [
+            "us-east-1a",
+            "us-east-1b",
+            "us-east-1c",
+            "eu-west-1a",
+            "eu-west-1b",
+            "ap-northeast-1a",
+        ];
         let linux = [
             ("Amazon Linux", "2023"),
             ("Amazon Linux", "2"),
@@ -129,7 +138,13 @@ impl FleetFile {
             ("Debian GNU/Linux", "12"),
             ("Red Hat Enterprise Linux", "9.4"),
         ];
-        let types = ["t3.micro", "t3.large", "m6i.large", "c7g.xlarge", "r6i.2xlarge"];
+        let types = [
+            "t3.micro",
+            "t3.large",
+            "m6i.large",
+            "c7g.xlarge",
+            "r6i.2xlarge",
+        ];
         let instances = (0..n)
             .map(|k| {
                 let hybrid = k % 97 == 96;
@@ -155,16 +170,33 @@ impl FleetFile {
                 tags.insert("Environment".into(), env.into());
                 tags.insert("Role".into(), role.into());
                 SimInstance {
-                    id: if hybrid { format!("mi-{:017x}", seed.wrapping_mul(1_000_003) ^ k as u64) } else { format!("i-{:017x}", seed.wrapping_mul(7_919) ^ (k as u64 * 2_654_435_761)) },
+                    id: if hybrid {
+                        format!("mi-{:017x}", seed.wrapping_mul(1_000_003) ^ k as u64)
+                    } else {
+                        format!(
+                            "i-{:017x}",
+                            seed.wrapping_mul(7_919) ^ (k as u64 * 2_654_435_761)
+                        )
+                    },
                     name: Some(format!("{role}-{env}-{k:04}")),
                     az: Some(az.into()),
                     state: (!hybrid).then(|| state.into()),
-                    ping: if hybrid { Some("Online".into()) } else { ping.map(Into::into) },
+                    ping: if hybrid {
+                        Some("Online".into())
+                    } else {
+                        ping.map(Into::into)
+                    },
                     platform_type: Some(if windows { "Windows" } else { "Linux" }.into()),
                     platform_name: Some(pname.into()),
                     platform_version: Some(pver.into()),
-                    private_ip: Some(format!("10.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255)),
-                    public_ip: (k % 7 == 0).then(|| format!("54.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255)),
+                    private_ip: Some(format!(
+                        "10.{}.{}.{}",
+                        (k >> 16) & 255,
+                        (k >> 8) & 255,
+                        k & 255
+                    )),
+                    public_ip: (k % 7 == 0)
+                        .then(|| format!("54.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255)),
                     instance_type: (!hybrid).then(|| types[k % types.len()].into()),
                     image_id: (!hybrid).then(|| format!("ami-{:017x}", k % 13)),
                     agent_version: Some(["3.3.987.0", "3.2.582.0", "3.3.1611.0"][k % 3].into()),
@@ -189,7 +221,11 @@ mod tests {
     #[test]
     fn demo_fleet_covers_the_cases() {
         let f = FleetFile::demo();
-        assert!((35..=50).contains(&f.instances.len()), "{}", f.instances.len());
+        assert!(
+            (35..=50).contains(&f.instances.len()),
+            "{}",
+            f.instances.len()
+        );
         let has = |p: &dyn Fn(&SimInstance) -> bool| f.instances.iter().any(p);
         assert!(has(&|i| i.id.starts_with("mi-") && !i.in_ec2()));
         assert!(has(&|i| i.platform_type.as_deref() == Some("Windows")));
@@ -198,7 +234,10 @@ mod tests {
         for p in ["Online", "ConnectionLost", "Inactive"] {
             assert!(has(&|i| i.ping.as_deref() == Some(p)), "{p}");
         }
-        assert!(has(&|i| i.tags.values().any(|v| v.contains('\u{1b}'))), "a hostile tag");
+        assert!(
+            has(&|i| i.tags.values().any(|v| v.contains('\u{1b}'))),
+            "a hostile tag"
+        );
         assert!(f.regions().len() >= 2);
         let mut ids: Vec<_> = f.instances.iter().map(|i| &i.id).collect();
         ids.sort();
@@ -220,7 +259,10 @@ mod tests {
 
     #[test]
     fn region_comes_from_the_az() {
-        let i = SimInstance { az: Some("eu-west-1b".into()), ..Default::default() };
+        let i = SimInstance {
+            az: Some("eu-west-1b".into()),
+            ..Default::default()
+        };
         assert_eq!(i.region("us-east-1"), "eu-west-1");
         assert_eq!(SimInstance::default().region("us-east-1"), "us-east-1");
     }

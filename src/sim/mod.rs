@@ -37,11 +37,19 @@ pub struct SimState {
 
 impl SimState {
     pub fn new(fleet: FleetFile, opts: SimOptions) -> Self {
-        SimState { fleet, opts, started: SystemTime::now(), requests: AtomicU64::new(0) }
+        SimState {
+            fleet,
+            opts,
+            started: SystemTime::now(),
+            requests: AtomicU64::new(0),
+        }
     }
 
     fn epoch(&self) -> f64 {
-        self.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+        self.started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
     }
 
     /// Unix seconds, `secs` before the start.
@@ -71,7 +79,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.into(), message: message.into() }
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     /// What AWS says when IAM denies `action`.
@@ -123,5 +135,10 @@ pub async fn start(fleet: FleetFile, opts: SimOptions) -> anyhow::Result<SimHand
     let listable = fleet.listable();
     let state = Arc::new(SimState::new(fleet, opts));
     let task = tokio::spawn(server::serve(listener, state));
-    Ok(SimHandle { endpoint, regions, listable, task })
+    Ok(SimHandle {
+        endpoint,
+        regions,
+        listable,
+        task,
+    })
 }

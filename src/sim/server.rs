@@ -47,14 +47,31 @@ fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Respo
             deny(state, "ssm:DescribeInstanceInformation", false)
                 .and_then(|_| ssm::describe_instance_information(state, region, &req))
         }
-        _ => Err(ApiError::new(400, "UnknownOperationException", format!("Unknown operation {target}"))),
+        _ => Err(ApiError::new(
+            400,
+            "UnknownOperationException",
+            format!("Unknown operation {target}"),
+        )),
     };
     match result {
-        Ok(v) => (StatusCode::OK, [("content-type", "application/x-amz-json-1.1")], v.to_string()).into_response(),
+        Ok(v) => (
+            StatusCode::OK,
+            [("content-type", "application/x-amz-json-1.1")],
+            v.to_string(),
+        )
+            .into_response(),
         Err(e) => {
             let body = serde_json::json!({ "__type": e.code, "message": e.message }).to_string();
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, [("content-type", "application/x-amz-json-1.1"), ("x-amzn-errortype", e.code.as_str())], body).into_response()
+            (
+                status,
+                [
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("x-amzn-errortype", e.code.as_str()),
+                ],
+                body,
+            )
+                .into_response()
         }
     }
 }
@@ -65,10 +82,19 @@ fn query_call(state: &SimState, region: &str, body: &[u8]) -> Response {
     let result = match action {
         "DescribeInstances" => deny(state, "ec2:DescribeInstances", true)
             .and_then(|_| ec2::describe_instances(state, region, &params)),
-        _ => Err(ApiError::new(400, "InvalidAction", format!("The action {action} is not valid for this web service."))),
+        _ => Err(ApiError::new(
+            400,
+            "InvalidAction",
+            format!("The action {action} is not valid for this web service."),
+        )),
     };
     match result {
-        Ok(xml) => (StatusCode::OK, [("content-type", "text/xml;charset=UTF-8")], xml).into_response(),
+        Ok(xml) => (
+            StatusCode::OK,
+            [("content-type", "text/xml;charset=UTF-8")],
+            xml,
+        )
+            .into_response(),
         Err(e) => {
             let xml = format!(
                 r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,

@@ -5,18 +5,39 @@ use serde_json::{json, Value};
 use super::fleet::SimInstance;
 use super::{ApiError, SimState};
 
-pub fn describe_instance_information(state: &SimState, region: &str, req: &Value) -> Result<Value, ApiError> {
+pub fn describe_instance_information(
+    state: &SimState,
+    region: &str,
+    req: &Value,
+) -> Result<Value, ApiError> {
     let invalid = |m: &str| ApiError::new(400, "InvalidFilterKey", m.to_string());
     // Both the current `Filters` and the legacy `InstanceInformationFilterList`.
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     for f in req["Filters"].as_array().into_iter().flatten() {
-        filters.push((f["Key"].as_str().unwrap_or("").to_string(), strings(&f["Values"])));
+        filters.push((
+            f["Key"].as_str().unwrap_or("").to_string(),
+            strings(&f["Values"]),
+        ));
     }
-    for f in req["InstanceInformationFilterList"].as_array().into_iter().flatten() {
-        filters.push((f["key"].as_str().unwrap_or("").to_string(), strings(&f["valueSet"])));
+    for f in req["InstanceInformationFilterList"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        filters.push((
+            f["key"].as_str().unwrap_or("").to_string(),
+            strings(&f["valueSet"]),
+        ));
     }
     for (k, _) in &filters {
-        let known = ["PingStatus", "InstanceIds", "ResourceType", "PlatformTypes", "AgentVersion"].contains(&k.as_str())
+        let known = [
+            "PingStatus",
+            "InstanceIds",
+            "ResourceType",
+            "PlatformTypes",
+            "AgentVersion",
+        ]
+        .contains(&k.as_str())
             || k.starts_with("tag:");
         if !known {
             return Err(invalid(&format!("The filter key {k} is not valid")));
@@ -28,7 +49,9 @@ pub fn describe_instance_information(state: &SimState, region: &str, req: &Value
         Some(_) => return Err(ApiError::new(400, "ValidationException", "1 validation error detected: Value at 'maxResults' failed to satisfy constraint: Member must have value between 5 and 50")),
     };
     let start: usize = match req["NextToken"].as_str() {
-        Some(t) => t.parse().map_err(|_| ApiError::new(400, "InvalidNextToken", "The specified token is not valid."))?,
+        Some(t) => t.parse().map_err(|_| {
+            ApiError::new(400, "InvalidNextToken", "The specified token is not valid.")
+        })?,
         None => 0,
     };
     let all: Vec<&SimInstance> = state
@@ -40,7 +63,12 @@ pub fn describe_instance_information(state: &SimState, region: &str, req: &Value
         .filter(|i| filters.iter().all(|(k, v)| matches(i, k, v)))
         .collect();
     let end = (start + max).min(all.len());
-    let list: Vec<Value> = all.get(start..end).unwrap_or_default().iter().map(|i| info(state, i)).collect();
+    let list: Vec<Value> = all
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| info(state, i))
+        .collect();
     let mut out = json!({ "InstanceInformationList": list });
     if end < all.len() {
         out["NextToken"] = json!(end.to_string());
@@ -49,11 +77,19 @@ pub fn describe_instance_information(state: &SimState, region: &str, req: &Value
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
 }
 
 fn resource_type(i: &SimInstance) -> &'static str {
-    if i.in_ec2() { "EC2Instance" } else { "ManagedInstance" }
+    if i.in_ec2() {
+        "EC2Instance"
+    } else {
+        "ManagedInstance"
+    }
 }
 
 fn matches(i: &SimInstance, key: &str, values: &[String]) -> bool {
@@ -64,7 +100,10 @@ fn matches(i: &SimInstance, key: &str, values: &[String]) -> bool {
         "ResourceType" => any(Some(resource_type(i))),
         "PlatformTypes" => any(i.platform_type.as_deref()),
         "AgentVersion" => any(i.agent_version.as_deref()),
-        _ => any(key.strip_prefix("tag:").and_then(|k| i.tags_with_name().get(k).cloned()).as_deref()),
+        _ => any(key
+            .strip_prefix("tag:")
+            .and_then(|k| i.tags_with_name().get(k).cloned())
+            .as_deref()),
     }
 }
 

@@ -166,7 +166,12 @@ impl App {
     }
 
     pub fn update(&mut self, action: Action) -> Option<Effect> {
-        if self.help && !matches!(action, Action::Tick(_) | Action::Loaded(..) | Action::Viewport(_)) {
+        if self.help
+            && !matches!(
+                action,
+                Action::Tick(_) | Action::Loaded(..) | Action::Viewport(_)
+            )
+        {
             // Any key closes the help overlay and does nothing else.
             self.help = false;
             return None;
@@ -198,7 +203,9 @@ impl App {
             Action::Home => self.move_by(isize::MIN / 2),
             Action::End => self.move_by(isize::MAX / 2),
             Action::Select => {
-                return self.selected_instance().map(|i| Effect::Select(i.id.clone()));
+                return self
+                    .selected_instance()
+                    .map(|i| Effect::Select(i.id.clone()));
             }
             Action::Quit => return Some(Effect::Quit),
             Action::Refresh => {

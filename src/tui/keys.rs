@@ -48,7 +48,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab", "show only Online instances / all"),
     ("Ctrl-d  F3", "detail pane"),
     ("Ctrl-r", "refresh from AWS"),
-    ("Backspace  Ctrl-w  Ctrl-u", "delete a char / a word / the query"),
+    (
+        "Backspace  Ctrl-w  Ctrl-u",
+        "delete a char / a word / the query",
+    ),
     ("?  F1", "this help (any key closes it)"),
     ("Esc  Ctrl-c", "quit"),
 ];
@@ -66,7 +69,10 @@ mod tests {
         let none = KeyModifiers::NONE;
         let ctrl = KeyModifiers::CONTROL;
         assert_eq!(key(KeyCode::Char('a'), none), Some(Action::Char('a')));
-        assert_eq!(key(KeyCode::Char('A'), KeyModifiers::SHIFT), Some(Action::Char('A')));
+        assert_eq!(
+            key(KeyCode::Char('A'), KeyModifiers::SHIFT),
+            Some(Action::Char('A'))
+        );
         assert_eq!(key(KeyCode::Char('c'), ctrl), Some(Action::Quit));
         assert_eq!(key(KeyCode::Esc, none), Some(Action::Quit));
         assert_eq!(key(KeyCode::Char('n'), ctrl), Some(Action::Down));

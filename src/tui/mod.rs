@@ -63,7 +63,12 @@ pub async fn run(
     app.online_only = opts.online_only;
     app.details = opts.details;
     if let Some(c) = cache.as_ref().and_then(|c| c.load(&ctx.cache_key)) {
-        app.set_instances(c.instances, Source::Cached { saved_at: c.saved_at });
+        app.set_instances(
+            c.instances,
+            Source::Cached {
+                saved_at: c.saved_at,
+            },
+        );
     }
     for ch in opts.query.as_deref().unwrap_or_default().chars() {
         app.update(Action::Char(ch));
@@ -103,7 +108,10 @@ pub async fn run(
             dirty = false;
             if opts.exit_after_first_frame && !app.instances.is_empty() {
                 drop(guard);
-                eprintln!("first frame: {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+                eprintln!(
+                    "first frame: {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
                 return Ok(Outcome::Cancelled);
             }
         }
@@ -141,5 +149,8 @@ pub async fn run(
 }
 
 fn io_error(e: std::io::Error) -> AppError {
-    AppError::other(format!("terminal error: {e}"), "check that the terminal is still open and try again")
+    AppError::other(
+        format!("terminal error: {e}"),
+        "check that the terminal is still open and try again",
+    )
 }

@@ -18,7 +18,10 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 pub type Term = Terminal<CrosstermBackend<File>>;
 
 fn tty() -> io::Result<File> {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty")
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
 }
 
 /// The terminal in picker mode; dropping it restores the terminal.

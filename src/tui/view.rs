@@ -40,7 +40,8 @@ impl Theme {
     }
 
     fn matched(self) -> Style {
-        self.fg(Color::Yellow).add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        self.fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
     }
 
     fn dim(self) -> Style {
@@ -57,7 +58,11 @@ struct Column {
 
 /// Picks the columns that fit `total` cells; the name column takes what is left.
 fn columns(total: usize) -> Vec<Column> {
-    let col = |field, title, width| Column { field, title, width };
+    let col = |field, title, width| Column {
+        field,
+        title,
+        width,
+    };
     let fixed = [
         col(Some(Field::Id), "ID", 20),
         col(Some(Field::PrivateIp), "PRIVATE IP", 15),
@@ -111,13 +116,19 @@ fn cell<'a>(text: &str, cells: usize, matched: &[usize], base: Style, hl: Style)
     for (n, c) in shown.chars().enumerate() {
         let is_hl = n < visible && matched.binary_search(&n).is_ok();
         if is_hl != run_hl && !run.is_empty() {
-            spans.push(Span::styled(std::mem::take(&mut run), if run_hl { base.patch(hl) } else { base }));
+            spans.push(Span::styled(
+                std::mem::take(&mut run),
+                if run_hl { base.patch(hl) } else { base },
+            ));
         }
         run_hl = is_hl;
         run.push(c);
     }
     if !run.is_empty() {
-        spans.push(Span::styled(run, if run_hl { base.patch(hl) } else { base }));
+        spans.push(Span::styled(
+            run,
+            if run_hl { base.patch(hl) } else { base },
+        ));
     }
     spans
 }
@@ -154,7 +165,8 @@ pub fn areas(app: &App, area: Rect) -> Areas {
     .areas(area);
     let (table, details) = if app.details {
         if area.width >= 110 {
-            let [t, d] = Layout::horizontal([Constraint::Min(60), Constraint::Length(44)]).areas(body);
+            let [t, d] =
+                Layout::horizontal([Constraint::Min(60), Constraint::Length(44)]).areas(body);
             (t, Some(d))
         } else {
             let [t, d] = Layout::default()
@@ -205,7 +217,10 @@ fn render_query(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
 fn render_header(frame: &mut Frame, cols: &[Column], theme: Theme, area: Rect) {
     let mut spans = vec![Span::raw("  ")];
     for c in cols {
-        spans.push(Span::styled(fit(c.title, c.width), theme.dim().add_modifier(Modifier::BOLD)));
+        spans.push(Span::styled(
+            fit(c.title, c.width),
+            theme.dim().add_modifier(Modifier::BOLD),
+        ));
         spans.push(Span::raw(" "));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -246,7 +261,10 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
         ];
         for c in cols {
             let text = field_text(i, c.field);
-            let matched = c.field.map(|f| hay.positions_in(f, &positions)).unwrap_or_default();
+            let matched = c
+                .field
+                .map(|f| hay.positions_in(f, &positions))
+                .unwrap_or_default();
             let style = if c.field == Some(Field::Name) && i.name.is_none() {
                 base.patch(theme.dim())
             } else {
@@ -265,7 +283,9 @@ fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
     let when = |t: Option<i64>| match t {
         Some(t) => format!(
             "{} ({})",
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64)),
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64)
+            ),
             age(now - t)
         ),
         None => "–".into(),
@@ -274,7 +294,10 @@ fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
         ("Name".into(), i.name.clone().unwrap_or_else(|| "–".into())),
         ("ID".into(), i.id.clone()),
         ("Region".into(), i.region.clone()),
-        ("State".into(), i.state.clone().unwrap_or_else(|| "– (hybrid node)".into())),
+        (
+            "State".into(),
+            i.state.clone().unwrap_or_else(|| "– (hybrid node)".into()),
+        ),
         ("SSM".into(), i.ping.label().to_string()),
         ("Last ping".into(), when(i.last_ping)),
         ("Agent".into(), opt(&i.agent_version)),
@@ -286,7 +309,10 @@ fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
         ("Image".into(), opt(&i.image_id)),
         ("Launched".into(), when(i.launch_time)),
         ("Profile".into(), opt(&i.iam_instance_profile)),
-        ("VPC".into(), format!("{} / {}", opt(&i.vpc_id), opt(&i.subnet_id))),
+        (
+            "VPC".into(),
+            format!("{} / {}", opt(&i.vpc_id), opt(&i.subnet_id)),
+        ),
     ];
     for (k, val) in &i.tags {
         v.push((format!("tag {k}"), val.clone()));
@@ -332,8 +358,14 @@ fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         .map(|e| (e, red, "error: "))
         .chain(app.warnings.iter().map(|e| (e, yellow, "warning: ")))
     {
-        lines.push(Line::from(vec![Span::styled(label, style), Span::raw(sanitize(&e.summary()).into_owned())]));
-        lines.push(Line::from(vec![Span::styled("  fix: ", theme.dim()), Span::raw(sanitize(&e.fix()).into_owned())]));
+        lines.push(Line::from(vec![
+            Span::styled(label, style),
+            Span::raw(sanitize(&e.summary()).into_owned()),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled("  fix: ", theme.dim()),
+            Span::raw(sanitize(&e.fix()).into_owned()),
+        ]));
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
@@ -348,7 +380,9 @@ fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     }
     match app.source {
         Source::Cached { saved_at } => parts.push(format!("cached {}", age(app.now - saved_at))),
-        Source::Fresh { fetched_at } => parts.push(format!("updated {}", age(app.now - fetched_at))),
+        Source::Fresh { fetched_at } => {
+            parts.push(format!("updated {}", age(app.now - fetched_at)))
+        }
         Source::Nothing => {}
     }
     let spin = SPINNER[app.spinner % SPINNER.len()];
@@ -370,14 +404,24 @@ fn render_help(frame: &mut Frame, theme: Theme) {
     let area = frame.area();
     let w = 70.min(area.width);
     let h = (HELP.len() as u16 + 4).min(area.height);
-    let rect = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
+    let rect = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
     frame.render_widget(Clear, rect);
-    let block = Block::default().borders(Borders::ALL).title(" ec2ssh keys ");
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" ec2ssh keys ");
     let lines: Vec<Line> = HELP
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(fit(k, 34), theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+                Span::styled(
+                    fit(k, 34),
+                    theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+                ),
                 Span::raw(*what),
             ])
         })
@@ -416,15 +460,42 @@ mod tests {
     }
 
     fn fleet() -> Vec<Instance> {
-        let mut hostile = inst("i-0000000000000000e", Some("evil\u{1b}[2J\u{1b}]0;pwned\u{7}\nname"), Ping::Online, "Ubuntu 22.04");
-        hostile.tags.insert("Owner".into(), "x\u{1b}[31mred\r\nnext".into());
+        let mut hostile = inst(
+            "i-0000000000000000e",
+            Some("evil\u{1b}[2J\u{1b}]0;pwned\u{7}\nname"),
+            Ping::Online,
+            "Ubuntu 22.04",
+        );
+        hostile
+            .tags
+            .insert("Owner".into(), "x\u{1b}[31mred\r\nnext".into());
         vec![
-            inst("i-0aaaaaaaaaaaaaaa1", Some("web-prod-1"), Ping::Online, "Amazon Linux 2023"),
-            inst("i-0aaaaaaaaaaaaaaa2", Some("ウェブサーバー本番環境-二号機"), Ping::Online, "Ubuntu 22.04"),
+            inst(
+                "i-0aaaaaaaaaaaaaaa1",
+                Some("web-prod-1"),
+                Ping::Online,
+                "Amazon Linux 2023",
+            ),
+            inst(
+                "i-0aaaaaaaaaaaaaaa2",
+                Some("ウェブサーバー本番環境-二号機"),
+                Ping::Online,
+                "Ubuntu 22.04",
+            ),
             hostile,
-            inst("i-0aaaaaaaaaaaaaaa3", Some("🚀 launchpad 🚀"), Ping::ConnectionLost, "Debian 12"),
+            inst(
+                "i-0aaaaaaaaaaaaaaa3",
+                Some("🚀 launchpad 🚀"),
+                Ping::ConnectionLost,
+                "Debian 12",
+            ),
             inst("i-0aaaaaaaaaaaaaaa4", None, Ping::Inactive, "Windows"),
-            inst("mi-0123456789abcdef0", Some("rack-7-bastion-with-a-rather-long-name-that-will-not-fit"), Ping::NotManaged, "RHEL 9"),
+            inst(
+                "mi-0123456789abcdef0",
+                Some("rack-7-bastion-with-a-rather-long-name-that-will-not-fit"),
+                Ping::NotManaged,
+                "RHEL 9",
+            ),
         ]
     }
 
@@ -436,7 +507,12 @@ mod tests {
 
     fn app() -> App {
         let mut a = App::new(NOW);
-        a.set_instances(fleet(), Source::Cached { saved_at: NOW - 125 });
+        a.set_instances(
+            fleet(),
+            Source::Cached {
+                saved_at: NOW - 125,
+            },
+        );
         a
     }
 
@@ -477,7 +553,11 @@ mod tests {
         a.update(Action::Down);
         let t = draw(&a, 140, 40);
         for cell in t.backend().buffer().content() {
-            assert!(!cell.symbol().chars().any(|c| c.is_control()), "{:?}", cell.symbol());
+            assert!(
+                !cell.symbol().chars().any(|c| c.is_control()),
+                "{:?}",
+                cell.symbol()
+            );
         }
     }
 
@@ -506,7 +586,10 @@ mod tests {
             code: None,
             message: "Connection refused (os error 111)".into(),
         };
-        let inv = Inventory { instances: fleet(), warnings: vec![warn] };
+        let inv = Inventory {
+            instances: fleet(),
+            warnings: vec![warn],
+        };
         a.update(Action::Loaded(Ok(inv), NOW));
         insta::assert_snapshot!(draw(&a, 120, 12).backend());
     }
@@ -532,7 +615,18 @@ mod tests {
     fn narrow_terminals_drop_columns_from_the_right() {
         let titles = |w| columns(w).iter().map(|c| c.title).collect::<Vec<_>>();
         assert_eq!(titles(40), ["NAME", "ID"]);
-        assert_eq!(titles(140), ["NAME", "ID", "PRIVATE IP", "PLATFORM", "TYPE", "AZ", "AGENT"]);
+        assert_eq!(
+            titles(140),
+            [
+                "NAME",
+                "ID",
+                "PRIVATE IP",
+                "PLATFORM",
+                "TYPE",
+                "AZ",
+                "AGENT"
+            ]
+        );
         let total: usize = columns(100).iter().map(|c| c.width + 1).sum::<usize>() + 2;
         assert!(total <= 100, "{total}");
     }

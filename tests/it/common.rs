@@ -30,7 +30,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -117,7 +120,11 @@ impl Moto {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .output()
             .expect("run python");
-        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -142,9 +149,11 @@ impl Sim {
         let stdout = child.stdout.take().unwrap();
         let child = Guarded(child);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("sim summary line");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("sim printed {line:?}: {e}"));
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("sim summary line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("sim printed {line:?}: {e}"));
         Sim {
             endpoint: v["endpoint"].as_str().unwrap().to_string(),
             regions: v["regions"]

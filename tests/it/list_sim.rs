@@ -5,7 +5,11 @@ use std::collections::BTreeSet;
 use crate::common::{ec2ssh, free_port, Sim};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "ec2ssh failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ec2ssh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("valid JSON")
 }
 
@@ -13,19 +17,37 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 fn lists_a_generated_fleet_of_5000_across_regions() {
     let home = tempfile::tempdir().unwrap();
     let sim = Sim::start(home.path(), &["--generate", "5000"]);
-    let doc = json(&sim.ec2ssh(home.path()).args(["list", "--json"]).output().unwrap());
+    let doc = json(
+        &sim.ec2ssh(home.path())
+            .args(["list", "--json"])
+            .output()
+            .unwrap(),
+    );
     let instances = doc["instances"].as_array().unwrap();
     assert_eq!(instances.len(), sim.instances);
-    let ids: BTreeSet<&str> = instances.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let ids: BTreeSet<&str> = instances
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), instances.len(), "no instance listed twice");
     assert!(doc["warnings"].as_array().unwrap().is_empty());
-    let regions: BTreeSet<&str> = instances.iter().map(|i| i["region"].as_str().unwrap()).collect();
+    let regions: BTreeSet<&str> = instances
+        .iter()
+        .map(|i| i["region"].as_str().unwrap())
+        .collect();
     assert!(regions.len() > 1, "regions are all listed: {regions:?}");
     // Online first.
-    let first_not_online = instances.iter().position(|i| i["ping"] != "Online").unwrap();
-    assert!(instances[first_not_online..].iter().all(|i| i["ping"] != "Online"));
+    let first_not_online = instances
+        .iter()
+        .position(|i| i["ping"] != "Online")
+        .unwrap();
+    assert!(instances[first_not_online..]
+        .iter()
+        .all(|i| i["ping"] != "Online"));
     // The listing was cached for the picker.
-    let cached = std::fs::read_dir(home.path().join("cache/ec2ssh")).unwrap().count();
+    let cached = std::fs::read_dir(home.path().join("cache/ec2ssh"))
+        .unwrap()
+        .count();
     assert_eq!(cached, 1);
 }
 
@@ -33,21 +55,40 @@ fn lists_a_generated_fleet_of_5000_across_regions() {
 fn demo_fleet_has_every_kind_of_machine() {
     let home = tempfile::tempdir().unwrap();
     let sim = Sim::start(home.path(), &[]);
-    let doc = json(&sim.ec2ssh(home.path()).args(["list", "--json"]).output().unwrap());
+    let doc = json(
+        &sim.ec2ssh(home.path())
+            .args(["list", "--json"])
+            .output()
+            .unwrap(),
+    );
     let instances = doc["instances"].as_array().unwrap();
-    let pings: BTreeSet<&str> = instances.iter().map(|i| i["ping"].as_str().unwrap()).collect();
+    let pings: BTreeSet<&str> = instances
+        .iter()
+        .map(|i| i["ping"].as_str().unwrap())
+        .collect();
     for p in ["Online", "ConnectionLost", "Inactive", "NotManaged"] {
         assert!(pings.contains(p), "demo fleet has a {p} machine");
     }
-    let hybrid = instances.iter().find(|i| i["id"].as_str().unwrap().starts_with("mi-")).expect("a hybrid node");
+    let hybrid = instances
+        .iter()
+        .find(|i| i["id"].as_str().unwrap().starts_with("mi-"))
+        .expect("a hybrid node");
     assert!(hybrid["state"].is_null());
     assert!(hybrid["agent_version"].is_string());
     assert!(instances.iter().any(|i| i["platform_type"] == "Windows"));
     assert!(instances.iter().any(|i| i["state"] == "stopped"));
 
     // --online -q: exactly the Online ids.
-    let out = sim.ec2ssh(home.path()).args(["list", "--online", "-q"]).output().unwrap();
-    let online: BTreeSet<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    let out = sim
+        .ec2ssh(home.path())
+        .args(["list", "--online", "-q"])
+        .output()
+        .unwrap();
+    let online: BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     let expected: BTreeSet<String> = instances
         .iter()
         .filter(|i| i["ping"] == "Online")
@@ -56,22 +97,47 @@ fn demo_fleet_has_every_kind_of_machine() {
     assert_eq!(online, expected);
 
     // The table never lets control characters through, even from hostile tags.
-    let out = sim.ec2ssh(home.path()).args(["list", "--color", "never"]).output().unwrap();
+    let out = sim
+        .ec2ssh(home.path())
+        .args(["list", "--color", "never"])
+        .output()
+        .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table}");
+    assert!(
+        !table.chars().any(|c| c.is_control() && c != '\n'),
+        "{table}"
+    );
     assert_eq!(table.lines().count(), instances.len() + 1);
 }
 
 #[test]
 fn access_denied_names_the_action_and_the_fix() {
     let home = tempfile::tempdir().unwrap();
-    let sim = Sim::start(home.path(), &["--deny", "ec2:DescribeInstances,ssm:DescribeInstanceInformation"]);
-    let out = sim.ec2ssh(home.path()).args(["--region", "us-east-1", "list"]).output().unwrap();
+    let sim = Sim::start(
+        home.path(),
+        &[
+            "--deny",
+            "ec2:DescribeInstances,ssm:DescribeInstanceInformation",
+        ],
+    );
+    let out = sim
+        .ec2ssh(home.path())
+        .args(["--region", "us-east-1", "list"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error: ec2:DescribeInstances was denied in us-east-1 (UnauthorizedOperation)"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: ec2:DescribeInstances was denied in us-east-1 (UnauthorizedOperation)"
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("error: ssm:DescribeInstanceInformation was denied in us-east-1 (AccessDeniedException)"), "{stderr}");
-    assert!(stderr.contains("  fix: allow ssm:DescribeInstanceInformation for your IAM identity"), "{stderr}");
+    assert!(
+        stderr.contains("  fix: allow ssm:DescribeInstanceInformation for your IAM identity"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -79,11 +145,21 @@ fn access_denied_names_the_action_and_the_fix() {
 fn ssm_denied_alone_is_a_warning_and_ping_is_unknown() {
     let home = tempfile::tempdir().unwrap();
     let sim = Sim::start(home.path(), &["--deny", "ssm:DescribeInstanceInformation"]);
-    let doc = json(&sim.ec2ssh(home.path()).args(["list", "--json"]).output().unwrap());
+    let doc = json(
+        &sim.ec2ssh(home.path())
+            .args(["list", "--json"])
+            .output()
+            .unwrap(),
+    );
     let instances = doc["instances"].as_array().unwrap();
     assert!(!instances.is_empty());
     assert!(instances.iter().all(|i| i["ping"] == "Unknown"));
-    assert!(instances.iter().all(|i| i["id"].as_str().unwrap().starts_with("i-")), "hybrids come only from SSM");
+    assert!(
+        instances
+            .iter()
+            .all(|i| i["id"].as_str().unwrap().starts_with("i-")),
+        "hybrids come only from SSM"
+    );
     let w = &doc["warnings"][0];
     assert_eq!(w["kind"], "access_denied");
     assert_eq!(w["code"], "AccessDeniedException");
@@ -94,27 +170,49 @@ fn unreachable_endpoint_says_so() {
     let home = tempfile::tempdir().unwrap();
     let out = ec2ssh(home.path())
         .args(["list", "--region", "eu-west-1"])
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", free_port()))
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error: could not reach AWS for ec2:DescribeInstances in eu-west-1"), "{stderr}");
-    assert!(stderr.contains("  fix: check the network or proxy"), "{stderr}");
+    assert!(
+        stderr.contains("error: could not reach AWS for ec2:DescribeInstances in eu-west-1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  fix: check the network or proxy"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn usage_errors_and_missing_region() {
     let home = tempfile::tempdir().unwrap();
-    let out = ec2ssh(home.path()).args(["list", "--bogus"]).output().unwrap();
+    let out = ec2ssh(home.path())
+        .args(["list", "--bogus"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = ec2ssh(home.path()).args(["list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error: no AWS region is set") && stderr.contains("fix: pass --region"), "{stderr}");
+    assert!(
+        stderr.contains("error: no AWS region is set") && stderr.contains("fix: pass --region"),
+        "{stderr}"
+    );
     std::fs::create_dir_all(home.path().join("config/ec2ssh")).unwrap();
-    std::fs::write(home.path().join("config/ec2ssh/config.toml"), "regoins = []").unwrap();
+    std::fs::write(
+        home.path().join("config/ec2ssh/config.toml"),
+        "regoins = []",
+    )
+    .unwrap();
     let out = ec2ssh(home.path()).args(["list"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is not valid") && stderr.contains("regoins"), "{stderr}");
+    assert!(
+        stderr.contains("is not valid") && stderr.contains("regoins"),
+        "{stderr}"
+    );
 }
