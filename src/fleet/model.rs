@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Session Manager's view of a machine: its agent's ping status, or why there is none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum Ping {
     Online,
     ConnectionLost,
@@ -14,6 +14,7 @@ pub enum Ping {
     /// EC2 knows the instance but SSM does not manage it (no agent, no instance profile…).
     NotManaged,
     /// SSM could not be asked (denied, unreachable), so the status is not known.
+    #[default]
     Unknown,
 }
 
@@ -90,12 +91,6 @@ pub struct Instance {
     pub iam_instance_profile: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
-}
-
-impl Default for Ping {
-    fn default() -> Self {
-        Ping::Unknown
-    }
 }
 
 impl Instance {

@@ -76,7 +76,7 @@ fn columns(total: usize) -> Vec<Column> {
     let min_name = 16;
     let mut out = vec![];
     for c in fixed {
-        if budget >= min_name + c.width + 1 {
+        if budget > min_name + c.width {
             budget -= c.width + 1;
             out.push(c);
         } else {
