@@ -83,6 +83,11 @@ async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
     } else {
         g.region.clone()
     };
+    let mut seen = std::collections::HashSet::new();
+    let regions: Vec<String> = regions
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect();
     let ctx = AwsContext::load(profile.as_deref(), &regions).await?;
     Ok((config, ctx))
 }

@@ -32,6 +32,7 @@ pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
         inv.instances.extend(instances);
         inv.warnings.extend(errors);
     }
+    inv.warnings = merge_regions(inv.warnings);
     if !any_ok {
         return Err(FetchError {
             errors: inv.warnings,
@@ -39,6 +40,22 @@ pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
     }
     sort_fleet(&mut inv.instances);
     Ok(inv)
+}
+
+/// One error per distinct failure, naming every region it happened in, so a denied
+/// action in five regions reads as one line, not five.
+pub fn merge_regions(errors: Vec<AwsError>) -> Vec<AwsError> {
+    let mut out: Vec<AwsError> = Vec::new();
+    for e in errors {
+        match out
+            .iter_mut()
+            .find(|o| o.action == e.action && o.kind == e.kind && o.code == e.code)
+        {
+            Some(o) => o.region = format!("{}, {}", o.region, e.region),
+            None => out.push(e),
+        }
+    }
+    out
 }
 
 async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {
@@ -137,5 +154,36 @@ fn from_ssm(i: &aws_sdk_ssm::types::InstanceInformation) -> SsmRecord {
         ip_address: i.ip_address().map(str::to_string),
         computer_name: i.computer_name().map(str::to_string),
         name: i.name().filter(|n| !n.is_empty()).map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::AwsErrorKind;
+
+    fn err(action: &str, region: &str) -> AwsError {
+        AwsError {
+            action: action.into(),
+            region: region.into(),
+            kind: AwsErrorKind::AccessDenied,
+            code: Some("AccessDeniedException".into()),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_same_failure_in_several_regions_is_one_error() {
+        let merged = merge_regions(vec![
+            err("ssm:DescribeInstanceInformation", "us-east-1"),
+            err("ec2:DescribeInstances", "us-east-1"),
+            err("ssm:DescribeInstanceInformation", "eu-west-1"),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].region, "us-east-1, eu-west-1");
+        assert_eq!(
+            merged[0].summary(),
+            "ssm:DescribeInstanceInformation was denied in us-east-1, eu-west-1 (AccessDeniedException)"
+        );
     }
 }

@@ -80,14 +80,7 @@ pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<
 }
 
 fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
-    let mut el = |name: &str, value: Option<&str>| {
-        if let Some(v) = value {
-            xml.push_str(&format!("<{name}>{}</{name}>", escape(v)));
-        }
-    };
     let st = i.state.as_deref().unwrap_or("running");
-    el("instanceId", Some(&i.id));
-    el("imageId", i.image_id.as_deref());
     let code = match st {
         "pending" => 0,
         "running" => 16,
@@ -96,48 +89,51 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
         "stopping" => 64,
         _ => 80,
     };
+    let dashed = |ip: &String| ip.replace('.', "-");
     let private_dns = i
         .private_ip
         .as_ref()
-        .map(|ip| format!("ip-{}.ec2.internal", ip.replace('.', "-")));
+        .map(|ip| format!("ip-{}.ec2.internal", dashed(ip)));
     let public_dns = i
         .public_ip
         .as_ref()
-        .map(|ip| format!("ec2-{}.compute-1.amazonaws.com", ip.replace('.', "-")));
+        .map(|ip| format!("ec2-{}.compute-1.amazonaws.com", dashed(ip)));
     let launch = state.days_ago(i.launched_days_ago.unwrap_or(30));
     let windows = i.platform_type.as_deref() == Some("Windows");
-    let mut out = String::new();
-    let mut push = |name: &str, value: Option<&str>| {
-        if let Some(v) = value {
-            out.push_str(&format!("<{name}>{}</{name}>", escape(v)));
-        }
-    };
-    push("privateDnsName", private_dns.as_deref());
-    push("dnsName", public_dns.as_deref().or(Some("")));
-    push("instanceType", i.instance_type.as_deref());
-    push("launchTime", Some(&launch));
-    push("platform", windows.then_some("windows"));
-    push(
+    element(xml, "instanceId", Some(&i.id));
+    element(xml, "imageId", i.image_id.as_deref());
+    xml.push_str(&format!(
+        "<instanceState><code>{code}</code><name>{}</name></instanceState>",
+        escape(st)
+    ));
+    element(xml, "privateDnsName", private_dns.as_deref());
+    element(xml, "dnsName", Some(public_dns.as_deref().unwrap_or("")));
+    element(xml, "instanceType", i.instance_type.as_deref());
+    element(xml, "launchTime", Some(&launch));
+    element(xml, "platform", windows.then_some("windows"));
+    element(
+        xml,
         "platformDetails",
         Some(if windows { "Windows" } else { "Linux/UNIX" }),
     );
-    push("privateIpAddress", i.private_ip.as_deref());
-    push("ipAddress", i.public_ip.as_deref());
-    push(
+    element(xml, "privateIpAddress", i.private_ip.as_deref());
+    element(xml, "ipAddress", i.public_ip.as_deref());
+    element(
+        xml,
         "vpcId",
-        i.vpc_id.as_deref().or(Some("vpc-0demo0000000000001")),
+        Some(i.vpc_id.as_deref().unwrap_or("vpc-0demo0000000000001")),
     );
-    push(
+    element(
+        xml,
         "subnetId",
-        i.subnet_id.as_deref().or(Some("subnet-0demo000000000001")),
+        Some(i.subnet_id.as_deref().unwrap_or("subnet-0demo000000000001")),
     );
-    push("architecture", Some("x86_64"));
-    xml.push_str(&format!(
-        "<instanceState><code>{code}</code><name>{st}</name></instanceState>"
-    ));
-    xml.push_str(&out);
+    element(xml, "architecture", Some("x86_64"));
     if let Some(az) = &i.az {
-        xml.push_str(&format!("<placement><availabilityZone>{}</availabilityZone><tenancy>default</tenancy></placement>", escape(az)));
+        xml.push_str(&format!(
+            "<placement><availabilityZone>{}</availabilityZone><tenancy>default</tenancy></placement>",
+            escape(az)
+        ));
     }
     if let Some(p) = &i.instance_profile {
         xml.push_str(&format!(
@@ -157,6 +153,13 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
             ));
         }
         xml.push_str("</tagSet>");
+    }
+}
+
+/// `<name>value</name>`, escaped; nothing when there is no value.
+fn element(xml: &mut String, name: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        xml.push_str(&format!("<{name}>{}</{name}>", escape(v)));
     }
 }
 

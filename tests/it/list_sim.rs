@@ -13,16 +13,16 @@ fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("valid JSON")
 }
 
+/// `ec2ssh list --json` against `sim`, parsed.
+fn list_json(sim: &Sim, home: &std::path::Path) -> serde_json::Value {
+    json(&sim.ec2ssh(home).args(["list", "--json"]).output().unwrap())
+}
+
 #[test]
 fn lists_a_generated_fleet_of_5000_across_regions() {
     let home = tempfile::tempdir().unwrap();
     let sim = Sim::start(home.path(), &["--generate", "5000"]);
-    let doc = json(
-        &sim.ec2ssh(home.path())
-            .args(["list", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let doc = list_json(&sim, home.path());
     let instances = doc["instances"].as_array().unwrap();
     assert_eq!(instances.len(), sim.instances);
     let ids: BTreeSet<&str> = instances
@@ -55,12 +55,7 @@ fn lists_a_generated_fleet_of_5000_across_regions() {
 fn demo_fleet_has_every_kind_of_machine() {
     let home = tempfile::tempdir().unwrap();
     let sim = Sim::start(home.path(), &[]);
-    let doc = json(
-        &sim.ec2ssh(home.path())
-            .args(["list", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let doc = list_json(&sim, home.path());
     let instances = doc["instances"].as_array().unwrap();
     let pings: BTreeSet<&str> = instances
         .iter()
@@ -120,20 +115,16 @@ fn access_denied_names_the_action_and_the_fix() {
             "ec2:DescribeInstances,ssm:DescribeInstanceInformation",
         ],
     );
-    let out = sim
-        .ec2ssh(home.path())
-        .args(["--region", "us-east-1", "list"])
-        .output()
-        .unwrap();
+    let out = sim.ec2ssh(home.path()).args(["list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(
-            "error: ec2:DescribeInstances was denied in us-east-1 (UnauthorizedOperation)"
+            "error: ec2:DescribeInstances was denied in ap-northeast-1, eu-west-1, us-east-1 (UnauthorizedOperation)"
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("error: ssm:DescribeInstanceInformation was denied in us-east-1 (AccessDeniedException)"), "{stderr}");
+    assert!(stderr.contains("error: ssm:DescribeInstanceInformation was denied in ap-northeast-1, eu-west-1, us-east-1 (AccessDeniedException)"), "{stderr}");
     assert!(
         stderr.contains("  fix: allow ssm:DescribeInstanceInformation for your IAM identity"),
         "{stderr}"
@@ -145,12 +136,7 @@ fn access_denied_names_the_action_and_the_fix() {
 fn ssm_denied_alone_is_a_warning_and_ping_is_unknown() {
     let home = tempfile::tempdir().unwrap();
     let sim = Sim::start(home.path(), &["--deny", "ssm:DescribeInstanceInformation"]);
-    let doc = json(
-        &sim.ec2ssh(home.path())
-            .args(["list", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let doc = list_json(&sim, home.path());
     let instances = doc["instances"].as_array().unwrap();
     assert!(!instances.is_empty());
     assert!(instances.iter().all(|i| i["ping"] == "Unknown"));
@@ -215,4 +201,26 @@ fn usage_errors_and_missing_region() {
         stderr.contains("is not valid") && stderr.contains("regoins"),
         "{stderr}"
     );
+}
+
+#[test]
+fn per_service_endpoint_overrides_are_honoured() {
+    let home = tempfile::tempdir().unwrap();
+    let ec2_only = Sim::start(home.path(), &[]);
+    let denying = Sim::start(home.path(), &["--deny", "ssm:DescribeInstanceInformation"]);
+    // EC2 from one simulator, SSM from another that denies: the override took effect
+    // exactly when the SSM call reports the denial.
+    let out = ec2ssh(home.path())
+        .args(["list", "--json", "--region", "us-east-1"])
+        .env("AWS_ENDPOINT_URL_EC2", &ec2_only.endpoint)
+        .env("AWS_ENDPOINT_URL_SSM", &denying.endpoint)
+        .output()
+        .unwrap();
+    let doc = json(&out);
+    assert!(!doc["instances"].as_array().unwrap().is_empty());
+    assert_eq!(
+        doc["warnings"][0]["action"],
+        "ssm:DescribeInstanceInformation"
+    );
+    assert_eq!(doc["warnings"][0]["kind"], "access_denied");
 }

@@ -88,6 +88,24 @@ fn picker_end_to_end() {
     assert_eq!((out.as_str(), code), ("", 130));
     drop(t);
 
+    // SIGTERM while the picker owns the terminal: terminal restored, exit 143.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("sigterm-{}", std::process::id());
+    let t = picker_in_tmux(
+        dir.path(),
+        &env,
+        &format!("--region {regions} pick --filter {marker}"),
+    );
+    t.wait_screen("the picker", |s| s.contains(" shown ·"));
+    let killed = std::process::Command::new("pkill")
+        .args(["-TERM", "-f", &marker])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "pkill found the picker");
+    let (out, code) = finished(dir.path());
+    assert_eq!((out.as_str(), code), ("", 143));
+    drop(t);
+
     // The demo command itself, as a newcomer runs it; the warm cache is not needed.
     let dir = tempfile::tempdir().unwrap();
     let t = picker_in_tmux(dir.path(), &[], "demo --filter 'db prod'");
