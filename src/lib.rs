@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod fleet;
+pub mod session;
 pub mod sim;
 pub mod text;
 pub mod tui;
