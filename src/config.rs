@@ -15,7 +15,20 @@ pub struct Config {
     pub regions: Vec<String>,
     /// Keep an on-disk copy of the last inventory (default true).
     pub cache: Option<bool>,
+    /// How sessions are carried: ec2ssh's own client (default) or Amazon's plugin.
+    pub transport: Option<Transport>,
     pub picker: PickerConfig,
+}
+
+/// Who speaks the Session Manager data channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// ec2ssh's built-in client
+    #[default]
+    Native,
+    /// Amazon's session-manager-plugin, run the way the AWS CLI runs it
+    Plugin,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 pub mod fleet;
 pub mod session;
+pub mod signals;
 pub mod sim;
 pub mod text;
 pub mod tui;

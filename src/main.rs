@@ -69,6 +69,11 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             commands::list::run(&ctx, cache.as_ref(), &args).await?;
             Ok(0)
         }
+        Some(Command::Proxy(args)) => {
+            let (config, ctx) = account(&g).await?;
+            let transport = args.transport.or(config.transport).unwrap_or_default();
+            commands::proxy::run(&ctx, &args, transport).await
+        }
         Some(Command::Pick(args)) => pick(&g, &args).await,
         None => pick(&g, &PickArgs::default()).await,
     }

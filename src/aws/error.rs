@@ -17,6 +17,8 @@ pub enum AwsErrorKind {
     Unreachable,
     Throttled,
     NotImplemented,
+    /// Session Manager cannot reach the target's agent (`TargetNotConnected`).
+    TargetNotConnected,
     Other,
 }
 
@@ -66,6 +68,10 @@ impl AwsError {
             AwsErrorKind::NotImplemented => {
                 format!("the endpoint for {region} does not implement {action}{code}")
             }
+            AwsErrorKind::TargetNotConnected => {
+                let msg = self.message.trim_end_matches('.');
+                format!("Session Manager cannot reach the instance in {region}: {msg}")
+            }
             AwsErrorKind::Other => {
                 let msg = if self.message.is_empty() {
                     String::new()
@@ -90,6 +96,7 @@ impl AwsError {
             AwsErrorKind::Unreachable => "check the network or proxy, the region name, and any AWS_ENDPOINT_URL* override; from a private VPC you need its interface endpoints".to_string(),
             AwsErrorKind::Throttled => "wait a moment and press Ctrl-r (or run again); fewer regions at once also helps".to_string(),
             AwsErrorKind::NotImplemented => "point AWS_ENDPOINT_URL* at a service that implements it, or unset the override".to_string(),
+            AwsErrorKind::TargetNotConnected => "check that `ec2ssh list` shows it Online: the instance must be running, its SSM agent started, and able to reach the ssm, ssmmessages and ec2messages endpoints (NAT, or VPC interface endpoints)".to_string(),
             AwsErrorKind::Other => "run again with -v for details".to_string(),
         }
     }
@@ -157,6 +164,7 @@ fn kind_for_code(code: Option<&str>, message: &str) -> AwsErrorKind {
         | "ThrottlingException"
         | "RequestLimitExceeded"
         | "TooManyRequestsException" => AwsErrorKind::Throttled,
+        "TargetNotConnected" => AwsErrorKind::TargetNotConnected,
         "UnknownOperationException" | "InvalidAction" | "NotImplemented" => {
             AwsErrorKind::NotImplemented
         }

@@ -93,6 +93,25 @@ impl AwsContext {
         aws_sdk_ssm::Client::from_conf(conf)
     }
 
+    /// The SSM endpoint URL in use for `region` (what session-manager-plugin is told).
+    pub fn ssm_endpoint(&self, region: &str) -> String {
+        if let Some(url) = std::env::var("AWS_ENDPOINT_URL_SSM")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            return url;
+        }
+        if let Some(url) = self.base.endpoint_url() {
+            return url.to_string();
+        }
+        let suffix = if region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        format!("https://ssm.{region}.{suffix}")
+    }
+
     pub fn instance_connect(&self, region: &str) -> aws_sdk_ec2instanceconnect::Client {
         let conf = aws_sdk_ec2instanceconnect::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod list;
+pub mod proxy;
 
 use crate::error::AppError;
 use crate::tui::Outcome;

@@ -10,9 +10,11 @@
 //! returns as binary frames, act on `poll_event`, read stdin only while `can_send`, and
 //! call `handle_timeout` when the `poll_timeout` deadline passes.
 
+pub mod api;
 pub mod channel;
 pub mod client;
 pub mod codec;
+pub mod driver;
 pub mod messages;
 
 #[cfg(test)]

@@ -1,0 +1,343 @@
+//! `ec2ssh proxy TARGET PORT`: an OpenSSH ProxyCommand. Starts an `AWS-StartSSHSession`
+//! session and bridges stdin/stdout to it byte-exactly, with ec2ssh's own data-channel
+//! client or, on request, Amazon's session-manager-plugin. Whatever happens, the
+//! session is terminated before the process exits.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::aws::{AwsContext, AwsError};
+use crate::cli::ProxyArgs;
+use crate::config::Transport;
+use crate::error::AppError;
+use crate::session::api::{SessionApi, Started, SSH_DOCUMENT};
+use crate::session::driver::{self, Dial, DriverConfig, Finish, Resume, TunnelError};
+use crate::session::client::version_greater;
+use crate::signals::{self, Signals};
+
+/// How long cleanup (TerminateSession) may take on the way out.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Result<u8, AppError> {
+    // Before anything else, so that a signal can never skip the cleanup below.
+    let mut signals = Signals::install();
+    let target = validate_target(&args.target)?;
+    let region = region_for(ctx, target).await?;
+    let api = SessionApi::new(ctx.ssm(&region), &region);
+    let plugin = match transport {
+        Transport::Plugin => Some(find_plugin()?),
+        Transport::Native => None,
+    };
+
+    let started = api.start_ssh(target, args.port).await?;
+    tracing::info!(session = %started.session_id, %region, "session started");
+    let session = Session {
+        api: &api,
+        id: started.session_id.clone(),
+    };
+
+    // From here on every path ends with the session terminated. StartSession itself is
+    // never cancelled half-way: a signal during it is acted on here.
+    let outcome = match signals.pending() {
+        Some(n) => Err(signals::as_error(n)),
+        None => tokio::select! {
+            r = tunnel(&session, &started, target, args.port, plugin, ctx) => r,
+            n = signals.recv() => Err(signals::as_error(n)),
+        },
+    };
+    let closed_by_service = matches!(outcome, Ok(Finish::Closed { .. }));
+    if !closed_by_service {
+        session.terminate().await;
+    }
+    match outcome {
+        Ok(Finish::Closed { reason }) => {
+            if !reason.is_empty() {
+                tracing::info!(%reason, "session closed by the service");
+            }
+            Ok(0)
+        }
+        Ok(Finish::InputDone { drained, .. }) => {
+            if !drained {
+                eprintln!("ec2ssh: warning: the instance did not acknowledge the last bytes before the session ended");
+            }
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The session and the API that ends it.
+struct Session<'a> {
+    api: &'a SessionApi,
+    id: String,
+}
+
+impl Session<'_> {
+    async fn terminate(&self) {
+        match tokio::time::timeout(TERMINATE_TIMEOUT, self.api.terminate(&self.id)).await {
+            Ok(Ok(())) => tracing::debug!(session = %self.id, "session terminated"),
+            Ok(Err(e)) => eprintln!(
+                "ec2ssh: warning: could not terminate session {}: {}",
+                self.id,
+                e.summary()
+            ),
+            Err(_) => eprintln!(
+                "ec2ssh: warning: TerminateSession for {} timed out; the session ends at its idle timeout",
+                self.id
+            ),
+        }
+    }
+}
+
+impl Resume for Session<'_> {
+    async fn resume(&self) -> Result<Option<String>, AwsError> {
+        self.api.resume(&self.id).await
+    }
+}
+
+async fn tunnel(
+    session: &Session<'_>,
+    started: &Started,
+    target: &str,
+    port: u16,
+    plugin: Option<PathBuf>,
+    ctx: &AwsContext,
+) -> Result<Finish, AppError> {
+    if let Some(plugin) = plugin {
+        return run_plugin(&plugin, started, target, port, session.api.region(), ctx).await;
+    }
+    let dial = Dial {
+        stream_url: started.stream_url.clone(),
+        token: started.token.clone(),
+    };
+    let input = stdin_chunks();
+    driver::run(
+        dial,
+        input,
+        tokio::io::stdout(),
+        session,
+        &DriverConfig::default(),
+    )
+    .await
+    .map_err(|e| tunnel_error(e, target))
+}
+
+/// Reads stdin on a plain thread (a blocked read must not hold up the runtime's exit)
+/// and hands the chunks over; the channel closes at end of input.
+fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "stdin read failed; treating as end of input");
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn tunnel_error(e: TunnelError, target: &str) -> AppError {
+    let fix = match &e {
+        TunnelError::Connect { .. } => "the ssmmessages endpoint must be reachable from here (check proxies and firewalls; from a private VPC you need its ssmmessages interface endpoint)".to_string(),
+        TunnelError::HandshakeTimeout(_) | TunnelError::Handshake(_) => format!("check the SSM agent on {target} (`ec2ssh list` shows its version; update it with the AWS-UpdateSSMAgent document)"),
+        TunnelError::Lost(_) | TunnelError::Expired | TunnelError::Unacknowledged(_) => "the network to AWS dropped for too long; connect again".to_string(),
+        TunnelError::Resume(err) => return AppError::Aws(err.clone()),
+        TunnelError::Output(_) => "the program reading the tunnel (ssh) went away".to_string(),
+    };
+    AppError::other(e.to_string(), fix)
+}
+
+/// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
+fn validate_target(target: &str) -> Result<&str, AppError> {
+    let ok = |hex: &str, lens: &[usize]| {
+        lens.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    let valid = match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
+        (Some(hex), _) => ok(hex, &[8, 17]),
+        (_, Some(hex)) => ok(hex, &[17]),
+        _ => false,
+    };
+    if valid {
+        Ok(target)
+    } else {
+        Err(AppError::other(
+            format!("{:?} is not an instance id", crate::text::sanitize(target)),
+            "pass an id like i-0123456789abcdef0 or mi-0123456789abcdef0 (in ~/.ssh/config: `Host i-* mi-*` with `ProxyCommand ec2ssh proxy %h %p`)",
+        ))
+    }
+}
+
+/// The target's region: the only one configured, else the one whose SSM knows it.
+async fn region_for(ctx: &AwsContext, target: &str) -> Result<String, AppError> {
+    if let [only] = ctx.regions.as_slice() {
+        return Ok(only.clone());
+    }
+    let lookups = ctx.regions.iter().map(|region| async move {
+        let found = ctx
+            .ssm(region)
+            .describe_instance_information()
+            .filters(
+                aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
+                    .key("InstanceIds")
+                    .values(target)
+                    .build()
+                    .ok()?,
+            )
+            .send()
+            .await
+            .ok()?
+            .instance_information_list()
+            .iter()
+            .any(|i| i.instance_id() == Some(target));
+        found.then(|| region.clone())
+    });
+    let hits = futures::future::join_all(lookups).await;
+    hits.into_iter().flatten().next().ok_or_else(|| {
+        AppError::other(
+            format!(
+                "{target} is not managed by Systems Manager in {}",
+                ctx.regions.join(", ")
+            ),
+            "pass its region with --region (`ec2ssh list` shows where it is)",
+        )
+    })
+}
+
+/// `session-manager-plugin` on PATH.
+fn find_plugin() -> Result<PathBuf, AppError> {
+    const NAME: &str = "session-manager-plugin";
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(NAME))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| AppError::other(
+            "--transport plugin needs Amazon's session-manager-plugin, which is not on PATH",
+            "install it (https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html), or use the built-in client: drop --transport plugin / set transport = \"native\"",
+        ))
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Runs the plugin exactly as `aws ssm start-session` does: the StartSession response,
+/// region, operation, profile, request and endpoint as arguments, stdio inherited.
+async fn run_plugin(
+    plugin: &std::path::Path,
+    started: &Started,
+    target: &str,
+    port: u16,
+    region: &str,
+    ctx: &AwsContext,
+) -> Result<Finish, AppError> {
+    let response = serde_json::json!({
+        "SessionId": started.session_id,
+        "TokenValue": started.token,
+        "StreamUrl": started.stream_url,
+    });
+    let request = serde_json::json!({
+        "Target": target,
+        "DocumentName": SSH_DOCUMENT,
+        "Parameters": { "portNumber": [port.to_string()] },
+    });
+    let endpoint = ctx.ssm_endpoint(region);
+    let mut cmd = tokio::process::Command::new(plugin);
+    // Plugins since 1.2.536.0 take the response (which holds the token) from an
+    // environment variable named by argv[1], keeping it out of the process list.
+    if plugin_takes_env(plugin).await {
+        let env_name = "AWS_SSM_START_SESSION_RESPONSE";
+        cmd.arg(env_name).env(env_name, response.to_string());
+    } else {
+        cmd.arg(response.to_string());
+    }
+    let mut child = cmd
+        .arg(region)
+        .arg("StartSession")
+        .arg(ctx.profile.as_deref().unwrap_or(""))
+        .arg(request.to_string())
+        .arg(endpoint)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            AppError::other(
+                format!("cannot run {}: {e}", plugin.display()),
+                "check the session-manager-plugin installation",
+            )
+        })?;
+    let status = child.wait().await.map_err(|e| {
+        AppError::other(
+            format!("session-manager-plugin failed: {e}"),
+            "run again with -v",
+        )
+    })?;
+    if status.success() {
+        Ok(Finish::InputDone {
+            terminated: false,
+            drained: true,
+        })
+    } else {
+        Err(AppError::other(
+            format!("session-manager-plugin exited with {status}"),
+            "its messages above say why; the built-in client (--transport native) may say more",
+        ))
+    }
+}
+
+/// Whether the plugin is new enough (>= 1.2.536.0) to read the response from the
+/// environment.
+async fn plugin_takes_env(plugin: &std::path::Path) -> bool {
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::process::Command::new(plugin)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await;
+    let Ok(Ok(out)) = out else { return false };
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    tracing::debug!(%version, "session-manager-plugin version");
+    version == "1.2.536.0" || version_greater(&version, "1.2.536.0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert!(validate_target("i-0123456789abcdef0").is_ok());
+        assert!(validate_target("i-01234567").is_ok());
+        assert!(validate_target("mi-0123456789abcdef0").is_ok());
+        for bad in [
+            "",
+            "i-",
+            "i-0123456789abcdef",
+            "i-0123456789abcdefg",
+            "host.example.com",
+            "mi-01234567",
+            "i-0123456789abcdef0;rm",
+        ] {
+            assert!(validate_target(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The Session Manager control plane: `StartSession`, `ResumeSession` and
+//! `TerminateSession` over the AWS SDK. The data channel itself is the driver's job.
+
+use aws_sdk_ssm::Client;
+
+use crate::aws::AwsError;
+
+/// The SSM document that opens a standard-stream port session to sshd.
+pub const SSH_DOCUMENT: &str = "AWS-StartSSHSession";
+
+/// What `StartSession` (or `ResumeSession`) hands back: where and how to dial.
+#[derive(Clone)]
+pub struct Started {
+    pub session_id: String,
+    pub stream_url: String,
+    /// Short-lived bearer token for the data channel; never log it.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("session_id", &self.session_id)
+            .field("stream_url", &self.stream_url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One region's SSM client plus the session it drives.
+#[derive(Debug, Clone)]
+pub struct SessionApi {
+    client: Client,
+    region: String,
+}
+
+impl SessionApi {
+    pub fn new(client: Client, region: impl Into<String>) -> Self {
+        SessionApi {
+            client,
+            region: region.into(),
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Opens an `AWS-StartSSHSession` session to `target` on `port`.
+    pub async fn start_ssh(&self, target: &str, port: u16) -> Result<Started, AwsError> {
+        let out = self
+            .client
+            .start_session()
+            .target(target)
+            .document_name(SSH_DOCUMENT)
+            .parameters("portNumber", vec![port.to_string()])
+            .reason("ec2ssh")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:StartSession", &self.region, &e))?;
+        let missing = |what: &str| AwsError {
+            action: "ssm:StartSession".into(),
+            region: self.region.clone(),
+            kind: crate::aws::AwsErrorKind::NotImplemented,
+            code: None,
+            message: format!("the response has no {what}"),
+        };
+        Ok(Started {
+            session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),
+            stream_url: out.stream_url().ok_or_else(|| missing("StreamUrl"))?.into(),
+            token: out.token_value().ok_or_else(|| missing("TokenValue"))?.into(),
+        })
+    }
+
+    /// A fresh token for a session whose websocket broke. `None` means the service has
+    /// ended the session (it timed out or was terminated).
+    pub async fn resume(&self, session_id: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .resume_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:ResumeSession", &self.region, &e))?;
+        Ok(out
+            .token_value()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string))
+    }
+
+    /// Ends the session service-side. Idempotent.
+    pub async fn terminate(&self, session_id: &str) -> Result<(), AwsError> {
+        self.client
+            .terminate_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:TerminateSession", &self.region, &e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,413 @@
+//! The tokio driver: binds a [`ClientSession`] to the data-channel websocket, an input
+//! stream and an output writer, and owns the clocks (retransmission, handshake deadline,
+//! keepalive) and reconnection with `ResumeSession`.
+//!
+//! Input arrives as chunks on a channel, so the caller decides where bytes come from (a
+//! stdin thread for `ec2ssh proxy`, memory in tests); the channel closing is end of
+//! input. Output bytes are written verbatim, in order, exactly once.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use super::client::{ClientSession, Event};
+use super::messages::Flag;
+use crate::aws::AwsError;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Timing and retry knobs; `Default` gives the values ec2ssh uses.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// From connecting to HandshakeComplete (the agent's own limit is 15 s).
+    pub handshake_timeout: Duration,
+    /// After end of input, how long unacknowledged data may take to be delivered.
+    pub drain_timeout: Duration,
+    /// After the in-band TerminateSession flag, how long to wait for `channel_closed`.
+    pub close_timeout: Duration,
+    /// Websocket ping interval.
+    pub keepalive: Duration,
+    /// Silence (no frame, not even a pong) after which the connection counts as broken.
+    pub dead_after: Duration,
+    /// Dial attempts per (re)connection: exponential back-off from 100–199 ms, doubling,
+    /// capped at 5 s, as the reference plugin does.
+    pub connect_attempts: u32,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            handshake_timeout: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+            keepalive: Duration::from_secs(30),
+            dead_after: Duration::from_secs(75),
+            connect_attempts: 5,
+        }
+    }
+}
+
+/// How a tunnel that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// The service closed the channel (the target closed its connection, or the session
+    /// was terminated or timed out). The session is over; nothing is left to clean up.
+    Closed { reason: String },
+    /// Input ended and everything was delivered (or the drain time ran out). If
+    /// `terminated` is false the session may still be open: call `TerminateSession`.
+    InputDone { terminated: bool, drained: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("cannot open the data channel {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("the agent did not complete the session handshake within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("the session handshake failed: {0}")]
+    Handshake(String),
+    #[error("the data channel broke and could not be resumed: {0}")]
+    Lost(String),
+    #[error("the session has expired; Session Manager no longer resumes it")]
+    Expired,
+    #[error(transparent)]
+    Resume(#[from] AwsError),
+    #[error("the agent stopped acknowledging data (message {0} was never acknowledged)")]
+    Unacknowledged(i64),
+    #[error("cannot write the tunnel output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// Where to dial and the token for the first connection.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub stream_url: String,
+    pub token: String,
+}
+
+/// Something that can fetch a fresh token after the websocket broke (`ResumeSession`).
+/// `Ok(None)`: the session is gone.
+pub trait Resume {
+    fn resume(&self) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+}
+
+/// Runs the tunnel until the service closes it, input ends, or it fails.
+pub async fn run<O, R>(
+    dial: Dial,
+    mut input: mpsc::Receiver<Vec<u8>>,
+    mut output: O,
+    resumer: &R,
+    config: &DriverConfig,
+) -> Result<Finish, TunnelError>
+where
+    O: AsyncWrite + Unpin,
+    R: Resume,
+{
+    let epoch = Instant::now();
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
+    let mut session = ClientSession::new(unix_ms);
+    let url = dial.stream_url.clone();
+    let mut ws = connect(&url, &session, &dial.token, config, None::<&R>).await?;
+    tracing::debug!(%url, "data channel open");
+
+    let handshake_deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let mut keepalive = tokio::time::interval(config.keepalive);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut input_open = true;
+    let mut input_ended: Option<Instant> = None;
+    let mut flag_sent: Option<Instant> = None;
+
+    loop {
+        let now = epoch.elapsed();
+        let timer = session
+            .poll_timeout()
+            .map(|t| tokio::time::Instant::from_std(epoch + t));
+        let reading = input_open && session.can_send();
+        let mut broken = false;
+
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(WsMessage::Binary(b))) => {
+                    last_heard = Instant::now();
+                    feed(&mut session, now, &b);
+                    // Take whatever else already arrived before answering, so acks and
+                    // output leave in batches.
+                    while let Some(Some(Ok(more))) = futures::FutureExt::now_or_never(ws.next()) {
+                        if let WsMessage::Binary(b) = &more {
+                            feed(&mut session, epoch.elapsed(), b);
+                        } else if let WsMessage::Text(t) = &more {
+                            feed(&mut session, epoch.elapsed(), t.as_bytes());
+                        } else if matches!(more, WsMessage::Close(_)) {
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(WsMessage::Text(t))) => {
+                    last_heard = Instant::now();
+                    feed(&mut session, now, t.as_bytes());
+                }
+                Some(Ok(WsMessage::Close(reason))) => {
+                    tracing::debug!(?reason, "the service closed the websocket");
+                    broken = true;
+                }
+                Some(Ok(_)) => last_heard = Instant::now(),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "websocket read failed");
+                    broken = true;
+                }
+                None => broken = true,
+            },
+            chunk = input.recv(), if reading => match chunk {
+                Some(bytes) => {
+                    if let Err(e) = session.send_data(now, &bytes) {
+                        tracing::debug!(error = %e, "input refused");
+                    }
+                }
+                None => {
+                    input_open = false;
+                    input_ended = Some(Instant::now());
+                    tracing::debug!("end of input; draining");
+                }
+            },
+            _ = sleep_until(timer), if timer.is_some() => session.handle_timeout(now),
+            _ = tokio::time::sleep_until(handshake_deadline), if !session.is_established() => {
+                return Err(TunnelError::HandshakeTimeout(config.handshake_timeout));
+            }
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() > config.dead_after {
+                    tracing::debug!("no traffic from the service; reconnecting");
+                    broken = true;
+                } else if let Err(e) = ws.send(WsMessage::Ping("keepalive".into())).await {
+                    tracing::debug!(error = %e, "keepalive failed");
+                    broken = true;
+                }
+            }
+        }
+
+        // Act on what the session produced.
+        let mut wrote = false;
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Data(bytes) => {
+                    output.write_all(&bytes).await.map_err(TunnelError::Output)?;
+                    wrote = true;
+                }
+                Event::Closed { reason } => {
+                    output.flush().await.map_err(TunnelError::Output)?;
+                    let _ = ws.close(None).await;
+                    return Ok(Finish::Closed { reason });
+                }
+                Event::HandshakeFailed(why) => return Err(TunnelError::Handshake(why)),
+                Event::RetransmitLimitReached => {
+                    return Err(TunnelError::Unacknowledged(
+                        session.channel().expected_sequence(),
+                    ))
+                }
+                Event::HandshakeComplete {
+                    customer_message,
+                    time_to_complete,
+                } => {
+                    tracing::debug!(agent = ?session.agent_version(), ?time_to_complete, "handshake complete");
+                    if !customer_message.is_empty() {
+                        eprintln!("{customer_message}");
+                    }
+                }
+                Event::Stderr(bytes) => {
+                    tracing::debug!(len = bytes.len(), "unexpected stderr output ignored")
+                }
+                other => tracing::trace!(?other, "session event"),
+            }
+        }
+        if wrote {
+            output.flush().await.map_err(TunnelError::Output)?;
+        }
+
+        // End of input: drain, then say goodbye in-band when the agent understands it.
+        if let Some(ended) = input_ended {
+            let drained = session.is_flushed();
+            if flag_sent.is_none() && (drained || ended.elapsed() > config.drain_timeout) {
+                if !drained {
+                    tracing::warn!(
+                        unacked = session.channel().unacked_len(),
+                        "input ended but not all of it was acknowledged in time"
+                    );
+                }
+                if !session.supports_terminate_flag() {
+                    flush_ws(&mut ws, &mut session).await;
+                    return Ok(Finish::InputDone {
+                        terminated: false,
+                        drained,
+                    });
+                }
+                let _ = session.send_flag(epoch.elapsed(), Flag::TerminateSession);
+                flag_sent = Some(Instant::now());
+            }
+            if let Some(sent) = flag_sent {
+                if sent.elapsed() > config.close_timeout {
+                    return Ok(Finish::InputDone {
+                        terminated: false,
+                        drained: session.is_flushed(),
+                    });
+                }
+            }
+        }
+
+        if !broken {
+            broken = !flush_ws(&mut ws, &mut session).await;
+        }
+        if broken {
+            ws = reconnect(&url, &mut session, resumer, config, epoch).await?;
+            last_heard = Instant::now();
+        }
+    }
+}
+
+fn feed(session: &mut ClientSession, now: Duration, frame: &[u8]) {
+    if let Err(e) = session.handle_frame(now, frame) {
+        tracing::debug!(error = %e, "frame ignored");
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes every pending frame; false when the websocket is broken.
+async fn flush_ws(ws: &mut Ws, session: &mut ClientSession) -> bool {
+    let mut any = false;
+    while let Some(frame) = session.poll_transmit() {
+        any = true;
+        if let Err(e) = ws.feed(WsMessage::Binary(frame.into())).await {
+            tracing::debug!(error = %e, "websocket write failed");
+            return false;
+        }
+    }
+    if any {
+        if let Err(e) = ws.flush().await {
+            tracing::debug!(error = %e, "websocket flush failed");
+            return false;
+        }
+    }
+    true
+}
+
+/// Re-dials after the websocket broke, with a fresh token from `ResumeSession`, and
+/// resumes the channel with its sequence state intact.
+async fn reconnect<R: Resume>(
+    url: &str,
+    session: &mut ClientSession,
+    resumer: &R,
+    config: &DriverConfig,
+    epoch: Instant,
+) -> Result<Ws, TunnelError> {
+    tracing::info!("data channel broke; resuming the session");
+    let token = resumer.resume().await?.ok_or(TunnelError::Expired)?;
+    let ws = connect(url, session, &token, config, Some(resumer))
+        .await
+        .map_err(|e| TunnelError::Lost(e.to_string()))?;
+    session.resume(epoch.elapsed());
+    Ok(ws)
+}
+
+/// Dials `url` and sends OpenDataChannel, retrying with back-off. On a retry after a
+/// resume, each attempt asks for a new token (they are short-lived).
+async fn connect<R: Resume>(
+    url: &str,
+    session: &ClientSession,
+    token: &str,
+    config: &DriverConfig,
+    resumer: Option<&R>,
+) -> Result<Ws, TunnelError> {
+    let mut token = token.to_string();
+    let mut delay = Duration::from_millis(rand::rng().random_range(100..200));
+    let mut last = String::new();
+    for attempt in 0..config.connect_attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            if let Some(r) = resumer {
+                token = r.resume().await?.ok_or(TunnelError::Expired)?;
+            }
+        }
+        match dial_once(url, session, &token).await {
+            Ok(ws) => return Ok(ws),
+            Err(e) => {
+                tracing::debug!(attempt, error = %e, "data channel dial failed");
+                last = e;
+            }
+        }
+    }
+    Err(TunnelError::Connect {
+        url: redact(url),
+        reason: last,
+    })
+}
+
+async fn dial_once(url: &str, session: &ClientSession, token: &str) -> Result<Ws, String> {
+    let ws_config = WebSocketConfig::default();
+    let connector = if url.starts_with("wss:") {
+        Some(Connector::Rustls(tls_config()?))
+    } else {
+        None
+    };
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), true, connector)
+            .await
+            .map_err(|e| describe(&e))?;
+    ws.send(WsMessage::Text(session.open_data_channel(token).into()))
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(ws)
+}
+
+fn describe(e: &tungstenite::Error) -> String {
+    match e {
+        tungstenite::Error::Http(resp) => format!("HTTP {}", resp.status()),
+        other => other.to_string(),
+    }
+}
+
+/// The query string of a stream URL can carry opaque routing data; keep it out of
+/// messages.
+fn redact(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// TLS for `wss://`: the system's trust store, rustls with aws-lc (the SDK's provider).
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err("no trusted CA certificates found on this system (install ca-certificates, or set SSL_CERT_FILE)".into());
+            }
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
