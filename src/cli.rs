@@ -50,6 +50,14 @@ pub enum Command {
     List(ListArgs),
     /// Try ec2ssh on a built-in simulated fleet (no AWS account needed)
     Demo(DemoArgs),
+    /// Tunnel stdin/stdout to PORT on an instance over Session Manager (an OpenSSH ProxyCommand)
+    #[command(
+        long_about = "Tunnel stdin/stdout to PORT on an instance over a Session Manager session \
+(document AWS-StartSSHSession), for use as an OpenSSH ProxyCommand:\n\n  \
+ssh -o ProxyCommand='ec2ssh proxy %h %p' ec2-user@i-0123456789abcdef0\n\n\
+Only tunnel bytes go to stdout; diagnostics go to stderr. The session is terminated on every exit."
+    )]
+    Proxy(ProxyArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -96,6 +104,20 @@ pub struct ListArgs {
     /// Colour: auto (tty and no NO_COLOR), always, never
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Instance or managed node id (i-..., mi-...)
+    pub target: String,
+
+    /// Port on the instance (sshd)
+    #[arg(default_value_t = 22)]
+    pub port: u16,
+
+    /// Session transport (default: the config file's `transport`, else native)
+    #[arg(long, value_enum)]
+    pub transport: Option<crate::config::Transport>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

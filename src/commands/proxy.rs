@@ -65,6 +65,7 @@ pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Re
             }
             Ok(0)
         }
+        Ok(Finish::OutputClosed) => Ok(0),
         Err(e) => Err(e),
     }
 }

@@ -65,6 +65,8 @@ pub enum Finish {
     /// Input ended and everything was delivered (or the drain time ran out). If
     /// `terminated` is false the session may still be open: call `TerminateSession`.
     InputDone { terminated: bool, drained: bool },
+    /// The reader of our output went away (ssh exited). Call `TerminateSession`.
+    OutputClosed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +205,9 @@ where
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Data(bytes) => {
-                    output.write_all(&bytes).await.map_err(TunnelError::Output)?;
+                    if let Err(e) = output.write_all(&bytes).await {
+                        return output_failed(e);
+                    }
                     wrote = true;
                 }
                 Event::Closed { reason } => {
@@ -233,7 +237,9 @@ where
             }
         }
         if wrote {
-            output.flush().await.map_err(TunnelError::Output)?;
+            if let Err(e) = output.flush().await {
+                return output_failed(e);
+            }
         }
 
         // End of input: drain, then say goodbye in-band when the agent understands it.
@@ -273,6 +279,14 @@ where
             ws = reconnect(&url, &mut session, resumer, config, epoch).await?;
             last_heard = Instant::now();
         }
+    }
+}
+
+fn output_failed(e: std::io::Error) -> Result<Finish, TunnelError> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(Finish::OutputClosed)
+    } else {
+        Err(TunnelError::Output(e))
     }
 }
 
