@@ -163,4 +163,16 @@ pub struct SimArgs {
     /// Deny these IAM actions with AccessDenied (e.g. ssm:DescribeInstanceInformation)
     #[arg(long, value_delimiter = ',')]
     pub deny: Vec<String>,
+
+    /// Relay port sessions of instances without their own `target` to HOST:PORT
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<std::net::SocketAddr>,
+
+    /// Agent version every instance reports in the session handshake
+    #[arg(long, value_name = "VERSION")]
+    pub agent_version: Option<String>,
+
+    /// Faults on every data channel, e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,seed=7
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<crate::sim::FaultConfig>,
 }

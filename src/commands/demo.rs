@@ -21,17 +21,8 @@ fn fleet(source: &FleetSource) -> Result<FleetFile, AppError> {
     }
 }
 
-async fn start(
-    source: &FleetSource,
-    deny: &[String],
-    port: u16,
-) -> Result<sim::SimHandle, AppError> {
+async fn start(source: &FleetSource, opts: SimOptions) -> Result<sim::SimHandle, AppError> {
     let fleet = fleet(source)?;
-    let opts = SimOptions {
-        denied_actions: deny.iter().cloned().collect::<HashSet<_>>(),
-        port,
-        ..SimOptions::default()
-    };
     sim::start(fleet, opts).await.map_err(|e| {
         AppError::other(
             format!("cannot start the simulator: {e:#}"),
@@ -42,7 +33,7 @@ async fn start(
 
 /// The picker against the simulator, through the real SDK clients.
 pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
-    let sim = start(&args.source, &[], 0).await?;
+    let sim = start(&args.source, SimOptions::default()).await?;
     let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
     let opts = PickOptions {
         query: args.pick.filter.clone(),
@@ -57,19 +48,22 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
 
 /// Serves until SIGINT/SIGTERM, after printing one JSON line: endpoint, regions, size.
 pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
-    let sim = start(&args.source, &args.deny, args.port).await?;
+    let opts = SimOptions {
+        denied_actions: args.deny.iter().cloned().collect::<HashSet<_>>(),
+        port: args.port,
+        default_target: args.target,
+        agent_version: args.agent_version.clone(),
+        faults: args.faults.clone().unwrap_or_default(),
+        ..SimOptions::default()
+    };
+    let sim = start(&args.source, opts).await?;
     let summary = serde_json::json!({
         "endpoint": sim.endpoint(),
         "regions": sim.regions(),
         "instances": sim.instance_count(),
     });
     println!("{summary}");
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| AppError::other(e.to_string(), "retry"))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut signals = crate::signals::Signals::install();
+    signals.recv().await;
     Ok(0)
 }

@@ -14,8 +14,8 @@ use crate::cli::ProxyArgs;
 use crate::config::Transport;
 use crate::error::AppError;
 use crate::session::api::{SessionApi, Started, SSH_DOCUMENT};
-use crate::session::driver::{self, Dial, DriverConfig, Finish, Resume, TunnelError};
 use crate::session::client::version_greater;
+use crate::session::driver::{self, Dial, DriverConfig, Finish, Resume, TunnelError};
 use crate::signals::{self, Signals};
 
 /// How long cleanup (TerminateSession) may take on the way out.

@@ -68,7 +68,10 @@ impl SessionApi {
         Ok(Started {
             session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),
             stream_url: out.stream_url().ok_or_else(|| missing("StreamUrl"))?.into(),
-            token: out.token_value().ok_or_else(|| missing("TokenValue"))?.into(),
+            token: out
+                .token_value()
+                .ok_or_else(|| missing("TokenValue"))?
+                .into(),
         })
     }
 

@@ -50,6 +50,9 @@ pub struct SimInstance {
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// Where the simulated agent relays port sessions (e.g. a local sshd),
+    /// `"127.0.0.1:2222"`; default: the simulator's `--target`.
+    pub target: Option<std::net::SocketAddr>,
 }
 
 impl SimInstance {

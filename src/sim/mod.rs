@@ -4,15 +4,20 @@
 //! sessions and key pushes. It is a faithful stand-in, not the reference.
 
 pub mod ec2;
+pub mod fault;
 pub mod fleet;
+pub mod gateway;
 mod server;
+pub mod sessions;
 pub mod ssm;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use fault::FaultConfig;
 pub use fleet::{FleetFile, SimInstance};
 
 /// How the simulator behaves beyond the fleet itself.
@@ -24,6 +29,13 @@ pub struct SimOptions {
     pub latency: Duration,
     /// 0 picks a free port.
     pub port: u16,
+    /// Where port sessions are relayed for instances without their own `target`
+    /// (default: 127.0.0.1 and the session's port number).
+    pub default_target: Option<SocketAddr>,
+    /// The agent version every instance reports in its handshake, overriding the fleet.
+    pub agent_version: Option<String>,
+    /// Faults injected into every data channel.
+    pub faults: FaultConfig,
 }
 
 /// What every handler sees.
@@ -33,16 +45,26 @@ pub struct SimState {
     /// Relative times in the fleet count back from here.
     pub started: SystemTime,
     requests: AtomicU64,
+    /// Session Manager sessions.
+    pub sessions: sessions::Registry,
+    addr: SocketAddr,
 }
 
 impl SimState {
-    pub fn new(fleet: FleetFile, opts: SimOptions) -> Self {
+    /// `addr` is where the simulator listens (it goes into stream URLs).
+    pub fn new(fleet: FleetFile, opts: SimOptions, addr: SocketAddr) -> Self {
         SimState {
             fleet,
             opts,
             started: SystemTime::now(),
             requests: AtomicU64::new(0),
+            sessions: sessions::Registry::default(),
+            addr,
         }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     fn epoch(&self) -> f64 {
@@ -103,6 +125,7 @@ pub struct SimHandle {
     regions: Vec<String>,
     listable: usize,
     task: tokio::task::JoinHandle<()>,
+    state: Arc<SimState>,
 }
 
 impl SimHandle {
@@ -113,6 +136,11 @@ impl SimHandle {
 
     pub fn regions(&self) -> Vec<String> {
         self.regions.clone()
+    }
+
+    /// Sessions not yet terminated.
+    pub fn active_sessions(&self) -> usize {
+        self.state.sessions.active()
     }
 
     /// Machines `ec2ssh list` should show.
@@ -130,15 +158,17 @@ impl Drop for SimHandle {
 /// Binds 127.0.0.1 and serves in a background task.
 pub async fn start(fleet: FleetFile, opts: SimOptions) -> anyhow::Result<SimHandle> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    let endpoint = format!("http://{addr}");
     let regions = fleet.regions();
     let listable = fleet.listable();
-    let state = Arc::new(SimState::new(fleet, opts));
-    let task = tokio::spawn(server::serve(listener, state));
+    let state = Arc::new(SimState::new(fleet, opts, addr));
+    let task = tokio::spawn(server::serve(listener, state.clone()));
     Ok(SimHandle {
         endpoint,
         regions,
         listable,
         task,
+        state,
     })
 }

@@ -7,15 +7,20 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 
-use super::{ec2, ssm, ApiError, SimState};
+use super::{ec2, gateway, sessions, ssm, ApiError, SimState};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
-    let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-        let state = state.clone();
-        async move { handle(&state, &headers, &body).await }
-    });
+    let api = state.clone();
+    let app = Router::new()
+        .route("/v1/data-channel/{session}", get(gateway::upgrade))
+        .with_state(state)
+        .fallback(move |headers: HeaderMap, body: Bytes| {
+            let state = api.clone();
+            async move { handle(&state, &headers, &body).await }
+        });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "simulator stopped");
     }
@@ -47,6 +52,14 @@ fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Respo
             deny(state, "ssm:DescribeInstanceInformation", false)
                 .and_then(|_| ssm::describe_instance_information(state, region, &req))
         }
+        ("AmazonSSM", "StartSession") => deny_on(state, "ssm:StartSession", region, &req)
+            .and_then(|_| sessions::start_session(state, region, &req)),
+        ("AmazonSSM", "ResumeSession") => deny(state, "ssm:ResumeSession", false)
+            .and_then(|_| sessions::resume_session(state, &req)),
+        ("AmazonSSM", "TerminateSession") => deny(state, "ssm:TerminateSession", false)
+            .and_then(|_| sessions::terminate_session(state, &req)),
+        ("AmazonSSM", "DescribeSessions") => deny(state, "ssm:DescribeSessions", false)
+            .and_then(|_| sessions::describe_sessions(state, &req)),
         _ => Err(ApiError::new(
             400,
             "UnknownOperationException",
@@ -114,6 +127,23 @@ fn deny(state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {
     } else {
         Ok(())
     }
+}
+
+/// A denial that names the instance, as StartSession's does.
+fn deny_on(
+    state: &SimState,
+    action: &str,
+    region: &str,
+    req: &serde_json::Value,
+) -> Result<(), ApiError> {
+    deny(state, action, false).map_err(|mut e| {
+        let target = req["Target"].as_str().unwrap_or("*");
+        e.message = e.message.replace(
+            "arn:aws:ssm:*:123456789012:*",
+            &format!("arn:aws:ec2:{region}:123456789012:instance/{target}"),
+        );
+        e
+    })
 }
 
 #[cfg(test)]

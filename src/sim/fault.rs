@@ -1,0 +1,230 @@
+//! Fault injection for the simulator's data channel: drop, duplicate, reorder and
+//! delay binary frames at given rates, and cut the websocket after a number of bytes.
+//! Pure decisions from a seeded RNG, so a failing run can be replayed.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Per-run fault settings. `Default` injects nothing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FaultConfig {
+    /// Probability that a frame is lost.
+    pub drop: f64,
+    /// Probability that a frame is delivered twice.
+    pub duplicate: f64,
+    /// Probability that a frame is held back and delivered after the next one.
+    pub reorder: f64,
+    /// Probability that a frame is delayed by `delay_ms`.
+    pub delay: f64,
+    pub delay_ms: u64,
+    /// Cut the websocket (no close frame) once this many bytes of binary frames have
+    /// crossed it, counting both directions. The count restarts on every connection,
+    /// so a long transfer is cut every `cut_after` bytes.
+    pub cut_after: Option<u64>,
+    pub seed: u64,
+}
+
+impl FaultConfig {
+    pub fn is_active(&self) -> bool {
+        self.drop > 0.0
+            || self.duplicate > 0.0
+            || self.reorder > 0.0
+            || self.delay > 0.0
+            || self.cut_after.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("bad fault spec {spec:?}: {why} (expected e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,seed=7)")]
+pub struct FaultSpecError {
+    spec: String,
+    why: String,
+}
+
+impl FromStr for FaultConfig {
+    type Err = FaultSpecError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let err = |why: String| FaultSpecError {
+            spec: spec.to_string(),
+            why,
+        };
+        let mut c = FaultConfig::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| err(format!("{part:?} is not key=value")))?;
+            let rate = || match value.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(err(format!("{key} must be a rate between 0 and 1"))),
+            };
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| err(format!("{key} must be a whole number")))
+            };
+            match key {
+                "drop" => c.drop = rate()?,
+                "duplicate" => c.duplicate = rate()?,
+                "reorder" => c.reorder = rate()?,
+                "delay" => c.delay = rate()?,
+                "delay-ms" => c.delay_ms = number()?,
+                "cut-after" => c.cut_after = Some(number()?.max(1)),
+                "seed" => c.seed = number()?,
+                other => return Err(err(format!("unknown key {other:?}"))),
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl fmt::Display for FaultConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "drop={},duplicate={},reorder={},delay={},delay-ms={},seed={}",
+            self.drop, self.duplicate, self.reorder, self.delay, self.delay_ms, self.seed
+        )?;
+        if let Some(n) = self.cut_after {
+            write!(f, ",cut-after={n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What to do with one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Deliver,
+    Drop,
+    Duplicate,
+    /// Hold it back; deliver it right after the next frame.
+    Reorder,
+    Delay(Duration),
+}
+
+/// The decisions for one direction of one connection.
+#[derive(Debug)]
+pub struct Faults {
+    config: FaultConfig,
+    rng: StdRng,
+    bytes: u64,
+}
+
+impl Faults {
+    /// `stream` tells apart directions and connections that share a config, so each
+    /// gets its own reproducible sequence.
+    pub fn new(config: &FaultConfig, stream: u64) -> Self {
+        Faults {
+            rng: StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(stream)),
+            config: config.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// The fate of the next frame (of `len` bytes).
+    pub fn decide(&mut self) -> Fate {
+        let c = &self.config;
+        let roll: f64 = self.rng.random();
+        let mut edge = c.drop;
+        if roll < edge {
+            return Fate::Drop;
+        }
+        edge += c.duplicate;
+        if roll < edge {
+            return Fate::Duplicate;
+        }
+        edge += c.reorder;
+        if roll < edge {
+            return Fate::Reorder;
+        }
+        edge += c.delay;
+        if roll < edge {
+            return Fate::Delay(Duration::from_millis(c.delay_ms));
+        }
+        Fate::Deliver
+    }
+
+    /// Counts `len` bytes across the connection; true when it must now be cut.
+    pub fn count(&mut self, len: usize) -> bool {
+        self.bytes += len as u64;
+        self.config.cut_after.is_some_and(|n| self.bytes >= n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_round_trip() {
+        let c: FaultConfig =
+            "drop=0.02,duplicate=0.03,reorder=0.05,delay=0.1,delay-ms=30,cut-after=4000000,seed=7"
+                .parse()
+                .unwrap();
+        assert_eq!(c.drop, 0.02);
+        assert_eq!(c.cut_after, Some(4_000_000));
+        assert_eq!(c.to_string().parse::<FaultConfig>().unwrap(), c);
+        assert!(c.is_active());
+        assert!(!FaultConfig::default().is_active());
+        assert_eq!("".parse::<FaultConfig>().unwrap(), FaultConfig::default());
+    }
+
+    #[test]
+    fn rejects_junk() {
+        for bad in [
+            "drop",
+            "drop=2",
+            "drop=-0.1",
+            "loss=0.1",
+            "delay-ms=x",
+            "seed=1.5",
+        ] {
+            let e = bad.parse::<FaultConfig>().unwrap_err();
+            assert!(e.to_string().contains("bad fault spec"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_rates_and_the_seed() {
+        let c: FaultConfig = "drop=0.1,duplicate=0.1,reorder=0.1,delay=0.1,delay-ms=5,seed=3"
+            .parse()
+            .unwrap();
+        let run = |stream| {
+            let mut f = Faults::new(&c, stream);
+            (0..10_000).map(|_| f.decide()).collect::<Vec<_>>()
+        };
+        let a = run(1);
+        assert_eq!(a, run(1), "same seed, same decisions");
+        assert_ne!(a, run(2), "streams differ");
+        let share = |fate: Fate| a.iter().filter(|&&x| x == fate).count() as f64 / 1e4;
+        for fate in [
+            Fate::Drop,
+            Fate::Duplicate,
+            Fate::Reorder,
+            Fate::Delay(Duration::from_millis(5)),
+        ] {
+            assert!(
+                (share(fate) - 0.1).abs() < 0.02,
+                "{fate:?}: {}",
+                share(fate)
+            );
+        }
+    }
+
+    #[test]
+    fn cuts_after_the_byte_budget() {
+        let c = FaultConfig {
+            cut_after: Some(100),
+            ..Default::default()
+        };
+        let mut f = Faults::new(&c, 0);
+        assert!(!f.count(60));
+        assert!(f.count(40));
+        assert!(!Faults::new(&FaultConfig::default(), 0).count(usize::MAX));
+    }
+}

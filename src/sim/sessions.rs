@@ -1,0 +1,343 @@
+//! Session Manager's control plane in the simulator: `StartSession`, `ResumeSession`,
+//! `TerminateSession` and `DescribeSessions` (JSON 1.1), and the registry of sessions
+//! the data-channel gateway ([`super::gateway`]) serves.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::gateway::{self, Attach};
+use super::{ApiError, SimState};
+
+/// Documents the simulator can run.
+const DOCUMENTS: [&str; 2] = ["AWS-StartSSHSession", "AWS-StartPortForwardingSession"];
+
+/// Where a session is in its life, with the service's own names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Connecting,
+    Connected,
+    Disconnected,
+    Terminated,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Connecting => "Connecting",
+            Status::Connected => "Connected",
+            Status::Disconnected => "Disconnected",
+            Status::Terminated => "Terminated",
+            Status::Failed => "Failed",
+        }
+    }
+
+    pub fn is_active(self) -> bool {
+        !matches!(self, Status::Terminated | Status::Failed)
+    }
+}
+
+/// One session: what it was started for, and the handles its agent task listens on.
+pub struct Session {
+    pub id: String,
+    pub target: String,
+    pub region: String,
+    pub document: String,
+    pub port: u16,
+    /// The TCP endpoint the agent relays to.
+    pub relay: SocketAddr,
+    pub agent_version: String,
+    pub started: SystemTime,
+    state: Mutex<State>,
+    attach: mpsc::UnboundedSender<Attach>,
+    stop: watch::Sender<bool>,
+}
+
+struct State {
+    status: Status,
+    token: String,
+    ended: Option<SystemTime>,
+}
+
+impl Session {
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves to `status`; once ended, a session stays ended.
+    pub fn set_status(&self, status: Status) {
+        let mut s = self.lock();
+        if !s.status.is_active() {
+            return;
+        }
+        s.status = status;
+        if !status.is_active() {
+            s.ended = Some(SystemTime::now());
+            s.token.clear();
+        }
+    }
+
+    /// Whether `token` opens this session's data channel now.
+    pub fn accepts(&self, token: &str) -> bool {
+        let s = self.lock();
+        s.status.is_active() && !s.token.is_empty() && s.token == token
+    }
+
+    /// Hands an authenticated websocket to the agent task.
+    pub fn attach(&self, conn: Attach) {
+        let _ = self.attach.send(conn);
+    }
+
+    /// Asks the agent task to end the session (TerminateSession).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    fn new_token(&self) -> Option<String> {
+        let mut s = self.lock();
+        if !s.status.is_active() {
+            return None;
+        }
+        s.token = token();
+        Some(s.token.clone())
+    }
+
+    fn describe(&self) -> Value {
+        let s = self.lock();
+        let mut v = json!({
+            "SessionId": self.id,
+            "Target": self.target,
+            "Status": s.status.as_str(),
+            "StartDate": epoch_secs(self.started),
+            "DocumentName": self.document,
+            "Owner": "arn:aws:iam::123456789012:user/demo",
+            "Reason": "ec2ssh",
+        });
+        if let Some(end) = s.ended {
+            v["EndDate"] = json!(epoch_secs(end));
+        }
+        v
+    }
+}
+
+/// All sessions of one simulator run.
+#[derive(Default)]
+pub struct Registry {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    next: AtomicU64,
+}
+
+impl Registry {
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.lock().get(id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sessions not yet ended.
+    pub fn active(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|s| s.status().is_active())
+            .count()
+    }
+}
+
+fn token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 48] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn epoch_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
+}
+
+fn stream_url(state: &SimState, id: &str) -> String {
+    format!(
+        "ws://{}/v1/data-channel/{id}?role=publish_subscribe&cell-number=AAEAAQ",
+        state.addr()
+    )
+}
+
+fn str_field<'a>(req: &'a Value, key: &str) -> Result<&'a str, ApiError> {
+    req[key].as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "ValidationException",
+            format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", key.to_ascii_lowercase()),
+        )
+    })
+}
+
+pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Value, ApiError> {
+    let target = str_field(req, "Target")?;
+    let document = req["DocumentName"]
+        .as_str()
+        .unwrap_or("SSM-SessionManagerRunShell");
+    if !DOCUMENTS.contains(&document) {
+        return Err(ApiError::new(
+            400,
+            "InvalidDocument",
+            format!("Document with name {document} does not exist."),
+        ));
+    }
+    let port = match &req["Parameters"]["portNumber"] {
+        Value::Null => 22,
+        v => v[0]
+            .as_str()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "InvalidParameters",
+                    "Parameter \"portNumber\" has a value that is not a valid port number.",
+                )
+            })?,
+    };
+    let default_region = &state.fleet.default_region;
+    let instance = state
+        .fleet
+        .instances
+        .iter()
+        .find(|i| i.id == target && i.region(default_region) == region);
+    let online = instance.is_some_and(|i| {
+        i.ping.as_deref() == Some("Online") && matches!(i.state.as_deref(), None | Some("running"))
+    });
+    let Some(instance) = instance.filter(|_| online) else {
+        return Err(ApiError::new(
+            400,
+            "TargetNotConnected",
+            format!("{target} is not connected."),
+        ));
+    };
+    let relay = instance
+        .target
+        .or(state.opts.default_target)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+    let agent_version = state
+        .opts
+        .agent_version
+        .clone()
+        .or_else(|| instance.agent_version.clone())
+        .unwrap_or_else(|| "3.3.1142.0".into());
+
+    let n = state.sessions.next.fetch_add(1, Ordering::Relaxed);
+    let id = format!("demo-{:017x}", rand::random::<u64>() ^ n);
+    let (attach_tx, attach_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let session = Arc::new(Session {
+        id: id.clone(),
+        target: target.to_string(),
+        region: region.to_string(),
+        document: document.to_string(),
+        port,
+        relay,
+        agent_version,
+        started: SystemTime::now(),
+        state: Mutex::new(State {
+            status: Status::Connecting,
+            token: token(),
+            ended: None,
+        }),
+        attach: attach_tx,
+        stop: stop_tx,
+    });
+    let token = session.lock().token.clone();
+    state.sessions.lock().insert(id.clone(), session.clone());
+    tokio::spawn(gateway::agent(
+        session,
+        state.opts.faults.clone(),
+        attach_rx,
+        stop_rx,
+    ));
+    Ok(json!({ "SessionId": id, "TokenValue": token, "StreamUrl": stream_url(state, &id) }))
+}
+
+fn known(state: &SimState, req: &Value) -> Result<Arc<Session>, ApiError> {
+    let id = str_field(req, "SessionId")?;
+    state.sessions.get(id).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "DoesNotExistException",
+            format!("Session with id {id} does not exist."),
+        )
+    })
+}
+
+pub fn resume_session(state: &SimState, req: &Value) -> Result<Value, ApiError> {
+    let session = known(state, req)?;
+    Ok(match session.new_token() {
+        Some(token) => json!({
+            "SessionId": session.id,
+            "TokenValue": token,
+            "StreamUrl": stream_url(state, &session.id),
+        }),
+        // What the service answers for a session that has ended: no token.
+        None => json!({ "SessionId": session.id }),
+    })
+}
+
+pub fn terminate_session(state: &SimState, req: &Value) -> Result<Value, ApiError> {
+    let id = str_field(req, "SessionId")?;
+    // Idempotent, and quiet about unknown ids, like the service.
+    if let Some(session) = state.sessions.get(id) {
+        session.stop();
+        session.set_status(Status::Terminated);
+    }
+    Ok(json!({ "SessionId": id }))
+}
+
+pub fn describe_sessions(state: &SimState, req: &Value) -> Result<Value, ApiError> {
+    let active = match req["State"].as_str() {
+        Some("Active") => true,
+        Some("History") => false,
+        other => {
+            return Err(ApiError::new(
+                400,
+                "ValidationException",
+                format!("1 validation error detected: Value {other:?} at 'state' failed to satisfy constraint: Member must satisfy enum value set: [Active, History]"),
+            ))
+        }
+    };
+    let mut filters: Vec<(String, String)> = Vec::new();
+    for f in req["Filters"].as_array().into_iter().flatten() {
+        let key = f["key"].as_str().or(f["Key"].as_str()).unwrap_or_default();
+        let value = f["value"]
+            .as_str()
+            .or(f["Value"].as_str())
+            .unwrap_or_default();
+        filters.push((key.to_string(), value.to_string()));
+    }
+    let mut sessions: Vec<Arc<Session>> = state
+        .sessions
+        .lock()
+        .values()
+        .filter(|s| s.status().is_active() == active)
+        .filter(|s| {
+            filters.iter().all(|(k, v)| match k.as_str() {
+                "Target" => &s.target == v,
+                "SessionId" => &s.id == v,
+                "Status" => s.status().as_str() == v,
+                _ => true,
+            })
+        })
+        .cloned()
+        .collect();
+    sessions.sort_by_key(|s| s.started);
+    Ok(json!({ "Sessions": sessions.iter().map(|s| s.describe()).collect::<Vec<_>>() }))
+}
