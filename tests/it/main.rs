@@ -5,3 +5,5 @@ mod common;
 mod list_moto;
 mod list_sim;
 mod picker;
+mod proxy;
+mod rig;

@@ -1,0 +1,257 @@
+//! The SSH side of the test rig: a private OpenSSH sshd on loopback whose keys come
+//! from an EC2-Instance-Connect-like AuthorizedKeysCommand (installed by
+//! scripts/test-deps.sh), client keys, hermetic ssh/scp commands, and raw calls to
+//! the simulator's Session Manager API.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{free_port, hermetic, require, wait_for, Guarded, Sim};
+
+/// The AuthorizedKeysCommand: prints KEYS_DIR/USER/*.pub younger than 60 s.
+pub const AUTHORIZED_KEYS_COMMAND: &str = "/usr/local/libexec/ec2ssh-test/authorized-keys";
+/// The login user of the simulated instances (created by scripts/test-deps.sh).
+pub const USER: &str = "ec2-user";
+
+/// sshd on 127.0.0.1, killed on drop.
+pub struct Sshd {
+    pub port: u16,
+    dir: PathBuf,
+    _child: Guarded,
+}
+
+impl Sshd {
+    pub fn start(home: &Path) -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        require(sshd, "OpenSSH sshd");
+        require(
+            Path::new(AUTHORIZED_KEYS_COMMAND),
+            "the test AuthorizedKeysCommand",
+        );
+        let dir = home.join("sshd");
+        std::fs::create_dir_all(dir.join("keys")).unwrap();
+        keygen(&dir.join("hostkey"));
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\n\
+                 Port {port}\n\
+                 HostKey {dir}/hostkey\n\
+                 PidFile none\n\
+                 UsePAM no\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 PubkeyAuthentication yes\n\
+                 AuthorizedKeysFile none\n\
+                 AuthorizedKeysCommand {AUTHORIZED_KEYS_COMMAND} {dir}/keys %u\n\
+                 AuthorizedKeysCommandUser root\n\
+                 StrictModes no\n\
+                 Subsystem sftp internal-sftp\n",
+                dir = dir.display()
+            ),
+        )
+        .unwrap();
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let check = Command::new(sshd)
+            .args(["-t", "-f"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "sshd -t: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(sshd)
+            .arg("-f")
+            .arg(&config)
+            .args(["-D", "-e"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        let child = Guarded(child);
+        wait_for("sshd to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Sshd {
+            port,
+            dir,
+            _child: child,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes `pubkey` for `user`, as SendSSHPublicKey does: valid for 60 s.
+    pub fn authorize(&self, user: &str, pubkey: &str) {
+        let dir = self.dir.join("keys").join(user);
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = std::fs::read_dir(&dir).unwrap().count();
+        std::fs::write(dir.join(format!("{n}.pub")), format!("{pubkey}\n")).unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ec2ssh-test", "-f"])
+        .arg(path)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success());
+}
+
+/// A client key pair: (private key path, public key line).
+pub fn client_key(home: &Path) -> (PathBuf, String) {
+    let path = home.join("id_ed25519");
+    if !path.exists() {
+        keygen(&path);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public.trim().to_string())
+}
+
+/// `ssh` or `scp` with no user config, batch mode, a private known_hosts and only `key`;
+/// the environment is hermetic and points ec2ssh (the ProxyCommand) at `sim`.
+pub fn openssh(program: &str, home: &Path, key: &Path, sim: Option<&Sim>) -> Command {
+    let mut c = Command::new(program);
+    hermetic(&mut c, home);
+    if let Some(sim) = sim {
+        c.env("AWS_ENDPOINT_URL", &sim.endpoint);
+    }
+    c.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+        .args(["-o", "StrictHostKeyChecking=accept-new"])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            home.join("known_hosts").display()
+        ))
+        .args(["-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-i"])
+        .arg(key)
+        .stdin(Stdio::null());
+    c
+}
+
+/// The ProxyCommand option for `ec2ssh proxy` (plus `extra` flags).
+pub fn proxy_option(extra: &str) -> String {
+    format!(
+        "ProxyCommand={} proxy %h %p --region us-east-1 {extra}",
+        crate::common::bin().display()
+    )
+}
+
+/// A fleet file with one Online instance relayed to `target`, one ConnectionLost
+/// instance and one with an old agent (no in-band TerminateSession flag).
+pub fn fleet_file(home: &Path, target: &str) -> PathBuf {
+    let path = home.join("fleet.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"default_region = "us-east-1"
+
+[[instance]]
+id = "{ONLINE}"
+name = "tunnel-target"
+state = "running"
+ping = "Online"
+platform_type = "Linux"
+platform_name = "Amazon Linux"
+agent_version = "3.3.1611.0"
+target = "{target}"
+
+[[instance]]
+id = "{LOST}"
+name = "gone-away"
+state = "running"
+ping = "ConnectionLost"
+agent_version = "3.3.1611.0"
+target = "{target}"
+
+[[instance]]
+id = "{OLD_AGENT}"
+name = "old-agent"
+state = "running"
+ping = "Online"
+agent_version = "2.3.612.0"
+target = "{target}"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub const ONLINE: &str = "i-0aaaa000000000001";
+pub const LOST: &str = "i-0aaaa000000000002";
+pub const OLD_AGENT: &str = "i-0aaaa000000000003";
+
+/// Calls a Session Manager operation on the simulator (unsigned; it reads only the
+/// region from the credential scope) and returns the JSON answer.
+pub fn ssm_call(sim: &Sim, op: &str, body: &serde_json::Value) -> serde_json::Value {
+    let host = sim.endpoint.trim_start_matches("http://");
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: AmazonSSM.{op}\r\n\
+         Content-Type: application/x-amz-json-1.1\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, json) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{op}: {response}");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{op}: {e}: {json}"))
+}
+
+/// Sessions DescribeSessions reports as Active, as (id, status).
+pub fn active_sessions(sim: &Sim) -> Vec<(String, String)> {
+    let v = ssm_call(
+        sim,
+        "DescribeSessions",
+        &serde_json::json!({ "State": "Active" }),
+    );
+    v["Sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["SessionId"].as_str().unwrap().to_string(),
+                s["Status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until no session is active (termination is asynchronous on the service side).
+pub fn assert_no_active_sessions(sim: &Sim) {
+    let mut last = Vec::new();
+    let done = (0..100).any(|_| {
+        last = active_sessions(sim);
+        if last.is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        false
+    });
+    assert!(done, "sessions left active: {last:?}");
+}
