@@ -23,7 +23,9 @@ pub struct FaultConfig {
     pub delay_ms: u64,
     /// Cut the websocket (no close frame) once this many bytes of binary frames have
     /// crossed it, counting both directions. The count restarts on every connection,
-    /// so a long transfer is cut every `cut_after` bytes.
+    /// so a long transfer is cut every `cut_after` bytes. After a resume both ends
+    /// resend their whole unacknowledged window (up to ~520 KB each), so values under
+    /// about 1.2 MB can cut every connection before it makes progress.
     pub cut_after: Option<u64>,
     pub seed: u64,
 }

@@ -115,7 +115,9 @@ struct Agent {
     generation: u64,
     delayed_tx: mpsc::UnboundedSender<Delayed>,
     tcp_read: Option<OwnedReadHalf>,
-    tcp_write: Option<OwnedWriteHalf>,
+    /// To the task that writes to the target, so a slow target never stalls the
+    /// channel (an echo target would otherwise deadlock a single task).
+    tcp_write: Option<mpsc::UnboundedSender<Vec<u8>>>,
     /// The target closed; deliver what is unacked, then close the channel.
     draining: Option<Instant>,
 }
@@ -390,8 +392,8 @@ impl Agent {
                 Ok(())
             }
             (PayloadType::Output, Phase::Established) => {
-                if let Some(w) = self.tcp_write.as_mut() {
-                    if w.write_all(&payload).await.is_err() {
+                if let Some(w) = self.tcp_write.as_ref() {
+                    if w.send(payload).is_err() {
                         self.tcp_write = None;
                     }
                 }
@@ -415,7 +417,7 @@ impl Agent {
                 let _ = stream.set_nodelay(true);
                 let (r, w) = stream.into_split();
                 self.tcp_read = Some(r);
-                self.tcp_write = Some(w);
+                self.tcp_write = Some(spawn_writer(w));
                 Ok(())
             }
             Ok(Err(e)) => Err(End::Failed(format!(
@@ -520,6 +522,21 @@ impl Agent {
         }
         let _ = conn.sink.close().await;
     }
+}
+
+/// Writes what the client sends to the target, in order; ends (closing the write
+/// side) when the sender is dropped or the target stops accepting.
+fn spawn_writer(mut w: OwnedWriteHalf) -> mpsc::UnboundedSender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if w.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    tx
 }
 
 /// The next message of the attached websocket; pending while there is none. `None`

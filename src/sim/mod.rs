@@ -8,6 +8,8 @@ pub mod fault;
 pub mod fleet;
 pub mod gateway;
 mod server;
+#[cfg(test)]
+mod session_tests;
 pub mod sessions;
 pub mod ssm;
 
