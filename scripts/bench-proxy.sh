@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Benchmark of `ec2ssh proxy` (not a test). In one run, against a private sshd on
+# loopback and the built-in simulator's Session Manager gateway:
+#   - scp throughput of a SIZE_MB (default 256) MiB file, direct vs through the proxy
+#     (best of 3 each) and their ratio (target: proxy >= 50% of direct);
+#   - connection set-up: `ssh ... true`, direct vs through the proxy, median of 10
+#     (target: <= 50 ms added);
+#   - proxy start-up to first byte: spawning `ec2ssh proxy` until sshd's banner
+#     arrives on its stdout, vs a plain TCP connect reading the banner, median of 10.
+# Writes target/bench-proxy-report.txt. Needs scripts/test-deps.sh to have run.
+# EC2SSH_BIN=path skips the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB=${SIZE_MB:-256}
+REPS=${REPS:-10}
+report=target/bench-proxy-report.txt
+if [ -z "${EC2SSH_BIN:-}" ]; then
+    cargo build --release --quiet
+    EC2SSH_BIN=$PWD/target/release/ec2ssh
+fi
+AKC=/usr/local/libexec/ec2ssh-test/authorized-keys
+[ -x "$AKC" ] && [ -x /usr/sbin/sshd ] || { echo "run scripts/test-deps.sh first" >&2; exit 1; }
+
+work=$(mktemp -d)
+chmod 711 "$work"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+    rm -f ~ec2-user/bench.bin
+}
+trap cleanup EXIT
+
+export HOME=$work XDG_CACHE_HOME=$work/cache XDG_CONFIG_HOME=$work/config
+export AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench
+export AWS_CONFIG_FILE=$work/none AWS_SHARED_CREDENTIALS_FILE=$work/none
+unset AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION || true
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# sshd with an EC2-Instance-Connect-style key source.
+ssh-keygen -q -t ed25519 -N '' -f "$work/hostkey"
+ssh-keygen -q -t ed25519 -N '' -f "$work/id"
+mkdir -p "$work/keys/ec2-user"
+cp "$work/id.pub" "$work/keys/ec2-user/bench.pub"
+port=$(free_port)
+cat >"$work/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $port
+HostKey $work/hostkey
+PidFile none
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile none
+AuthorizedKeysCommand $AKC $work/keys %u
+AuthorizedKeysCommandUser root
+StrictModes no
+Subsystem sftp internal-sftp
+EOF
+mkdir -p /run/sshd
+/usr/sbin/sshd -f "$work/sshd_config" -D -e 2>"$work/sshd.log" &
+pids+=($!)
+
+id=i-0be0c000000000001
+cat >"$work/fleet.toml" <<EOF
+default_region = "us-east-1"
+[[instance]]
+id = "$id"
+name = "bench"
+state = "running"
+ping = "Online"
+agent_version = "3.3.1611.0"
+target = "127.0.0.1:$port"
+EOF
+"$EC2SSH_BIN" sim --fleet "$work/fleet.toml" >"$work/sim.json" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/sim.json" ] && break; sleep 0.05; done
+export AWS_ENDPOINT_URL
+AWS_ENDPOINT_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/sim.json")
+
+common=(-F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o "UserKnownHostsFile=$work/known_hosts"
+        -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$work/id")
+proxy=(-o "ProxyCommand=$EC2SSH_BIN proxy %h %p --region us-east-1")
+fresh_key() { touch "$work/keys/ec2-user/bench.pub"; }  # pushed keys are valid 60 s
+
+now_ns() { date +%s%N; }
+
+head -c $((SIZE_MB << 20)) /dev/urandom >"$work/payload"
+
+# best-of-3 scp, in MB/s
+scp_rate() {
+    local best=0
+    for _ in 1 2 3; do
+        fresh_key
+        local t0 t1
+        t0=$(now_ns)
+        scp "${common[@]}" "$@" "$work/payload" "ec2-user@$dest:bench.bin" >/dev/null
+        t1=$(now_ns)
+        best=$(python3 -c "print(max($best, $SIZE_MB * 1048576 / 1e6 / (($t1 - $t0) / 1e9)))")
+    done
+    printf '%.1f' "$best"
+}
+dest=127.0.0.1 direct_rate=$(scp_rate -P "$port")
+dest=$id proxy_rate=$(scp_rate "${proxy[@]}")
+cmp -s "$work/payload" ~ec2-user/bench.bin || { echo "bench: the proxied copy differs" >&2; exit 1; }
+
+# median of REPS `ssh true`, in ms
+ssh_ms() {
+    local times=()
+    for _ in $(seq "$REPS"); do
+        fresh_key
+        local t0 t1
+        t0=$(now_ns)
+        ssh "${common[@]}" "$@" true
+        t1=$(now_ns)
+        times+=($(( (t1 - t0) / 1000000 )))
+    done
+    printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (REPS + 1) / 2 ))p"
+}
+direct_ssh=$(ssh_ms -p "$port" ec2-user@127.0.0.1)
+proxy_ssh=$(ssh_ms "${proxy[@]}" "ec2-user@$id")
+
+first_byte=$(python3 - "$EC2SSH_BIN" "$id" "$port" "$REPS" <<'PY'
+import socket, statistics, subprocess, sys, time
+binary, target, port, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def proxied():
+    t0 = time.perf_counter()
+    p = subprocess.Popen([binary, "proxy", target, "22", "--region", "us-east-1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert p.stdout.read(8) == b"SSH-2.0-"
+    t1 = time.perf_counter()
+    p.stdin.close(); p.wait()
+    return (t1 - t0) * 1e3
+def direct():
+    t0 = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", port))
+    assert s.recv(8) == b"SSH-2.0-"
+    t1 = time.perf_counter()
+    s.close()
+    return (t1 - t0) * 1e3
+print(f"{statistics.median(proxied() for _ in range(reps)):.1f} {statistics.median(direct() for _ in range(reps)):.1f}")
+PY
+)
+read -r proxy_first direct_first <<<"$first_byte"
+
+ratio=$(python3 -c "print(f'{$proxy_rate / $direct_rate:.2f}')")
+{
+    echo "ec2ssh proxy benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $EC2SSH_BIN"
+    echo "scp ${SIZE_MB} MiB through ec2ssh proxy: $proxy_rate MB/s (vs direct loopback scp: $direct_rate MB/s, ratio ${ratio}x; target >= 0.50x)"
+    echo "ssh set-up (ssh true, median of $REPS): $proxy_ssh ms through the proxy vs $direct_ssh ms direct, $((proxy_ssh - direct_ssh)) ms added (target <= 50 ms)"
+    echo "proxy start to first byte (median of $REPS): $proxy_first ms (vs TCP connect to the banner: $direct_first ms)"
+} | tee "$report"
