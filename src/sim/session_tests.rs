@@ -133,15 +133,38 @@ async fn echoes_exactly_and_ends_the_session_in_band() {
     wait_until_no_sessions(&sim).await;
 }
 
-#[tokio::test]
-async fn echoes_exactly_under_faults_and_websocket_cuts() {
-    let (sim, api) =
-        sim("drop=0.03,duplicate=0.03,reorder=0.03,delay=0.03,delay-ms=5,cut-after=2500000,seed=9")
-            .await;
+/// Echoes `size` bytes under `faults`, then terminates through the API.
+async fn echo_case(faults: &str, size: usize, seed: u64) {
+    let (sim, api) = sim(faults).await;
     let started = api.start_ssh(ONLINE, 22).await.unwrap();
-    echo_through(&api, &started, 2 << 20, 2).await;
+    echo_through(&api, &started, size, seed).await;
     api.terminate(&started.session_id).await.unwrap();
     wait_until_no_sessions(&sim).await;
+}
+
+#[tokio::test]
+async fn echoes_exactly_under_faults_and_websocket_cuts() {
+    echo_case(
+        "drop=0.03,duplicate=0.03,reorder=0.03,delay=0.03,delay-ms=5,cut-after=2500000,seed=9",
+        2 << 20,
+        2,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn echoes_exactly_across_websocket_cuts() {
+    echo_case("cut-after=2500000,seed=9", 2 << 20, 3).await;
+}
+
+#[tokio::test]
+async fn echoes_exactly_under_faults() {
+    echo_case(
+        "drop=0.03,duplicate=0.03,reorder=0.03,delay=0.03,delay-ms=5,seed=9",
+        1 << 20,
+        4,
+    )
+    .await;
 }
 
 async fn wait_until_no_sessions(sim: &SimHandle) {
@@ -152,25 +175,6 @@ async fn wait_until_no_sessions(sim: &SimHandle) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{} sessions still active", sim.active_sessions());
-}
-
-#[tokio::test]
-async fn echoes_exactly_across_websocket_cuts() {
-    let (sim, api) = sim("cut-after=2500000,seed=9").await;
-    let started = api.start_ssh(ONLINE, 22).await.unwrap();
-    echo_through(&api, &started, 2 << 20, 3).await;
-    api.terminate(&started.session_id).await.unwrap();
-    wait_until_no_sessions(&sim).await;
-}
-
-#[tokio::test]
-async fn echoes_exactly_under_faults() {
-    let (sim, api) =
-        sim("drop=0.03,duplicate=0.03,reorder=0.03,delay=0.03,delay-ms=5,seed=9").await;
-    let started = api.start_ssh(ONLINE, 22).await.unwrap();
-    echo_through(&api, &started, 1 << 20, 4).await;
-    api.terminate(&started.session_id).await.unwrap();
-    wait_until_no_sessions(&sim).await;
 }
 
 #[tokio::test]
