@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 
 use super::{ec2, gateway, sessions, ssm, ApiError, SimState};
@@ -21,6 +22,10 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
             let state = api.clone();
             async move { handle(&state, &headers, &body).await }
         });
+    // Small frames (acks, keystrokes) must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "simulator stopped");
     }
