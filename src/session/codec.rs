@@ -222,11 +222,17 @@ impl Message {
             created_date,
             sequence_number,
             flags,
-            message_id: Uuid::new_v4(),
+            message_id: fresh_message_id(),
             payload_type,
             payload,
         }
     }
+}
+
+/// A random (version 4) UUID from the thread's userspace CSPRNG. `Uuid::new_v4` asks
+/// the kernel for every id, a system call per frame and per acknowledgement.
+pub fn fresh_message_id() -> Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
 /// An unsequenced control frame (`channel_closed`, publication control, …) as the

@@ -131,6 +131,7 @@ where
     let mut input_open = true;
     let mut input_ended: Option<Instant> = None;
     let mut flag_sent: Option<Instant> = None;
+    let mut out = Vec::new();
 
     loop {
         let now = epoch.elapsed();
@@ -200,20 +201,15 @@ where
             }
         }
 
-        // Act on what the session produced.
-        let mut wrote = false;
+        // Act on what the session produced. Output is gathered and written once.
+        out.clear();
+        let mut closed = None;
         while let Some(event) = session.poll_event() {
             match event {
-                Event::Data(bytes) => {
-                    if let Err(e) = output.write_all(&bytes).await {
-                        return output_failed(e);
-                    }
-                    wrote = true;
-                }
+                Event::Data(bytes) => out.extend_from_slice(&bytes),
                 Event::Closed { reason } => {
-                    output.flush().await.map_err(TunnelError::Output)?;
-                    let _ = ws.close(None).await;
-                    return Ok(Finish::Closed { reason });
+                    closed = Some(reason);
+                    break;
                 }
                 Event::HandshakeFailed(why) => return Err(TunnelError::Handshake(why)),
                 Event::RetransmitLimitReached => {
@@ -236,10 +232,14 @@ where
                 other => tracing::trace!(?other, "session event"),
             }
         }
-        if wrote {
-            if let Err(e) = output.flush().await {
+        if !out.is_empty() {
+            if let Err(e) = write_out(&mut output, &out).await {
                 return output_failed(e);
             }
+        }
+        if let Some(reason) = closed {
+            let _ = ws.close(None).await;
+            return Ok(Finish::Closed { reason });
         }
 
         // End of input: drain, then say goodbye in-band when the agent understands it.
@@ -280,6 +280,11 @@ where
             last_heard = Instant::now();
         }
     }
+}
+
+async fn write_out<O: AsyncWrite + Unpin>(output: &mut O, bytes: &[u8]) -> std::io::Result<()> {
+    output.write_all(bytes).await?;
+    output.flush().await
 }
 
 fn output_failed(e: std::io::Error) -> Result<Finish, TunnelError> {

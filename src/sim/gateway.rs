@@ -15,7 +15,7 @@ use axum::extract::ws::{Message as WsMessage, WebSocket};
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::response::Response;
 use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -171,7 +171,20 @@ pub async fn agent(
             && agent.tcp_read.is_some();
         let step: Result<(), End> = tokio::select! {
             Some(attach) = attach_rx.recv() => agent.attach(attach).await,
-            frame = next_frame(&mut agent.conn) => agent.on_frame(frame).await,
+            frame = next_frame(&mut agent.conn) => {
+                // Take whatever else already arrived, so acks leave in one write.
+                let mut step = agent.on_frame(frame).await;
+                for _ in 0..256 {
+                    if step.is_err() || agent.conn.is_none() {
+                        break;
+                    }
+                    match next_frame(&mut agent.conn).now_or_never() {
+                        Some(frame) => step = agent.on_frame(frame).await,
+                        None => break,
+                    }
+                }
+                step
+            }
             Some((generation, down, frame)) = delayed_rx.recv() => {
                 agent.on_delayed(generation, down, frame).await
             }
@@ -529,8 +542,18 @@ impl Agent {
 fn spawn_writer(mut w: OwnedWriteHalf) -> mpsc::UnboundedSender<Vec<u8>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
+        let mut batch = Vec::new();
         while let Some(bytes) = rx.recv().await {
-            if w.write_all(&bytes).await.is_err() {
+            // Everything already queued goes out in one write.
+            batch.clear();
+            batch.extend_from_slice(&bytes);
+            while batch.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if w.write_all(&batch).await.is_err() {
                 break;
             }
         }
