@@ -2,7 +2,7 @@
 # Benchmark of `ec2ssh proxy` (not a test). In one run, against a private sshd on
 # loopback and the built-in simulator's Session Manager gateway:
 #   - scp throughput of a SIZE_MB (default 256) MiB file, direct vs through the proxy
-#     (best of 3 each) and their ratio (target: proxy >= 50% of direct);
+#     (best of 3 each, alternating) and their ratio (target: proxy >= 50% of direct);
 #   - connection set-up: `ssh ... true`, direct vs through the proxy, median of 10
 #     (target: <= 50 ms added);
 #   - proxy start-up to first byte: spawning `ec2ssh proxy` until sshd's banner
@@ -89,38 +89,44 @@ now_ns() { date +%s%N; }
 
 head -c $((SIZE_MB << 20)) /dev/urandom >"$work/payload"
 
-# best-of-3 scp, in MB/s
-scp_rate() {
-    local best=0
-    for _ in 1 2 3; do
-        fresh_key
-        local t0 t1
-        t0=$(now_ns)
-        scp "${common[@]}" "$@" "$work/payload" "ec2-user@$dest:bench.bin" >/dev/null
-        t1=$(now_ns)
-        best=$(python3 -c "print(max($best, $SIZE_MB * 1048576 / 1e6 / (($t1 - $t0) / 1e9)))")
-    done
-    printf '%.1f' "$best"
+# Direct and proxied runs alternate, so drift in the machine's load hits both alike.
+# scp: best of 3 each, in MB/s.
+scp_once() {  # scp_once DEST ARGS... -> MB/s
+    local dest=$1; shift
+    fresh_key
+    local t0 t1
+    t0=$(now_ns)
+    scp "${common[@]}" "$@" "$work/payload" "ec2-user@$dest:bench.bin" >/dev/null
+    t1=$(now_ns)
+    python3 -c "print(f'{$SIZE_MB * 1048576 / 1e6 / (($t1 - $t0) / 1e9):.1f}')"
 }
-dest=127.0.0.1 direct_rate=$(scp_rate -P "$port")
-dest=$id proxy_rate=$(scp_rate "${proxy[@]}")
-cmp -s "$work/payload" ~ec2-user/bench.bin || { echo "bench: the proxied copy differs" >&2; exit 1; }
+direct_rates=() proxy_rates=()
+for _ in 1 2 3; do
+    direct_rates+=("$(scp_once 127.0.0.1 -P "$port")")
+    proxy_rates+=("$(scp_once "$id" "${proxy[@]}")")
+    cmp -s "$work/payload" ~ec2-user/bench.bin || { echo "bench: the proxied copy differs" >&2; exit 1; }
+done
+best() { printf '%s\n' "$@" | sort -g | tail -1; }
+direct_rate=$(best "${direct_rates[@]}")
+proxy_rate=$(best "${proxy_rates[@]}")
 
-# median of REPS `ssh true`, in ms
-ssh_ms() {
-    local times=()
-    for _ in $(seq "$REPS"); do
-        fresh_key
-        local t0 t1
-        t0=$(now_ns)
-        ssh "${common[@]}" "$@" true
-        t1=$(now_ns)
-        times+=($(( (t1 - t0) / 1000000 )))
-    done
-    printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (REPS + 1) / 2 ))p"
+# ssh set-up: `ssh ... true`, REPS each, alternating; medians in ms.
+ssh_once() {
+    fresh_key
+    local t0 t1
+    t0=$(now_ns)
+    ssh "${common[@]}" "$@" true
+    t1=$(now_ns)
+    echo $(( (t1 - t0) / 1000000 ))
 }
-direct_ssh=$(ssh_ms -p "$port" ec2-user@127.0.0.1)
-proxy_ssh=$(ssh_ms "${proxy[@]}" "ec2-user@$id")
+direct_times=() proxy_times=()
+for _ in $(seq "$REPS"); do
+    direct_times+=("$(ssh_once -p "$port" ec2-user@127.0.0.1)")
+    proxy_times+=("$(ssh_once "${proxy[@]}" "ec2-user@$id")")
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+direct_ssh=$(median "${direct_times[@]}")
+proxy_ssh=$(median "${proxy_times[@]}")
 
 first_byte=$(python3 - "$EC2SSH_BIN" "$id" "$port" "$REPS" <<'PY'
 import socket, statistics, subprocess, sys, time

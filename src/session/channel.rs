@@ -7,6 +7,7 @@
 //! Time is a `Duration` since an arbitrary epoch chosen by the caller (virtual in tests),
 //! and the same engine serves the client and (in the simulator) the agent via [`Role`].
 
+use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ enum State {
 #[derive(Debug)]
 struct Pending {
     sequence_number: i64,
-    frame: Vec<u8>,
+    frame: Bytes,
     /// `None` while it has never been transmitted (publication paused).
     last_sent: Option<Duration>,
     retransmits: u32,
@@ -165,7 +166,7 @@ pub struct Channel {
     rttvar: Duration,
     rto: Duration,
     retransmissions: u64,
-    transmit: VecDeque<Vec<u8>>,
+    transmit: VecDeque<Bytes>,
     events: VecDeque<Event>,
 }
 
@@ -290,7 +291,7 @@ impl Channel {
     }
 
     /// Next frame to write to the WebSocket (as a binary message).
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.transmit.pop_front()
     }
 
@@ -547,8 +548,8 @@ impl Channel {
 
 /// Encodes a message this module built. Only the fixed stream/ack types are used, which
 /// always fit the 32-byte field, and payloads are far below 4 GiB.
-fn encode_own(msg: &Message) -> Vec<u8> {
-    codec::encode(msg).expect("channel only encodes built-in message types")
+fn encode_own(msg: &Message) -> Bytes {
+    Bytes::from(codec::encode(msg).expect("channel only encodes built-in message types"))
 }
 
 #[cfg(test)]

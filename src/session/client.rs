@@ -223,7 +223,7 @@ impl ClientSession {
     }
 
     /// Next binary frame to write to the websocket.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self) -> Option<bytes::Bytes> {
         self.channel.poll_transmit()
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::response::Response;
+use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,13 +97,13 @@ struct Conn {
     up: Faults,
     down: Faults,
     /// A frame held back by a reorder, per direction.
-    held_up: Option<Vec<u8>>,
-    held_down: Option<Vec<u8>>,
+    held_up: Option<Bytes>,
+    held_down: Option<Bytes>,
     cut: bool,
 }
 
 /// Frames released by a delay fault: (connection generation, to the client?, frame).
-type Delayed = (u64, bool, Vec<u8>);
+type Delayed = (u64, bool, Bytes);
 
 struct Agent {
     session: Arc<Session>,
@@ -271,8 +272,8 @@ impl Agent {
             return Ok(());
         };
         let bytes = match frame {
-            Some(WsMessage::Binary(b)) => b.to_vec(),
-            Some(WsMessage::Text(t)) => t.as_str().as_bytes().to_vec(),
+            Some(WsMessage::Binary(b)) => b,
+            Some(WsMessage::Text(t)) => Bytes::copy_from_slice(t.as_str().as_bytes()),
             Some(_) => return Ok(()),
             None => {
                 self.detach("the websocket closed");
@@ -312,7 +313,7 @@ impl Agent {
         Ok(())
     }
 
-    async fn on_delayed(&mut self, generation: u64, down: bool, frame: Vec<u8>) -> Result<(), End> {
+    async fn on_delayed(&mut self, generation: u64, down: bool, frame: Bytes) -> Result<(), End> {
         let current = self.conn.as_ref().map(|c| c.generation) == Some(generation);
         if !current {
             return Ok(());
@@ -325,7 +326,7 @@ impl Agent {
         Ok(())
     }
 
-    fn delay(&self, generation: u64, down: bool, frame: Vec<u8>, d: Duration) {
+    fn delay(&self, generation: u64, down: bool, frame: Bytes, d: Duration) {
         let tx = self.delayed_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(d).await;
@@ -486,14 +487,9 @@ impl Agent {
         }
     }
 
-    async fn send_frame(&mut self, frame: Vec<u8>) {
+    async fn send_frame(&mut self, frame: Bytes) {
         if let Some(conn) = self.conn.as_mut() {
-            if conn
-                .sink
-                .feed(WsMessage::Binary(frame.into()))
-                .await
-                .is_err()
-            {
+            if conn.sink.feed(WsMessage::Binary(frame)).await.is_err() {
                 self.detach("websocket write failed");
             }
         }

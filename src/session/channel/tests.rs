@@ -32,7 +32,7 @@ fn agent_frames(payloads: &[&[u8]]) -> Vec<Vec<u8>> {
     for p in payloads {
         a.send(ms(0), PayloadType::Output, p.to_vec()).unwrap();
     }
-    std::iter::from_fn(|| a.poll_transmit()).collect()
+    std::iter::from_fn(|| a.poll_transmit().map(Vec::from)).collect()
 }
 
 fn ack_of(msg: &Message) -> AcknowledgeContent {
@@ -527,7 +527,7 @@ impl Endpoint {
 
     fn flush(&mut self, now: Duration, net: &mut Net, dir: Dir, seed: u64) {
         while let Some(f) = self.ch.poll_transmit() {
-            net.send(now, dir, f);
+            net.send(now, dir, f.into());
         }
         while let Some(e) = self.ch.poll_event() {
             match e {

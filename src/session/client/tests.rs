@@ -31,7 +31,7 @@ impl Peer {
         self.ch
             .send_unlimited(ms(0), payload_type, payload.to_vec())
             .unwrap();
-        self.ch.poll_transmit().unwrap()
+        self.ch.poll_transmit().unwrap().into()
     }
 
     fn json(&mut self, payload_type: PayloadType, value: Value) -> Vec<u8> {
@@ -520,7 +520,7 @@ impl SimAgent {
             self.offset += n;
         }
         while let Some(f) = self.ch.poll_transmit() {
-            net.send(now, Dir::ToClient, f);
+            net.send(now, Dir::ToClient, f.into());
         }
     }
 }
@@ -546,7 +546,7 @@ fn simulate_session(seed: u64) -> Duration {
             offset += n;
         }
         while let Some(f) = s.poll_transmit() {
-            net.send(now, Dir::ToAgent, f);
+            net.send(now, Dir::ToAgent, f.into());
         }
         while let Some(e) = s.poll_event() {
             match e {
