@@ -313,7 +313,7 @@ async fn flush_ws(ws: &mut Ws, session: &mut ClientSession) -> bool {
     let mut any = false;
     while let Some(frame) = session.poll_transmit() {
         any = true;
-        if let Err(e) = ws.feed(WsMessage::Binary(frame.into())).await {
+        if let Err(e) = ws.feed(WsMessage::Binary(frame)).await {
             tracing::debug!(error = %e, "websocket write failed");
             return false;
         }
