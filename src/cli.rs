@@ -172,6 +172,10 @@ pub struct SimArgs {
     #[arg(long, value_name = "VERSION")]
     pub agent_version: Option<String>,
 
+    /// Write keys pushed with SendSSHPublicKey to DIR/USER/*.pub (for an sshd AuthorizedKeysCommand)
+    #[arg(long, value_name = "DIR")]
+    pub keys_dir: Option<std::path::PathBuf>,
+
     /// Faults on every data channel, e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,seed=7
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<crate::sim::FaultConfig>,

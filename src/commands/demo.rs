@@ -54,6 +54,7 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
         default_target: args.target,
         agent_version: args.agent_version.clone(),
         faults: args.faults.clone().unwrap_or_default(),
+        keys_dir: args.keys_dir.clone(),
         ..SimOptions::default()
     };
     let sim = start(&args.source, opts).await?;

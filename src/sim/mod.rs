@@ -7,6 +7,7 @@ pub mod ec2;
 pub mod fault;
 pub mod fleet;
 pub mod gateway;
+pub mod instance_connect;
 mod server;
 #[cfg(test)]
 mod session_tests;
@@ -38,6 +39,9 @@ pub struct SimOptions {
     pub agent_version: Option<String>,
     /// Faults injected into every data channel.
     pub faults: FaultConfig,
+    /// Where keys pushed with SendSSHPublicKey are written (`DIR/USER/*.pub`) for a
+    /// local sshd's AuthorizedKeysCommand.
+    pub keys_dir: Option<std::path::PathBuf>,
 }
 
 /// What every handler sees.
@@ -49,6 +53,8 @@ pub struct SimState {
     requests: AtomicU64,
     /// Session Manager sessions.
     pub sessions: sessions::Registry,
+    /// Keys accepted by SendSSHPublicKey.
+    pub keys_pushed: AtomicU64,
     addr: SocketAddr,
 }
 
@@ -61,6 +67,7 @@ impl SimState {
             started: SystemTime::now(),
             requests: AtomicU64::new(0),
             sessions: sessions::Registry::default(),
+            keys_pushed: AtomicU64::new(0),
             addr,
         }
     }

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 
-use super::{ec2, gateway, sessions, ssm, ApiError, SimState};
+use super::{ec2, gateway, instance_connect, sessions, ssm, ApiError, SimState};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
@@ -57,8 +57,17 @@ fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Respo
             deny(state, "ssm:DescribeInstanceInformation", false)
                 .and_then(|_| ssm::describe_instance_information(state, region, &req))
         }
-        ("AmazonSSM", "StartSession") => deny_on(state, "ssm:StartSession", region, &req)
-            .and_then(|_| sessions::start_session(state, region, &req)),
+        ("AmazonSSM", "StartSession") => {
+            deny_on(state, "ssm:StartSession", region, req["Target"].as_str())
+                .and_then(|_| sessions::start_session(state, region, &req))
+        }
+        ("AWSEC2InstanceConnectService", "SendSSHPublicKey") => deny_on(
+            state,
+            "ec2-instance-connect:SendSSHPublicKey",
+            region,
+            req["InstanceId"].as_str(),
+        )
+        .and_then(|_| instance_connect::send_ssh_public_key(state, region, &req)),
         ("AmazonSSM", "ResumeSession") => deny(state, "ssm:ResumeSession", false)
             .and_then(|_| sessions::resume_session(state, &req)),
         ("AmazonSSM", "TerminateSession") => deny(state, "ssm:TerminateSession", false)
@@ -134,15 +143,15 @@ fn deny(state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {
     }
 }
 
-/// A denial that names the instance, as StartSession's does.
+/// A denial that names the instance, as StartSession's and SendSSHPublicKey's do.
 fn deny_on(
     state: &SimState,
     action: &str,
     region: &str,
-    req: &serde_json::Value,
+    target: Option<&str>,
 ) -> Result<(), ApiError> {
     deny(state, action, false).map_err(|mut e| {
-        let target = req["Target"].as_str().unwrap_or("*");
+        let target = target.unwrap_or("*");
         e.message = e.message.replace(
             "arn:aws:ssm:*:123456789012:*",
             &format!("arn:aws:ec2:{region}:123456789012:instance/{target}"),

@@ -208,7 +208,12 @@ fn stdout_carries_only_tunnel_bytes_and_end_of_input_ends_the_session() {
 
 fn signal_ends_the_session(signal: &str, code: i32) {
     let s = setup(&[]);
-    let mut child = Guarded(s.proxy(ONLINE).spawn().unwrap());
+    let mut child = Guarded(
+        s.proxy(ONLINE)
+            .env("RUST_LOG", "ec2ssh=debug")
+            .spawn()
+            .unwrap(),
+    );
     let mut banner = [0u8; 8];
     child
         .0
@@ -225,7 +230,13 @@ fn signal_ends_the_session(signal: &str, code: i32) {
         .unwrap()
         .success());
     let status = child.0.wait().unwrap();
-    assert_eq!(status.code(), Some(code), "{signal}");
+    let mut log = String::new();
+    let _ = child.0.stderr.take().unwrap().read_to_string(&mut log);
+    assert_eq!(
+        status.code(),
+        Some(code),
+        "{signal}; the proxy's log:\n{log}"
+    );
     assert_no_active_sessions(&s.sim);
 }
 
