@@ -50,6 +50,13 @@ pub enum Command {
     List(ListArgs),
     /// Try ec2ssh on a built-in simulated fleet (no AWS account needed)
     Demo(DemoArgs),
+    /// Connect to an instance by id, IP or Name: push a one-time key, then run ssh through the tunnel
+    Ssh(SshArgs),
+    /// Forget the pinned host key of an instance (after it was rebuilt)
+    Forget {
+        /// Instance id
+        target: String,
+    },
     /// Tunnel stdin/stdout to PORT on an instance over Session Manager (an OpenSSH ProxyCommand)
     #[command(
         long_about = "Tunnel stdin/stdout to PORT on an instance over a Session Manager session \
@@ -104,6 +111,24 @@ pub struct ListArgs {
     /// Colour: auto (tty and no NO_COLOR), always, never
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SshArgs {
+    /// [USER@]TARGET: an instance id, an IP address, or a Name (exact, or a unique fuzzy match)
+    pub destination: String,
+
+    /// Login user (default: config `[users]`, tag ec2ssh:user, the last that worked, the platform's)
+    #[arg(long, short = 'l')]
+    pub user: Option<String>,
+
+    /// Use this private key (its .pub is pushed) instead of a one-time key
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<std::path::PathBuf>,
+
+    /// After `--`: ssh options (leading -x ...) and/or a remote command
+    #[arg(last = true)]
+    pub rest: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -17,6 +17,11 @@ pub struct Config {
     pub cache: Option<bool>,
     /// How sessions are carried: ec2ssh's own client (default) or Amazon's plugin.
     pub transport: Option<Transport>,
+    /// Login user per instance id or per Name/id pattern (`*` wildcards), e.g.
+    /// `"web-*" = "ubuntu"`.
+    pub users: std::collections::BTreeMap<String, String>,
+    /// Exit after the ssh session instead of returning to the picker.
+    pub once: bool,
     pub picker: PickerConfig,
 }
 
@@ -78,6 +83,12 @@ impl Config {
 pub struct Paths {
     pub config_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// ec2ssh's own known_hosts and managed key.
+    pub data_dir: PathBuf,
+    /// What ec2ssh remembers between runs (the user that worked per instance).
+    pub state_dir: PathBuf,
+    /// Per-connection private directories (keys); XDG_RUNTIME_DIR when there is one.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 impl Paths {
@@ -86,7 +97,18 @@ impl Paths {
         Some(Paths {
             config_dir: dirs.config_dir().to_path_buf(),
             cache_dir: dirs.cache_dir().to_path_buf(),
+            data_dir: dirs.data_dir().to_path_buf(),
+            state_dir: dirs
+                .state_dir()
+                .unwrap_or_else(|| dirs.data_dir())
+                .to_path_buf(),
+            runtime_dir: dirs.runtime_dir().map(|d| d.to_path_buf()),
         })
+    }
+
+    /// Host keys, pinned per instance id.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.data_dir.join("known_hosts")
     }
 
     pub fn config_file(&self) -> PathBuf {

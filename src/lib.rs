@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod filter;
 pub mod fleet;

@@ -10,6 +10,7 @@ use ec2ssh::aws::AwsContext;
 use ec2ssh::cli::{Cli, ColorChoice, Command, GlobalArgs, PickArgs};
 use ec2ssh::commands;
 use ec2ssh::config::{Config, Paths};
+use ec2ssh::connect::Connector;
 use ec2ssh::error::{report, AppError};
 use ec2ssh::fleet::Cache;
 use ec2ssh::tui::{self, PickOptions};
@@ -69,6 +70,12 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             commands::list::run(&ctx, cache.as_ref(), &args).await?;
             Ok(0)
         }
+        Some(Command::Ssh(args)) => {
+            let (config, ctx) = account(&g).await?;
+            let connector = Connector::new(ctx, &config, Paths::detect());
+            commands::ssh::run(connector, &args).await
+        }
+        Some(Command::Forget { target }) => commands::forget::run(&target),
         Some(Command::Proxy(args)) => {
             let (config, ctx) = account(&g).await?;
             let transport = args.transport.or(config.transport).unwrap_or_default();

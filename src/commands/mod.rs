@@ -1,8 +1,10 @@
 //! Subcommands that are not the picker itself.
 
 pub mod demo;
+pub mod forget;
 pub mod list;
 pub mod proxy;
+pub mod ssh;
 
 use crate::error::AppError;
 use crate::tui::Outcome;

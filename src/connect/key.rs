@@ -1,0 +1,151 @@
+//! The one-time ed25519 key of a connection: made fresh, written 0600 into a private
+//! 0700 directory of its own (never a shared fixed path), and removed with that
+//! directory when the value is dropped, which also happens on errors and panics.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ssh_key::{rand_core::OsRng, Algorithm, LineEnding, PrivateKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot create a private directory for the connection key in {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the connection key: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("cannot generate the connection key: {0}")]
+    Generate(#[from] ssh_key::Error),
+    #[error("cannot read the public key {path}: {source}")]
+    ReadPublic {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A key for ssh's `-i` and its public half for `SendSSHPublicKey`.
+#[derive(Debug)]
+pub struct ConnectionKey {
+    pub private: PathBuf,
+    pub public: String,
+    /// Removes the directory (and the key) on drop; `None` for a user's own key.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ConnectionKey {
+    /// A fresh key pair in a new private directory under `base` (created 0700 if
+    /// needed). `comment` ends up in the public key.
+    pub fn ephemeral(base: &Path, comment: &str) -> Result<Self, KeyError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(base)
+            .map_err(|source| KeyError::Dir {
+                dir: base.to_path_buf(),
+                source,
+            })?;
+        // An unpredictable name, private from the start.
+        let dir = tempfile::Builder::new()
+            .prefix("conn-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(base)
+            .map_err(|source| KeyError::Dir {
+                dir: base.to_path_buf(),
+                source,
+            })?;
+        let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+        key.set_comment(comment);
+        let private = dir.path().join("id_ed25519");
+        let pem = key.to_openssh(LineEnding::LF)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&private)?;
+        file.write_all(pem.as_bytes())?;
+        let public = key.public_key().to_openssh()?;
+        Ok(ConnectionKey {
+            private,
+            public,
+            _dir: Some(dir),
+        })
+    }
+
+    /// The user's own key (`--key PATH`); its `.pub` is what gets pushed.
+    pub fn existing(private: &Path) -> Result<Self, KeyError> {
+        let mut public_path = private.as_os_str().to_owned();
+        public_path.push(".pub");
+        let public_path = PathBuf::from(public_path);
+        let public =
+            std::fs::read_to_string(&public_path).map_err(|source| KeyError::ReadPublic {
+                path: public_path,
+                source,
+            })?;
+        Ok(ConnectionKey {
+            private: private.to_path_buf(),
+            public: public.trim().to_string(),
+            _dir: None,
+        })
+    }
+
+    /// Whether dropping this removes the key (it is ec2ssh's, not the user's).
+    pub fn is_ephemeral(&self) -> bool {
+        self._dir.is_some()
+    }
+}
+
+/// Where per-connection directories go: `$XDG_RUNTIME_DIR/ec2ssh`, else a private
+/// directory in the system temp dir.
+pub fn base_dir(runtime_dir: Option<&Path>) -> PathBuf {
+    match runtime_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                .unwrap_or(0);
+            std::env::temp_dir().join(format!("ec2ssh-{uid}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_ephemeral_key_is_private_and_removed_on_drop() {
+        let base = tempfile::tempdir().unwrap();
+        let key = ConnectionKey::ephemeral(&base.path().join("ec2ssh"), "ec2ssh test").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key.private), 0o600);
+        assert_eq!(mode(key.private.parent().unwrap()), 0o700);
+        assert_eq!(mode(&base.path().join("ec2ssh")), 0o700);
+        assert!(key.public.starts_with("ssh-ed25519 AAAA"), "{}", key.public);
+        assert!(key.public.ends_with(" ec2ssh test"));
+        let text = std::fs::read_to_string(&key.private).unwrap();
+        assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        let dir = key.private.parent().unwrap().to_path_buf();
+        let other = ConnectionKey::ephemeral(&base.path().join("ec2ssh"), "x").unwrap();
+        assert_ne!(other.private, key.private, "never a shared path");
+        drop(key);
+        assert!(!dir.exists(), "the directory goes with the key");
+    }
+
+    #[test]
+    fn an_existing_key_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("mine");
+        std::fs::write(&private, "secret").unwrap();
+        std::fs::write(dir.path().join("mine.pub"), "ssh-ed25519 AAAA me\n").unwrap();
+        let key = ConnectionKey::existing(&private).unwrap();
+        assert_eq!(key.public, "ssh-ed25519 AAAA me");
+        assert!(!key.is_ephemeral());
+        drop(key);
+        assert!(private.exists());
+        assert!(ConnectionKey::existing(&dir.path().join("none")).is_err());
+    }
+}
