@@ -97,8 +97,8 @@ impl ConnectionKey {
     }
 }
 
-/// Where per-connection directories go: `$XDG_RUNTIME_DIR/ec2ssh`, else a private
-/// directory in the system temp dir.
+/// Where per-connection directories go: ec2ssh's runtime dir (`$XDG_RUNTIME_DIR/ec2ssh`),
+/// else a private directory of this user's in the system temp dir.
 pub fn base_dir(runtime_dir: Option<&Path>) -> PathBuf {
     match runtime_dir {
         Some(dir) => dir.to_path_buf(),

@@ -118,7 +118,7 @@ impl Connector {
             None => {
                 let base =
                     key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref()));
-                ConnectionKey::ephemeral(&base.join("ec2ssh"), &format!("ec2ssh {}", instance.id))
+                ConnectionKey::ephemeral(&base, &format!("ec2ssh {}", instance.id))
             }
         }
         .map_err(|e| {

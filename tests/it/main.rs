@@ -2,6 +2,7 @@
 //! built-in simulator, and tmux. One test binary keeps link time down.
 
 mod common;
+mod connect;
 mod list_moto;
 mod list_sim;
 mod picker;

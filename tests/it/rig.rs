@@ -101,6 +101,11 @@ impl Sshd {
         std::fs::write(dir.join(format!("{n}.pub")), format!("{pubkey}\n")).unwrap();
     }
 
+    /// Where the simulator's `--keys-dir` must write pushed keys for this sshd.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
     }

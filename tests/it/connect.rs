@@ -1,0 +1,206 @@
+//! `ec2ssh ssh` end to end: user resolution, a one-time key pushed with
+//! SendSSHPublicKey to the simulator (which hands it to the loopback sshd's
+//! AuthorizedKeysCommand), ssh through `ec2ssh proxy`, host keys pinned per instance.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::common::{ec2ssh, Sim};
+use crate::rig::{
+    assert_no_active_sessions, fleet_file, openssh, proxy_option, Sshd, LOST, ONLINE, USER,
+};
+
+struct Setup {
+    home: tempfile::TempDir,
+    sshd: Sshd,
+    sim: Sim,
+}
+
+fn setup(sim_args: &[&str]) -> Setup {
+    let home = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(home.path());
+    let fleet = fleet_file(home.path(), &sshd.addr());
+    let keys = sshd.keys_dir();
+    let mut args = vec![
+        "--fleet",
+        fleet.to_str().unwrap(),
+        "--keys-dir",
+        keys.to_str().unwrap(),
+    ];
+    args.extend_from_slice(sim_args);
+    let sim = Sim::start(home.path(), &args);
+    Setup { home, sshd, sim }
+}
+
+impl Setup {
+    fn ec2ssh(&self) -> Command {
+        let mut c = ec2ssh(self.home.path());
+        c.env("AWS_ENDPOINT_URL", &self.sim.endpoint)
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("XDG_STATE_HOME", self.home.path().join("state"))
+            .args(["--region", "us-east-1"])
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn runtime_dir(&self) -> PathBuf {
+        self.home.path().join("run")
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.home.path().join("data/ec2ssh/known_hosts")
+    }
+
+    fn ssh(&self, destination: &str, rest: &[&str]) -> Output {
+        let mut c = self.ec2ssh();
+        c.args(["ssh", destination, "--"])
+            .args(["-o", "BatchMode=yes"]);
+        c.args(rest).output().unwrap()
+    }
+
+    /// No key file or connection directory is left behind.
+    fn assert_no_keys_left(&self) {
+        let dir = self.runtime_dir().join("ec2ssh");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn ssh_by_name_runs_a_command_with_the_platform_user_and_returns_its_exit_code() {
+    let s = setup(&[]);
+    // "tunnel-target" runs Amazon Linux: the default user is ec2-user.
+    let out = s.ssh("tunnel-target", &["id -un; exit 7"]);
+    assert_eq!(
+        text(&out.stdout),
+        "ec2-user\n",
+        "stderr: {}\nsshd: {}",
+        text(&out.stderr),
+        s.sshd.log()
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let pinned = std::fs::read_to_string(s.known_hosts()).unwrap();
+    assert!(
+        pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")),
+        "{pinned}"
+    );
+    s.assert_no_keys_left();
+    assert_no_active_sessions(&s.sim);
+    // The user that worked is remembered for next time.
+    let memory = std::fs::read_to_string(s.home.path().join("state/ec2ssh/users.json")).unwrap();
+    assert!(memory.contains(ONLINE) && memory.contains(USER), "{memory}");
+}
+
+#[test]
+fn without_a_pushed_key_sshd_refuses() {
+    let s = setup(&[]);
+    let key = s.home.path().join("unpushed");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = openssh("ssh", s.home.path(), &key, Some(&s.sim))
+        .arg("-o")
+        .arg(proxy_option(""))
+        .arg(format!("{USER}@{ONLINE}"))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("Permission denied (publickey)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_active_sessions(&s.sim);
+}
+
+#[test]
+fn a_changed_host_key_is_refused_until_forgotten() {
+    let s = setup(&[]);
+    assert!(s.ssh(ONLINE, &["true"]).status.success());
+    // The instance "was rebuilt": its pinned key no longer matches.
+    let other = s.home.path().join("otherhost");
+    Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    let fake = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let fake = fake
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(s.known_hosts(), format!("{ONLINE} {fake}\n")).unwrap();
+
+    let out = s.ssh(ONLINE, &["true"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("ec2ssh forget {ONLINE}")), "{err}");
+    s.assert_no_keys_left();
+
+    let forget = s.ec2ssh().args(["forget", ONLINE]).output().unwrap();
+    assert!(forget.status.success(), "{}", text(&forget.stderr));
+    assert!(s.ssh(ONLINE, &["true"]).status.success());
+    assert_no_active_sessions(&s.sim);
+}
+
+#[test]
+fn an_explicit_user_wins_and_a_bad_one_is_refused() {
+    let s = setup(&[]);
+    let out = s.ssh(&format!("nobody-here@{ONLINE}"), &["true"]);
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("as nobody-here (from the command line)"),
+        "{err}"
+    );
+    let out = s.ssh(&format!("x;y@{ONLINE}"), &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a valid login name"));
+    s.assert_no_keys_left();
+}
+
+#[test]
+fn a_denied_key_push_names_the_action() {
+    let s = setup(&["--deny", "ec2-instance-connect:SendSSHPublicKey"]);
+    let out = s.ssh(ONLINE, &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ec2-instance-connect:SendSSHPublicKey was denied in us-east-1"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("instance/{ONLINE}")), "{err}");
+    s.assert_no_keys_left();
+}
+
+#[test]
+fn an_offline_instance_is_refused_before_anything_is_pushed() {
+    let s = setup(&[]);
+    let out = s.ssh(LOST, &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("not connected to Systems Manager") && err.contains("ConnectionLost"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&s.sshd.keys_dir().join(USER)).exists(),
+        "no key pushed"
+    );
+}
