@@ -85,6 +85,22 @@ pub struct PickArgs {
     #[arg(long)]
     pub online: bool,
 
+    /// Enter prints the instance id and exits, instead of connecting (for scripts: id=$(ec2ssh pick --print))
+    #[arg(long)]
+    pub print: bool,
+
+    /// Exit after the ssh session, with ssh's exit code, instead of returning to the picker
+    #[arg(long)]
+    pub once: bool,
+
+    /// Login user for the connection (default: config, tag ec2ssh:user, remembered, platform)
+    #[arg(long, short = 'l')]
+    pub user: Option<String>,
+
+    /// Use this private key (its .pub is pushed) instead of a one-time key
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<std::path::PathBuf>,
+
     /// Benchmark hook: exit right after the first frame that shows instances
     #[arg(long, hide = true)]
     pub exit_after_first_frame: bool,

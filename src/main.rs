@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use ec2ssh::aws::AwsContext;
-use ec2ssh::cli::{Cli, ColorChoice, Command, GlobalArgs, PickArgs};
+use ec2ssh::cli::{Cli, Command, GlobalArgs, PickArgs};
 use ec2ssh::commands;
 use ec2ssh::config::{Config, Paths};
 use ec2ssh::connect::Connector;
 use ec2ssh::error::{report, AppError};
 use ec2ssh::fleet::Cache;
-use ec2ssh::tui::{self, PickOptions};
+use ec2ssh::tui;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -114,12 +114,12 @@ fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
 async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
     let (config, ctx) = account(g).await?;
     let cache = cache_for(g, &config);
-    let opts = PickOptions {
-        query: args.filter.clone(),
-        online_only: args.online || config.picker.online_only,
-        details: config.picker.details,
-        color: commands::list::use_color(ColorChoice::Auto, true),
-        exit_after_first_frame: args.exit_after_first_frame,
-    };
+    let mut opts = commands::pick_options(args, &config);
+    if !args.print {
+        let mut connector = Connector::new(ctx.clone(), &config, Paths::detect());
+        connector.rules.explicit = args.user.clone();
+        connector.key = args.key.clone();
+        opts.connector = Some(connector);
+    }
     commands::finish_pick(tui::run(ctx, cache, opts).await?)
 }

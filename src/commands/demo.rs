@@ -6,7 +6,7 @@ use crate::aws::AwsContext;
 use crate::cli::{DemoArgs, FleetSource, SimArgs};
 use crate::error::AppError;
 use crate::sim::{self, FleetFile, SimOptions};
-use crate::tui::{self, PickOptions};
+use crate::tui;
 
 fn fleet(source: &FleetSource) -> Result<FleetFile, AppError> {
     match (&source.fleet, source.generate) {
@@ -35,13 +35,7 @@ async fn start(source: &FleetSource, opts: SimOptions) -> Result<sim::SimHandle,
 pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
     let sim = start(&args.source, SimOptions::default()).await?;
     let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
-    let opts = PickOptions {
-        query: args.pick.filter.clone(),
-        online_only: args.pick.online,
-        details: false,
-        color: super::list::use_color(crate::cli::ColorChoice::Auto, true),
-        exit_after_first_frame: args.pick.exit_after_first_frame,
-    };
+    let opts = super::pick_options(&args.pick, &crate::config::Config::default());
     let outcome = tui::run(ctx, None, opts).await?;
     super::finish_pick(outcome)
 }

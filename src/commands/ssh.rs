@@ -22,7 +22,7 @@ pub async fn run(mut connector: Connector, args: &SshArgs) -> Result<u8, AppErro
                 "use letters, digits, '.', '_', '-' (e.g. ec2-user)",
             ));
         }
-        connector.explicit_user = Some(u);
+        connector.rules.explicit = Some(u);
     }
     connector.key = args.key.clone();
     let (options, command) = split_ssh_args(&args.rest);

@@ -8,7 +8,6 @@ pub mod push;
 pub mod ssh;
 pub mod user;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use crate::error::AppError;
 use crate::fleet::Instance;
 use crate::signals::{self, Signals};
 use key::ConnectionKey;
-use user::{Remembered, Resolved};
+use user::{Remembered, Resolved, UserRules};
 
 /// How one ssh run ended.
 #[derive(Debug, Clone)]
@@ -62,10 +61,8 @@ impl Finished {
 pub struct Connector {
     pub ctx: AwsContext,
     pub paths: Option<Paths>,
-    pub users: BTreeMap<String, String>,
-    pub remembered: Remembered,
-    /// `--user` / `user@`.
-    pub explicit_user: Option<String>,
+    /// How the login user is chosen.
+    pub rules: UserRules,
     /// `--key PATH`: the user's own key instead of a one-time one.
     pub key: Option<PathBuf>,
     /// Extra ssh options, before the destination.
@@ -79,9 +76,11 @@ impl Connector {
         Connector {
             ctx,
             paths,
-            users: config.users.clone(),
-            remembered,
-            explicit_user: None,
+            rules: UserRules {
+                explicit: None,
+                config: config.users.clone(),
+                remembered,
+            },
             key: None,
             ssh_options: Vec::new(),
             ssh_program: ssh::default_program(),
@@ -89,12 +88,7 @@ impl Connector {
     }
 
     pub fn user_for(&self, instance: &Instance) -> Resolved {
-        user::resolve(
-            instance,
-            self.explicit_user.as_deref(),
-            &self.users,
-            &self.remembered,
-        )
+        self.rules.resolve(instance)
     }
 
     fn known_hosts(&self) -> Result<PathBuf, AppError> {
@@ -180,7 +174,7 @@ impl Connector {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         if code != 255 {
-            self.remembered.remember(&instance.id, &user.user);
+            self.rules.remembered.remember(&instance.id, &user.user);
         }
         drop(key);
         Ok(Finished {

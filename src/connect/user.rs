@@ -24,11 +24,11 @@ pub enum Source {
 impl Source {
     pub fn label(self) -> &'static str {
         match self {
-            Source::Flag => "from the command line",
-            Source::Config => "from the config file",
-            Source::Tag => "from the ec2ssh:user tag",
+            Source::Flag => "command line",
+            Source::Config => "config file",
+            Source::Tag => "ec2ssh:user tag",
             Source::Remembered => "worked last time",
-            Source::Platform => "the platform's default",
+            Source::Platform => "platform default",
         }
     }
 }
@@ -37,6 +37,27 @@ impl Source {
 pub struct Resolved {
     pub user: String,
     pub source: Source,
+}
+
+/// Everything the choice depends on, as plain data (the picker shows it too).
+#[derive(Debug, Clone, Default)]
+pub struct UserRules {
+    /// `--user` / `user@`.
+    pub explicit: Option<String>,
+    /// The config file's `[users]`.
+    pub config: BTreeMap<String, String>,
+    pub remembered: Remembered,
+}
+
+impl UserRules {
+    pub fn resolve(&self, instance: &Instance) -> Resolved {
+        resolve(
+            instance,
+            self.explicit.as_deref(),
+            &self.config,
+            &self.remembered,
+        )
+    }
 }
 
 /// Resolves the user for `instance`.

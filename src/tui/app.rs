@@ -70,6 +70,11 @@ pub struct App {
     /// The last refresh worked only in part.
     pub warnings: Vec<AwsError>,
     pub online_count: usize,
+    /// One line about the last connection ("web-1: ssh exited 0 after 3m12s").
+    pub notice: Option<String>,
+    /// How the login user is chosen, to show it before connecting; `None` when Enter
+    /// only prints the id.
+    pub login: Option<crate::connect::user::UserRules>,
 }
 
 impl App {
@@ -92,6 +97,8 @@ impl App {
             errors: Vec::new(),
             warnings: Vec::new(),
             online_count: 0,
+            notice: None,
+            login: None,
         }
     }
 

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::aws::AwsContext;
+use crate::connect::Connector;
 use crate::error::AppError;
 use crate::fleet::{self, Cache};
+use crate::signals::{self, Signals};
 use app::{Action, App, Effect, Source};
 use terminal::TerminalGuard;
 use view::Theme;
@@ -30,11 +31,17 @@ pub struct PickOptions {
     pub color: bool,
     /// Benchmark hook: stop after the first frame that shows rows.
     pub exit_after_first_frame: bool,
+    /// Enter connects with this (else it prints the picked id and exits).
+    pub connector: Option<Connector>,
+    /// Exit after the ssh session, with its exit code, instead of coming back.
+    pub once: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Picked(String),
+    /// `once`: the ssh session ended with this exit code.
+    Connected(i32),
     Cancelled,
 }
 
@@ -88,9 +95,9 @@ pub async fn run(
     })?;
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut sigterm = signal(SignalKind::terminate()).map_err(io_error)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(io_error)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(io_error)?;
+    let mut signals = Signals::install();
+    let mut connector = opts.connector;
+    app.login = connector.as_ref().map(|c| c.rules.clone());
     let mut dirty = true;
     let mut last_second = app.now;
 
@@ -128,9 +135,7 @@ pub async fn run(
                 let now = unix_now();
                 (app.loading || now != last_second).then(|| { last_second = now; Action::Tick(now) })
             }
-            _ = sigint.recv() => return Err(AppError::Interrupted),
-            _ = sigterm.recv() => return Err(AppError::Signal(15)),
-            _ = sighup.recv() => return Err(AppError::Signal(1)),
+            n = signals.recv() => return Err(signals::as_error(n)),
         };
         let Some(action) = action else { continue };
         if let (Action::Loaded(Ok(inv), now), Some(cache)) = (&action, &cache) {
@@ -141,7 +146,68 @@ pub async fn run(
         dirty = true;
         match app.update(action) {
             Some(Effect::Quit) => return Ok(Outcome::Cancelled),
-            Some(Effect::Select(id)) => return Ok(Outcome::Picked(id)),
+            Some(Effect::Select(id)) => {
+                let Some(connector) = connector.as_mut() else {
+                    return Ok(Outcome::Picked(id));
+                };
+                let Some(instance) = app.instances.iter().find(|i| i.id == id).cloned() else {
+                    continue;
+                };
+                let name = match instance.display_name() {
+                    "" => instance.id.clone(),
+                    n => crate::text::sanitize(n).into_owned(),
+                };
+                if instance.ping != fleet::Ping::Online {
+                    app.notice = Some(format!(
+                        "{name} is not Online in Systems Manager ({}); cannot connect",
+                        instance.ping.label()
+                    ));
+                    continue;
+                }
+                // Hand keyboard and screen to ssh; take them back when it exits.
+                drop(events);
+                guard.suspend();
+                let login = connector.user_for(&instance);
+                eprintln!(
+                    "ec2ssh: connecting to {name} ({}) as {} ({})",
+                    instance.id,
+                    login.user,
+                    login.source.label()
+                );
+                let result = connector.connect(&instance, &[], &mut signals).await;
+                // Ctrl-C during the session was the remote side's, not ours.
+                while signals.pending().is_some() {}
+                if let Err(e) = &result {
+                    crate::error::report(e);
+                }
+                if opts.once {
+                    return result.map(|done| {
+                        if let Some(hint) = done.hint() {
+                            eprintln!("ec2ssh: {hint}");
+                        }
+                        Outcome::Connected(done.code)
+                    });
+                }
+                guard.resume().map_err(io_error)?;
+                events = EventStream::new();
+                app.login = Some(connector.rules.clone());
+                app.notice = Some(match result {
+                    Ok(done) => match done.hint() {
+                        Some(hint) => format!("{} · {hint}", done.summary(&name)),
+                        None => done.summary(&name),
+                    },
+                    Err(e @ (AppError::Signal(_) | AppError::Interrupted)) => return Err(e),
+                    Err(e) => e
+                        .explain()
+                        .into_iter()
+                        .map(|(what, fix)| match fix {
+                            Some(fix) => format!("{name}: {what} ({fix})"),
+                            None => format!("{name}: {what}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
             None => {}
         }

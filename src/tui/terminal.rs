@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossterm::cursor::{Hide, Show};
 use crossterm::execute;
 use crossterm::terminal::{
-    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+    disable_raw_mode, enable_raw_mode, Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen,
 };
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
@@ -41,6 +41,25 @@ impl TerminalGuard {
         }
         let terminal = Terminal::new(CrosstermBackend::new(out)).inspect_err(|_| restore())?;
         Ok(TerminalGuard { terminal })
+    }
+}
+
+impl TerminalGuard {
+    /// Hands the terminal back (cooked mode, main screen, cursor shown), e.g. to ssh.
+    pub fn suspend(&mut self) {
+        restore();
+    }
+
+    /// Takes the terminal again after `suspend` and forces a full redraw.
+    pub fn resume(&mut self) -> io::Result<()> {
+        enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        let mut out = tty()?;
+        execute!(out, EnterAlternateScreen, Hide, Clear(ClearType::All))?;
+        // A fresh terminal has empty buffers, so the next draw repaints everything
+        // (`Terminal::clear` would query the cursor position, racing the input reader).
+        self.terminal = Terminal::new(CrosstermBackend::new(out))?;
+        Ok(())
     }
 }
 

@@ -332,7 +332,18 @@ fn render_details(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     };
     let key_w = 11usize;
     let val_w = (inner.width as usize).saturating_sub(key_w + 1);
-    let lines: Vec<Line> = detail_lines(i, app.now)
+    let mut rows = detail_lines(i, app.now);
+    if let Some(rules) = &app.login {
+        let login = rules.resolve(i);
+        rows.insert(
+            1,
+            (
+                "login".into(),
+                format!("{} ({})", login.user, login.source.label()),
+            ),
+        );
+    }
+    let lines: Vec<Line> = rows
         .into_iter()
         .map(|(k, v)| {
             Line::from(vec![
@@ -388,6 +399,9 @@ fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let spin = SPINNER[app.spinner % SPINNER.len()];
     if app.loading {
         parts.push(format!("refreshing {spin}"));
+    }
+    if let Some(notice) = &app.notice {
+        parts.insert(0, sanitize(notice).into_owned());
     }
     let left = parts.join(" · ");
     let right = "? help";

@@ -165,10 +165,7 @@ fn an_explicit_user_wins_and_a_bad_one_is_refused() {
     let out = s.ssh(&format!("nobody-here@{ONLINE}"), &["true"]);
     assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(
-        err.contains("as nobody-here (from the command line)"),
-        "{err}"
-    );
+    assert!(err.contains("as nobody-here (command line)"), "{err}");
     let out = s.ssh(&format!("x;y@{ONLINE}"), &["true"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not a valid login name"));
@@ -203,4 +200,77 @@ fn an_offline_instance_is_refused_before_anything_is_pushed() {
         !Path::new(&s.sshd.keys_dir().join(USER)).exists(),
         "no key pushed"
     );
+}
+
+/// The whole journey in a real terminal: pick by typing, Enter, a shell on the
+/// instance, a command, `exit`, back in the picker with a status line, quit; the
+/// terminal's modes are as before and no key is left behind.
+#[test]
+fn picker_connects_and_comes_back() {
+    let s = setup(&[]);
+    let dir = s.home.path();
+    let script = dir.join("journey.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "stty -g > {d}/before\n{bin} --region us-east-1 pick\necho $? > {d}/code\nstty -g > {d}/after\nsleep 60\n",
+            d = dir.display(),
+            bin = crate::common::bin().display(),
+        ),
+    )
+    .unwrap();
+    let run = s.runtime_dir();
+    let data = dir.join("data");
+    let state = dir.join("state");
+    let env = [
+        ("AWS_ENDPOINT_URL", s.sim.endpoint.as_str()),
+        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ];
+    let t = crate::common::Tmux::start(dir, &env, 120, 30, &format!("sh {}", script.display()));
+    t.wait_screen("the fleet", |sc| sc.contains(" shown ·"));
+    t.type_text("tunnel");
+    t.wait_screen("the match", |sc| {
+        sc.lines()
+            .nth(2)
+            .is_some_and(|l| l.contains("tunnel-target"))
+    });
+    // The detail pane shows who we will log in as before connecting.
+    t.send(&["C-d"]);
+    t.wait_screen("the login user", |sc| {
+        sc.contains("ec2-user (platform default)")
+    });
+    t.send(&["Enter"]);
+    t.wait_screen("the remote shell", |sc| sc.contains("ec2-user@"));
+    t.type_text("echo remote-$((6*7))");
+    t.send(&["Enter"]);
+    t.wait_screen("the command's output", |sc| sc.contains("remote-42"));
+    t.type_text("exit");
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("tunnel-target: ssh exited 0 after")
+            && sc
+                .lines()
+                .nth(2)
+                .is_some_and(|l| l.contains("tunnel-target"))
+    });
+    assert_no_active_sessions(&s.sim);
+    s.assert_no_keys_left();
+    t.send(&["Escape"]);
+    let code = crate::common::wait_for(
+        "the picker to exit",
+        std::time::Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(dir.join("code"))
+                .ok()
+                .filter(|c| c.ends_with('\n'))
+        },
+    );
+    assert_eq!(code.trim(), "130");
+    crate::common::wait_for("stty after", std::time::Duration::from_secs(10), || {
+        dir.join("after").exists().then_some(())
+    });
+    let stty = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
 }

@@ -61,7 +61,11 @@ fn picker_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
     let regions = sim.regions.join(",");
-    let t = picker_in_tmux(dir.path(), &env, &format!("--region {regions} pick"));
+    let t = picker_in_tmux(
+        dir.path(),
+        &env,
+        &format!("--region {regions} pick --print"),
+    );
     t.wait_screen("the fleet", |s| {
         s.contains(" shown ·") && s.contains("updated")
     });
@@ -94,7 +98,7 @@ fn picker_end_to_end() {
     let t = picker_in_tmux(
         dir.path(),
         &env,
-        &format!("--region {regions} pick --filter {marker}"),
+        &format!("--region {regions} pick --print --filter {marker}"),
     );
     t.wait_screen("the picker", |s| s.contains(" shown ·"));
     let killed = std::process::Command::new("pkill")
