@@ -21,6 +21,7 @@ pub fn pick_options(args: &PickArgs, config: &Config) -> PickOptions {
         exit_after_first_frame: args.exit_after_first_frame,
         connector: None,
         once: args.once || config.once,
+        notice: None,
     }
 }
 

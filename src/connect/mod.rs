@@ -68,6 +68,8 @@ pub struct Connector {
     /// Extra ssh options, before the destination.
     pub ssh_options: Vec<String>,
     pub ssh_program: PathBuf,
+    /// Environment changes for ssh and so for the proxy it runs (`None` removes).
+    pub child_env: Vec<(String, Option<String>)>,
 }
 
 impl Connector {
@@ -84,6 +86,7 @@ impl Connector {
             key: None,
             ssh_options: Vec::new(),
             ssh_program: ssh::default_program(),
+            child_env: Vec::new(),
         }
     }
 
@@ -143,7 +146,14 @@ impl Connector {
         };
         tracing::info!(instance = %instance.id, user = %user.user, "running ssh");
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(spec.program)
+        let mut cmd = tokio::process::Command::new(spec.program);
+        for (k, v) in &self.child_env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd
             .args(ssh::args(&spec))
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())

@@ -100,6 +100,17 @@ pub fn send_ssh_public_key(state: &SimState, region: &str, req: &Value) -> Resul
             )
         })?;
     }
+    if let Some(file) = &state.opts.authorized_keys {
+        static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+        super::sshd::authorize_for_a_minute(file, key).map_err(|e| {
+            ApiError::new(
+                500,
+                "ServiceException",
+                format!("could not store the key: {e}"),
+            )
+        })?;
+    }
     state
         .keys_pushed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -12,6 +12,7 @@ mod server;
 #[cfg(test)]
 mod session_tests;
 pub mod sessions;
+pub mod sshd;
 pub mod ssm;
 
 use std::collections::HashSet;
@@ -42,6 +43,9 @@ pub struct SimOptions {
     /// Where keys pushed with SendSSHPublicKey are written (`DIR/USER/*.pub`) for a
     /// local sshd's AuthorizedKeysCommand.
     pub keys_dir: Option<std::path::PathBuf>,
+    /// An authorized_keys file that pushed keys are added to, each valid 60 s (the
+    /// demo's private sshd reads it).
+    pub authorized_keys: Option<std::path::PathBuf>,
 }
 
 /// What every handler sees.

@@ -35,6 +35,8 @@ pub struct PickOptions {
     pub connector: Option<Connector>,
     /// Exit after the ssh session, with its exit code, instead of coming back.
     pub once: bool,
+    /// A first line for the status bar.
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,7 @@ pub async fn run(
     let mut signals = Signals::install();
     let mut connector = opts.connector;
     app.login = connector.as_ref().map(|c| c.rules.clone());
+    app.notice = opts.notice.clone();
     let mut dirty = true;
     let mut last_second = app.now;
 

@@ -274,3 +274,50 @@ fn picker_connects_and_comes_back() {
     let stty = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     assert_eq!(stty("before"), stty("after"), "terminal modes restored");
 }
+
+/// A newcomer's first run: `ec2ssh demo`, pick a host, get a real shell (a private
+/// sshd plays the instance), exit, back in the picker, quit.
+#[test]
+fn the_demo_connects_for_real() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let script = dir.join("demo.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "stty -g > {d}/before\n{bin} demo --filter web-prod-1\necho $? > {d}/code\nstty -g > {d}/after\nsleep 60\n",
+            d = dir.display(),
+            bin = crate::common::bin().display(),
+        ),
+    )
+    .unwrap();
+    let t = crate::common::Tmux::start(dir, &[], 120, 30, &format!("sh {}", script.display()));
+    t.wait_screen("the demo fleet", |sc| {
+        sc.lines().nth(2).is_some_and(|l| l.contains("web-prod-1"))
+    });
+    t.send(&["Enter"]);
+    t.wait_screen("a shell", |sc| {
+        sc.contains("ec2ssh: connecting to web-prod-1")
+    });
+    t.type_text("echo demo-$((40+2)); exit");
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("web-prod-1: ssh exited 0 after")
+    });
+    t.send(&["Escape"]);
+    let code = crate::common::wait_for(
+        "the demo to exit",
+        std::time::Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(dir.join("code"))
+                .ok()
+                .filter(|c| c.ends_with('\n'))
+        },
+    );
+    assert_eq!(code.trim(), "130");
+    crate::common::wait_for("stty after", std::time::Duration::from_secs(10), || {
+        dir.join("after").exists().then_some(())
+    });
+    let stty = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
+}

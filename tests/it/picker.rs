@@ -112,7 +112,7 @@ fn picker_end_to_end() {
 
     // The demo command itself, as a newcomer runs it; the warm cache is not needed.
     let dir = tempfile::tempdir().unwrap();
-    let t = picker_in_tmux(dir.path(), &[], "demo --filter 'db prod'");
+    let t = picker_in_tmux(dir.path(), &[], "demo --print --filter 'db prod'");
     t.wait_screen("the demo fleet", |s| {
         s.lines().nth(2).is_some_and(|l| l.contains(&expected))
     });
