@@ -52,6 +52,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Connect to an instance by id, IP or Name: push a one-time key, then run ssh through the tunnel
     Ssh(SshArgs),
+    /// Print an ~/.ssh/config block so plain ssh, scp, rsync and sftp reach instances by id
+    SshConfig(SshConfigArgs),
     /// Forget the pinned host key of an instance (after it was rebuilt)
     Forget {
         /// Instance id
@@ -159,6 +161,21 @@ pub struct ProxyArgs {
     /// Session transport (default: the config file's `transport`, else native)
     #[arg(long, value_enum)]
     pub transport: Option<crate::config::Transport>,
+
+    /// First push ec2ssh's managed key for this login user with EC2 Instance Connect (ssh's %r)
+    #[arg(long, value_name = "USER")]
+    pub push_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SshConfigArgs {
+    /// Login user for the `Host i-*` block (default: ec2-user)
+    #[arg(long, short = 'l', default_value = "ec2-user")]
+    pub user: String,
+
+    /// Also print a `Host NAME` alias for every instance with a simple Name tag
+    #[arg(long)]
+    pub aliases: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -75,6 +75,10 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             let connector = Connector::new(ctx, &config, Paths::detect());
             commands::ssh::run(connector, &args).await
         }
+        Some(Command::SshConfig(args)) => {
+            let (_, ctx) = account(&g).await?;
+            commands::ssh_config::run(&ctx, &args).await
+        }
         Some(Command::Forget { target }) => commands::forget::run(&target),
         Some(Command::Proxy(args)) => {
             let (config, ctx) = account(&g).await?;

@@ -5,6 +5,7 @@ pub mod forget;
 pub mod list;
 pub mod proxy;
 pub mod ssh;
+pub mod ssh_config;
 
 use crate::cli::{ColorChoice, PickArgs};
 use crate::config::Config;

@@ -32,6 +32,9 @@ pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Re
         Transport::Native => None,
     };
 
+    if let Some(user) = &args.push_key {
+        push_managed_key(ctx, target, &region, user).await?;
+    }
     let started = api.start_ssh(target, args.port).await?;
     tracing::info!(session = %started.session_id, %region, "session started");
     let session = Session {
@@ -181,6 +184,44 @@ fn validate_target(target: &str) -> Result<&str, AppError> {
             "pass an id like i-0123456789abcdef0 or mi-0123456789abcdef0 (in ~/.ssh/config: `Host i-* mi-*` with `ProxyCommand ec2ssh proxy %h %p`)",
         ))
     }
+}
+
+/// `--push-key USER`: pushes ec2ssh's managed key (what `ec2ssh ssh-config` names as
+/// IdentityFile) so the ssh that runs this proxy can log in.
+async fn push_managed_key(
+    ctx: &AwsContext,
+    target: &str,
+    region: &str,
+    user: &str,
+) -> Result<(), AppError> {
+    if !crate::connect::user::valid(user) {
+        return Err(AppError::other(
+            format!(
+                "{:?} is not a valid login name",
+                crate::text::sanitize(user)
+            ),
+            "set `User` in ~/.ssh/config or pass user@ to ssh",
+        ));
+    }
+    let paths = crate::config::Paths::detect().ok_or_else(|| {
+        AppError::other(
+            "cannot find ec2ssh's data directory",
+            "set HOME (or XDG_DATA_HOME)",
+        )
+    })?;
+    let key = crate::connect::key::managed(&paths.data_dir).map_err(|e| {
+        AppError::other(
+            e.to_string(),
+            "check the permissions of the directory named above",
+        )
+    })?;
+    let instance = crate::fleet::Instance {
+        id: target.to_string(),
+        region: region.to_string(),
+        state: Some("running".into()),
+        ..Default::default()
+    };
+    crate::connect::push::push(ctx, &instance, user, &key.public).await
 }
 
 /// The target's region: the only one configured, else the one whose SSM knows it.

@@ -97,6 +97,33 @@ impl ConnectionKey {
     }
 }
 
+/// ec2ssh's long-lived key for plain `ssh` via `ec2ssh ssh-config` (`DATA_DIR/id_ed25519`),
+/// created on first use. Instance Connect still only trusts it for 60 s after each push.
+pub fn managed(data_dir: &Path) -> Result<ConnectionKey, KeyError> {
+    let private = data_dir.join("id_ed25519");
+    if !private.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|source| KeyError::Dir {
+                dir: data_dir.to_path_buf(),
+                source,
+            })?;
+        let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+        key.set_comment("ec2ssh managed key");
+        let tmp = tempfile::NamedTempFile::new_in(data_dir)?;
+        std::fs::write(tmp.path(), key.to_openssh(LineEnding::LF)?.as_bytes())?;
+        let mut public = private.as_os_str().to_owned();
+        public.push(".pub");
+        std::fs::write(&public, key.public_key().to_openssh()? + "\n")?;
+        // NamedTempFile is created 0600; persisting keeps the mode.
+        tmp.persist_noclobber(&private)
+            .map_err(|e| KeyError::Write(e.error))?;
+    }
+    ConnectionKey::existing(&private)
+}
+
 /// Where per-connection directories go: ec2ssh's runtime dir (`$XDG_RUNTIME_DIR/ec2ssh`),
 /// else a private directory of this user's in the system temp dir.
 pub fn base_dir(runtime_dir: Option<&Path>) -> PathBuf {
@@ -133,6 +160,20 @@ mod tests {
         assert_ne!(other.private, key.private, "never a shared path");
         drop(key);
         assert!(!dir.exists(), "the directory goes with the key");
+    }
+
+    #[test]
+    fn the_managed_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let a = managed(&data).unwrap();
+        let b = managed(&data).unwrap();
+        assert_eq!(a.public, b.public);
+        assert!(a.public.ends_with("ec2ssh managed key"));
+        let mode = std::fs::metadata(&a.private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(a);
+        assert!(b.private.exists());
     }
 
     #[test]

@@ -14,8 +14,14 @@ use tokio::sync::{mpsc, watch};
 use super::gateway::{self, Attach};
 use super::{ApiError, SimState};
 
-/// Documents the simulator can run.
-const DOCUMENTS: [&str; 2] = ["AWS-StartSSHSession", "AWS-StartPortForwardingSession"];
+/// The document for SSH over a standard-stream port session.
+const SSH_DOCUMENT: &str = "AWS-StartSSHSession";
+/// The port-forwarding document (the agent's `LocalPortForwarding` type).
+const PORT_FORWARDING_DOCUMENT: &str = "AWS-StartPortForwardingSession";
+/// Who starts every session (the simulator's one IAM user).
+const OWNER: &str = "arn:aws:iam::123456789012:user/demo";
+/// DescribeSessions' page size limits.
+const MAX_RESULTS: u64 = 200;
 
 /// Where a session is in its life, with the service's own names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +56,11 @@ pub struct Session {
     pub region: String,
     pub document: String,
     pub port: u16,
+    /// The `Properties` of the document's port session after parameter substitution,
+    /// as the agent puts them into its HandshakeRequest.
+    pub properties: Value,
+    /// StartSession's `Reason`, if any.
+    pub reason: Option<String>,
     /// The TCP endpoint the agent relays to.
     pub relay: SocketAddr,
     pub agent_version: String,
@@ -120,9 +131,11 @@ impl Session {
             "Status": s.status.as_str(),
             "StartDate": epoch_secs(self.started),
             "DocumentName": self.document,
-            "Owner": "arn:aws:iam::123456789012:user/demo",
-            "Reason": "ec2ssh",
+            "Owner": OWNER,
         });
+        if let Some(reason) = &self.reason {
+            v["Reason"] = json!(reason);
+        }
         if let Some(end) = s.ended {
             v["EndDate"] = json!(epoch_secs(end));
         }

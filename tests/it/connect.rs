@@ -321,3 +321,47 @@ fn the_demo_connects_for_real() {
     let stty = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     assert_eq!(stty("before"), stty("after"), "terminal modes restored");
 }
+
+/// `ec2ssh ssh-config` makes plain OpenSSH tools work by instance id and by Name alias.
+#[test]
+fn plain_ssh_works_with_the_printed_config() {
+    let s = setup(&[]);
+    let out = s
+        .ec2ssh()
+        .args(["ssh-config", "--aliases"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let block = text(&out.stdout);
+    assert!(block.contains("Host tunnel-target\n"), "{block}");
+    let config = s.home.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!("{block}\nHost *\n    BatchMode yes\n    LogLevel ERROR\n"),
+    )
+    .unwrap();
+    let ssh = |host: &str| {
+        let mut c = Command::new("ssh");
+        crate::common::hermetic(&mut c, s.home.path());
+        c.env("AWS_ENDPOINT_URL", &s.sim.endpoint)
+            .env("XDG_DATA_HOME", s.home.path().join("data"))
+            .arg("-F")
+            .arg(&config)
+            .arg(host)
+            .arg("echo via-$(id -un)")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for host in [ONLINE, "tunnel-target"] {
+        let out = ssh(host);
+        assert_eq!(
+            text(&out.stdout),
+            "via-ec2-user\n",
+            "{host}: {}\nsshd: {}",
+            text(&out.stderr),
+            s.sshd.log()
+        );
+    }
+    assert_no_active_sessions(&s.sim);
+}
