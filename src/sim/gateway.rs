@@ -26,7 +26,9 @@ use super::fault::{Fate, FaultConfig, Faults};
 use super::sessions::{Session, Status};
 use super::SimState;
 use crate::session::channel::{Channel, ChannelConfig, Event, Role};
-use crate::session::codec::{control_frame, MessageType, PayloadType, MAX_STREAM_PAYLOAD};
+use crate::session::codec::{
+    control_frame, MessageType, PayloadType, MAX_STREAM_PAYLOAD, MESSAGE_TYPE_LEN,
+};
 use crate::session::messages::{
     ActionStatus, ChannelClosed, Flag, HandshakeComplete, HandshakeRequest, HandshakeResponse,
     OpenDataChannelInput, RequestedClientAction, SessionTypeRequest, ACTION_SESSION_TYPE,
@@ -38,6 +40,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the target closed, how long unacknowledged output may take to be delivered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// From this client version on, the agent multiplexes `LocalPortForwarding` sessions.
+const MUX_CLIENT_VERSION: &str = "1.1.70";
 
 /// An authenticated websocket on its way to the agent task.
 pub struct Attach {
@@ -157,7 +161,6 @@ pub async fn agent(
     };
     let mut buf = vec![0u8; MAX_STREAM_PAYLOAD * 16];
     let end = loop {
-        let now = agent.now();
         let timer = agent
             .channel
             .poll_timeout()
@@ -191,7 +194,7 @@ pub async fn agent(
             }
             n = read_some(&mut agent.tcp_read, &mut buf), if relaying => agent.on_target(n, &buf),
             _ = sleep_until(timer), if timer.is_some() => {
-                agent.channel.handle_timeout(now);
+                agent.channel.handle_timeout(agent.now());
                 Ok(())
             }
             _ = sleep_until(handshake_deadline), if handshake_deadline.is_some() => {
@@ -251,7 +254,7 @@ impl Agent {
                     action_type: ACTION_SESSION_TYPE.into(),
                     action_parameters: serde_json::to_value(SessionTypeRequest {
                         session_type: "Port".into(),
-                        properties: serde_json::json!({ "portNumber": self.session.port.to_string() }),
+                        properties: self.session.properties.clone(),
                     })
                     .unwrap_or_default(),
                 }],
@@ -334,7 +337,17 @@ impl Agent {
         });
     }
 
+    /// Hands a frame from the client to the agent's channel. Only stream data and
+    /// acknowledgements are relayed to the agent: publication control and
+    /// `channel_closed` are the service's to send, so a client's are ignored.
     fn receive(&mut self, frame: &[u8]) {
+        match message_type(frame) {
+            Some(MessageType::InputStreamData | MessageType::Acknowledge) => {}
+            other => {
+                tracing::debug!(message_type = ?other, "agent ignored a frame it does not take from a client");
+                return;
+            }
+        }
         if let Err(e) = self.channel.handle_frame(self.now(), frame) {
             tracing::debug!(error = %e, "agent ignored a frame");
         }
@@ -391,6 +404,7 @@ impl Agent {
                         bad.action_type, bad.error
                     )));
                 }
+                self.check_port_mode(&response.client_version)?;
                 self.connect_target().await?;
                 let complete = HandshakeComplete {
                     handshake_time_to_complete: self.now().as_nanos() as i64,
@@ -422,6 +436,19 @@ impl Agent {
             // agent does; anything else is ignored.
             _ => Ok(()),
         }
+    }
+
+    /// The agent serves `LocalPortForwarding` to clients from 1.1.70 on with smux
+    /// multiplexing, which the simulator does not implement: such a session fails
+    /// with a clear reason rather than relaying bytes the client would misread.
+    fn check_port_mode(&self, client_version: &str) -> Result<(), End> {
+        let forwarding = self.session.properties["type"] == "LocalPortForwarding";
+        if forwarding && version_at_least(client_version, MUX_CLIENT_VERSION) {
+            return Err(End::Failed(format!(
+                "the simulator does not implement multiplexed port forwarding (client {client_version} >= {MUX_CLIENT_VERSION}); use AWS-StartSSHSession"
+            )));
+        }
+        Ok(())
     }
 
     async fn connect_target(&mut self) -> Result<(), End> {
@@ -503,10 +530,18 @@ impl Agent {
         }
     }
 
+    /// The client's websocket is gone: the session is Disconnected, not over. As the
+    /// service tells the agent with `pause_publication`, the channel stops sending and
+    /// retransmitting (so no retransmission limit runs out while nobody listens) until
+    /// a resumed websocket attaches.
     fn detach(&mut self, why: &str) {
         if self.conn.take().is_some() {
             tracing::debug!(session = %self.session.id, why, "client away; waiting for a resume");
             self.session.set_status(Status::Disconnected);
+            let created = self.unix_ms + self.now().as_millis() as u64;
+            if let Ok(pause) = control_frame(MessageType::PausePublication, created, Vec::new()) {
+                let _ = self.channel.handle_frame(self.now(), &pause);
+            }
         }
     }
 
@@ -582,4 +617,30 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The MessageType of a frame, read from its header without decoding the rest.
+fn message_type(frame: &[u8]) -> Option<MessageType> {
+    let field = frame.get(4..4 + MESSAGE_TYPE_LEN)?;
+    let text = std::str::from_utf8(field).ok()?;
+    Some(MessageType::parse(
+        text.trim_matches(|c: char| c == '\0' || c.is_whitespace()),
+    ))
+}
+
+/// `a >= b` for dotted numeric versions, missing components counting as 0 (the agent's
+/// comparison); anything unparsable is "no".
+fn version_at_least(a: &str, b: &str) -> bool {
+    let parse = |v: &str| {
+        v.split('.')
+            .map(|p| p.parse::<u64>().ok())
+            .collect::<Option<Vec<_>>>()
+    };
+    let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
+        return false;
+    };
+    let n = a.len().max(b.len());
+    a.resize(n, 0);
+    b.resize(n, 0);
+    a >= b
 }

@@ -197,30 +197,62 @@ fn str_field<'a>(req: &'a Value, key: &str) -> Result<&'a str, ApiError> {
     })
 }
 
+/// The value of a one-element string-list parameter, e.g. `"portNumber": ["22"]`.
+fn parameter<'a>(req: &'a Value, name: &str) -> Option<&'a Value> {
+    match &req["Parameters"][name] {
+        Value::Null => None,
+        v => Some(v),
+    }
+}
+
+/// A port-number parameter: absent gives `default`, anything but one port is refused.
+fn port_parameter(req: &Value, name: &str, default: u16) -> Result<u16, ApiError> {
+    let Some(v) = parameter(req, name) else {
+        return Ok(default);
+    };
+    v[0].as_str()
+        .filter(|_| v.as_array().is_some_and(|a| a.len() == 1))
+        .and_then(|p| p.parse::<u16>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "InvalidParameters",
+                format!("Parameter \"{name}\" has a value that is not a valid port number."),
+            )
+        })
+}
+
 pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Value, ApiError> {
     let target = str_field(req, "Target")?;
     let document = req["DocumentName"]
         .as_str()
         .unwrap_or("SSM-SessionManagerRunShell");
-    if !DOCUMENTS.contains(&document) {
-        return Err(ApiError::new(
-            400,
-            "InvalidDocument",
-            format!("Document with name {document} does not exist."),
-        ));
-    }
-    let port = match &req["Parameters"]["portNumber"] {
-        Value::Null => 22,
-        v => v[0]
-            .as_str()
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    400,
-                    "InvalidParameters",
-                    "Parameter \"portNumber\" has a value that is not a valid port number.",
-                )
-            })?,
+    // The documents' `properties`, as the agent receives them: AWS-StartSSHSession has
+    // no `type` (standard-stream mode), port forwarding is `LocalPortForwarding`.
+    let (port, properties) = match document {
+        SSH_DOCUMENT => {
+            let port = port_parameter(req, "portNumber", 22)?;
+            (port, json!({ "portNumber": port.to_string() }))
+        }
+        PORT_FORWARDING_DOCUMENT => {
+            let port = port_parameter(req, "portNumber", 80)?;
+            let local = port_parameter(req, "localPortNumber", 0)?;
+            (
+                port,
+                json!({
+                    "portNumber": port.to_string(),
+                    "type": "LocalPortForwarding",
+                    "localPortNumber": local.to_string(),
+                }),
+            )
+        }
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "InvalidDocument",
+                format!("Document with name {document} does not exist."),
+            ))
+        }
     };
     let default_region = &state.fleet.default_region;
     let instance = state
@@ -259,6 +291,11 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
         region: region.to_string(),
         document: document.to_string(),
         port,
+        properties,
+        reason: req["Reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
         relay,
         agent_version,
         started: SystemTime::now(),
@@ -315,6 +352,9 @@ pub fn terminate_session(state: &SimState, req: &Value) -> Result<Value, ApiErro
     Ok(json!({ "SessionId": id }))
 }
 
+/// DescribeSessions: `State` Active or History, `Filters` (Target, Owner, Status,
+/// SessionId, InvokedAfter, InvokedBefore), pages of `MaxResults` (default and at most
+/// 200) chained by `NextToken`, oldest session first.
 pub fn describe_sessions(state: &SimState, req: &Value) -> Result<Value, ApiError> {
     let active = match req["State"].as_str() {
         Some("Active") => true,
@@ -327,30 +367,89 @@ pub fn describe_sessions(state: &SimState, req: &Value) -> Result<Value, ApiErro
             ))
         }
     };
-    let mut filters: Vec<(String, String)> = Vec::new();
-    for f in req["Filters"].as_array().into_iter().flatten() {
-        let key = f["key"].as_str().or(f["Key"].as_str()).unwrap_or_default();
-        let value = f["value"]
-            .as_str()
-            .or(f["Value"].as_str())
-            .unwrap_or_default();
-        filters.push((key.to_string(), value.to_string()));
-    }
+    let max = match &req["MaxResults"] {
+        Value::Null => MAX_RESULTS,
+        v => v.as_u64().filter(|n| (1..=MAX_RESULTS).contains(n)).ok_or_else(|| {
+            ApiError::new(
+                400,
+                "ValidationException",
+                format!("1 validation error detected: Value {v} at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to {MAX_RESULTS}"),
+            )
+        })?,
+    } as usize;
+    let skip = match req["NextToken"].as_str() {
+        None => 0,
+        Some(token) => token.parse::<usize>().map_err(|_| {
+            ApiError::new(400, "InvalidNextToken", "The specified token is not valid.")
+        })?,
+    };
+    let filters = session_filters(req)?;
     let mut sessions: Vec<Arc<Session>> = state
         .sessions
         .lock()
         .values()
         .filter(|s| s.status().is_active() == active)
-        .filter(|s| {
-            filters.iter().all(|(k, v)| match k.as_str() {
-                "Target" => &s.target == v,
-                "SessionId" => &s.id == v,
-                "Status" => s.status().as_str() == v,
-                _ => true,
-            })
-        })
+        .filter(|s| filters.iter().all(|f| f.matches(s)))
         .cloned()
         .collect();
-    sessions.sort_by_key(|s| s.started);
-    Ok(json!({ "Sessions": sessions.iter().map(|s| s.describe()).collect::<Vec<_>>() }))
+    sessions.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+    let page: Vec<Value> = sessions
+        .iter()
+        .skip(skip)
+        .take(max)
+        .map(|s| s.describe())
+        .collect();
+    let mut out = json!({ "Sessions": page });
+    if skip + max < sessions.len() {
+        out["NextToken"] = json!((skip + max).to_string());
+    }
+    Ok(out)
+}
+
+/// One DescribeSessions filter.
+enum Filter {
+    Target(String),
+    Owner(String),
+    Status(String),
+    SessionId(String),
+    InvokedAfter(SystemTime),
+    InvokedBefore(SystemTime),
+}
+
+impl Filter {
+    fn matches(&self, s: &Session) -> bool {
+        match self {
+            Filter::Target(v) => &s.target == v,
+            Filter::Owner(v) => v == OWNER,
+            Filter::Status(v) => s.status().as_str() == v,
+            Filter::SessionId(v) => &s.id == v,
+            Filter::InvokedAfter(t) => s.started >= *t,
+            Filter::InvokedBefore(t) => s.started <= *t,
+        }
+    }
+}
+
+/// `Filters: [{"key": "Target", "value": "i-…"}]`; times are ISO 8601
+/// (`2018-08-29T00:00:00Z`) as the API documents them.
+fn session_filters(req: &Value) -> Result<Vec<Filter>, ApiError> {
+    let invalid = |why: String| ApiError::new(400, "InvalidFilterKey", why);
+    let mut out = Vec::new();
+    for f in req["Filters"].as_array().into_iter().flatten() {
+        let key = f["key"].as_str().unwrap_or_default();
+        let value = f["value"].as_str().unwrap_or_default().to_string();
+        let time = |v: &str| {
+            humantime::parse_rfc3339_weak(v)
+                .map_err(|_| invalid(format!("The filter value {v} is not a valid date.")))
+        };
+        out.push(match key {
+            "Target" => Filter::Target(value),
+            "Owner" => Filter::Owner(value),
+            "Status" => Filter::Status(value),
+            "SessionId" => Filter::SessionId(value),
+            "InvokedAfter" => Filter::InvokedAfter(time(&value)?),
+            "InvokedBefore" => Filter::InvokedBefore(time(&value)?),
+            other => return Err(invalid(format!("The filter key {other} is not valid."))),
+        });
+    }
+    Ok(out)
 }

@@ -243,6 +243,11 @@ fn picker_connects_and_comes_back() {
     });
     t.send(&["Enter"]);
     t.wait_screen("the remote shell", |sc| sc.contains("ec2-user@"));
+    // Ctrl-C belongs to the remote shell: it interrupts `sleep`, not ec2ssh.
+    t.type_text("sleep 60");
+    t.send(&["Enter"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    t.send(&["C-c"]);
     t.type_text("echo remote-$((6*7))");
     t.send(&["Enter"]);
     t.wait_screen("the command's output", |sc| sc.contains("remote-42"));

@@ -8,3 +8,4 @@ mod list_sim;
 mod picker;
 mod proxy;
 mod rig;
+mod sshd;
