@@ -44,7 +44,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("type", "filter (fuzzy; space separates terms)"),
     ("↑ ↓  Ctrl-p Ctrl-n  Ctrl-k Ctrl-j", "move"),
     ("PgUp PgDn  Home End", "move by page / to the ends"),
-    ("Enter", "pick the selected instance"),
+    ("Enter", "connect to the selected instance"),
     ("Tab", "show only Online instances / all"),
     ("Ctrl-d  F3", "detail pane"),
     ("Ctrl-r", "refresh from AWS"),
