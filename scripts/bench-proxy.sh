@@ -5,6 +5,9 @@
 #     (best of 3 each, alternating) and their ratio (target: proxy >= 50% of direct);
 #   - connection set-up: `ssh ... true`, direct vs through the proxy, median of 10
 #     (target: <= 50 ms added);
+#   - connecting the ec2ssh way: `ec2ssh ssh ID -- true` (one-time key, Instance Connect
+#     push, ssh through the proxy) vs plain `ssh true`, median of 10
+#     (target: <= 150 ms added);
 #   - proxy start-up to first byte: spawning `ec2ssh proxy` until sshd's banner
 #     arrives on its stdout, vs a plain TCP connect reading the banner, median of 10.
 # Writes target/bench-proxy-report.txt. Needs scripts/test-deps.sh to have run.
@@ -19,7 +22,7 @@ if [ -z "${EC2SSH_BIN:-}" ]; then
     EC2SSH_BIN=$PWD/target/release/ec2ssh
 fi
 AKC=/usr/local/libexec/ec2ssh-test/authorized-keys
-[ -x "$AKC" ] && [ -x /usr/sbin/sshd ] || { echo "run scripts/test-deps.sh first" >&2; exit 1; }
+if [ ! -x "$AKC" ] || [ ! -x /usr/sbin/sshd ]; then echo "run scripts/test-deps.sh first" >&2; exit 1; fi
 
 work=$(mktemp -d)
 chmod 711 "$work"
@@ -74,7 +77,7 @@ ping = "Online"
 agent_version = "3.3.1611.0"
 target = "127.0.0.1:$port"
 EOF
-"$EC2SSH_BIN" sim --fleet "$work/fleet.toml" >"$work/sim.json" &
+"$EC2SSH_BIN" sim --fleet "$work/fleet.toml" --keys-dir "$work/keys" >"$work/sim.json" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/sim.json" ] && break; sleep 0.05; done
 export AWS_ENDPOINT_URL
@@ -128,6 +131,22 @@ median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 direct_ssh=$(median "${direct_times[@]}")
 proxy_ssh=$(median "${proxy_times[@]}")
 
+# The whole ec2ssh connection (what Enter in the picker does), alternating with plain ssh.
+ec2ssh_once() {
+    local t0 t1
+    t0=$(now_ns)
+    "$EC2SSH_BIN" --region us-east-1 ssh "$id" -- -o BatchMode=yes -o LogLevel=ERROR true
+    t1=$(now_ns)
+    echo $(( (t1 - t0) / 1000000 ))
+}
+plain_times=() connect_times=()
+for _ in $(seq "$REPS"); do
+    plain_times+=("$(ssh_once -p "$port" ec2-user@127.0.0.1)")
+    connect_times+=("$(ec2ssh_once)")
+done
+plain_ssh=$(median "${plain_times[@]}")
+connect_ssh=$(median "${connect_times[@]}")
+
 first_byte=$(python3 - "$EC2SSH_BIN" "$id" "$port" "$REPS" <<'PY'
 import socket, statistics, subprocess, sys, time
 binary, target, port, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -156,5 +175,6 @@ ratio=$(python3 -c "print(f'{$proxy_rate / $direct_rate:.2f}')")
     echo "ec2ssh proxy benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $EC2SSH_BIN"
     echo "scp ${SIZE_MB} MiB through ec2ssh proxy: $proxy_rate MB/s (vs direct loopback scp: $direct_rate MB/s, ratio ${ratio}x; target >= 0.50x)"
     echo "ssh set-up (ssh true, median of $REPS): $proxy_ssh ms through the proxy vs $direct_ssh ms direct, $((proxy_ssh - direct_ssh)) ms added (target <= 50 ms)"
+    echo "ec2ssh ssh (key, push, tunnel, ssh true; median of $REPS): $connect_ssh ms vs plain ssh $plain_ssh ms, $((connect_ssh - plain_ssh)) ms added (target <= 150 ms)"
     echo "proxy start to first byte (median of $REPS): $proxy_first ms (vs TCP connect to the banner: $direct_first ms)"
 } | tee "$report"

@@ -200,11 +200,19 @@ fn the_authorized_keys_command_prints_only_fresh_keys_of_a_valid_user() {
     assert!(!marker.exists(), "a key file's content was evaluated");
 
     // Invalid user names, a missing user dir, and a wrong argument count print nothing.
+    std::fs::create_dir_all(keys.join("Root")).unwrap();
+    std::fs::write(keys.join("Root/k.pub"), "ssh-ed25519 AAAAupper\n").unwrap();
     for bad in [
-        "", "Root", "../keys", "a b", "-x", "9lives", "ec2-user/", "a;id", &"a".repeat(33),
+        "",
+        "Root",
+        "../keys",
+        "a b",
+        "-x",
+        "9lives",
+        "ec2-user/",
+        "a;id",
+        &"a".repeat(33),
     ] {
-        std::fs::create_dir_all(keys.join("Root")).unwrap();
-        std::fs::write(keys.join("Root/k.pub"), "ssh-ed25519 AAAAupper\n").unwrap();
         assert_eq!(run(&[k, bad]), "", "user {bad:?}");
     }
     assert_eq!(run(&[k, &"a".repeat(32)]), "");
