@@ -114,7 +114,6 @@ pub enum Fate {
 pub struct Faults {
     config: FaultConfig,
     rng: StdRng,
-    bytes: u64,
 }
 
 impl Faults {
@@ -124,7 +123,6 @@ impl Faults {
         Faults {
             rng: StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(stream)),
             config: config.clone(),
-            bytes: 0,
         }
     }
 
@@ -150,11 +148,28 @@ impl Faults {
         }
         Fate::Deliver
     }
+}
 
-    /// Counts `len` bytes across the connection; true when it must now be cut.
+/// The `cut-after` budget of one websocket connection: binary-frame bytes in both
+/// directions add up; a new connection starts from zero.
+#[derive(Debug, Clone, Default)]
+pub struct CutBudget {
+    limit: Option<u64>,
+    bytes: u64,
+}
+
+impl CutBudget {
+    pub fn new(config: &FaultConfig) -> Self {
+        CutBudget {
+            limit: config.cut_after,
+            bytes: 0,
+        }
+    }
+
+    /// Counts a frame of `len` bytes; true once the connection must be cut.
     pub fn count(&mut self, len: usize) -> bool {
-        self.bytes += len as u64;
-        self.config.cut_after.is_some_and(|n| self.bytes >= n)
+        self.bytes = self.bytes.saturating_add(len as u64);
+        self.limit.is_some_and(|n| self.bytes >= n)
     }
 }
 
@@ -224,9 +239,13 @@ mod tests {
             cut_after: Some(100),
             ..Default::default()
         };
-        let mut f = Faults::new(&c, 0);
-        assert!(!f.count(60));
-        assert!(f.count(40));
-        assert!(!Faults::new(&FaultConfig::default(), 0).count(usize::MAX));
+        let mut budget = CutBudget::new(&c);
+        assert!(!budget.count(60)); // one direction
+        assert!(budget.count(40)); // the other: together they reach the budget
+        assert!(
+            !CutBudget::new(&c).count(99),
+            "a new connection starts over"
+        );
+        assert!(!CutBudget::new(&FaultConfig::default()).count(usize::MAX));
     }
 }

@@ -22,7 +22,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::fault::{Fate, FaultConfig, Faults};
+use super::fault::{CutBudget, Fate, FaultConfig, Faults};
 use super::sessions::{Session, Status};
 use super::SimState;
 use crate::session::channel::{Channel, ChannelConfig, Event, Role};
@@ -46,6 +46,8 @@ const MUX_CLIENT_VERSION: &str = "1.1.70";
 /// An authenticated websocket on its way to the agent task.
 pub struct Attach {
     socket: WebSocket,
+    /// From the OpenDataChannel frame: kept across reconnects by the plugin.
+    client_id: String,
     client_version: String,
 }
 
@@ -72,6 +74,7 @@ async fn open(state: Arc<SimState>, id: String, mut socket: WebSocket) {
             tracing::debug!(session = %id, client = %input.client_id, "data channel opened");
             session.attach(Attach {
                 socket,
+                client_id: input.client_id,
                 client_version: input.client_version,
             });
         }
@@ -103,6 +106,8 @@ struct Conn {
     /// A frame held back by a reorder, per direction.
     held_up: Option<Bytes>,
     held_down: Option<Bytes>,
+    /// Bytes both ways towards `cut-after`.
+    budget: CutBudget,
     cut: bool,
 }
 
@@ -232,6 +237,13 @@ impl Agent {
 
     async fn attach(&mut self, attach: Attach) -> Result<(), End> {
         self.generation += 1;
+        tracing::debug!(
+            session = %self.session.id,
+            client_id = %attach.client_id,
+            client_version = %attach.client_version,
+            connection = self.generation,
+            "client attached"
+        );
         let (sink, stream) = attach.socket.split();
         let stream_id = self.generation * 2;
         self.conn = Some(Conn {
@@ -242,12 +254,13 @@ impl Agent {
             down: Faults::new(&self.faults, stream_id + 1),
             held_up: None,
             held_down: None,
+            budget: CutBudget::new(&self.faults),
             cut: false,
         });
         self.session.set_status(Status::Connected);
         let now = self.now();
         if self.phase == Phase::Waiting {
-            tracing::debug!(session = %self.session.id, client_version = %attach.client_version, "handshake");
+            tracing::debug!(session = %self.session.id, "handshake");
             let request = HandshakeRequest {
                 agent_version: self.session.agent_version.clone(),
                 requested_client_actions: vec![RequestedClientAction {
@@ -283,7 +296,7 @@ impl Agent {
                 return Ok(());
             }
         };
-        if conn.up.count(bytes.len()) {
+        if conn.budget.count(bytes.len()) {
             conn.cut = true;
         }
         let fate = conn.up.decide();
@@ -477,7 +490,7 @@ impl Agent {
             let Some(conn) = self.conn.as_mut() else {
                 continue;
             };
-            if conn.down.count(frame.len()) {
+            if conn.budget.count(frame.len()) {
                 conn.cut = true;
             }
             match conn.down.decide() {
@@ -643,4 +656,26 @@ fn version_at_least(a: &str, b: &str) -> bool {
     a.resize(n, 0);
     b.resize(n, 0);
     a >= b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically_with_missing_parts_as_zero() {
+        assert!(version_at_least("1.1.70", "1.1.70"));
+        assert!(version_at_least("1.1.70.0", "1.1.70"));
+        assert!(version_at_least("1.2.650.0", "1.1.70"));
+        assert!(!version_at_least("1.1.61.0", "1.1.70"));
+        assert!(!version_at_least("1.1.x", "1.1.70"));
+        assert!(!version_at_least("", "1.1.70"));
+    }
+
+    #[test]
+    fn message_type_is_read_from_the_header() {
+        let frame = control_frame(MessageType::PausePublication, 1, Vec::new()).unwrap();
+        assert_eq!(message_type(&frame), Some(MessageType::PausePublication));
+        assert_eq!(message_type(b"short"), None);
+    }
 }

@@ -7,6 +7,8 @@ pub mod ec2;
 pub mod fault;
 pub mod fleet;
 pub mod gateway;
+#[cfg(test)]
+mod gateway_tests;
 pub mod instance_connect;
 mod server;
 #[cfg(test)]

@@ -57,23 +57,36 @@ fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Respo
             deny(state, "ssm:DescribeInstanceInformation", false)
                 .and_then(|_| ssm::describe_instance_information(state, region, &req))
         }
-        ("AmazonSSM", "StartSession") => {
-            deny_on(state, "ssm:StartSession", region, req["Target"].as_str())
-                .and_then(|_| sessions::start_session(state, region, &req))
-        }
+        ("AmazonSSM", "StartSession") => deny_on(
+            state,
+            "ssm:StartSession",
+            &instance_arn(region, req["Target"].as_str()),
+        )
+        .and_then(|_| sessions::start_session(state, region, &req)),
         ("AWSEC2InstanceConnectService", "SendSSHPublicKey") => deny_on(
             state,
             "ec2-instance-connect:SendSSHPublicKey",
-            region,
-            req["InstanceId"].as_str(),
+            &instance_arn(region, req["InstanceId"].as_str()),
         )
         .and_then(|_| instance_connect::send_ssh_public_key(state, region, &req)),
-        ("AmazonSSM", "ResumeSession") => deny(state, "ssm:ResumeSession", false)
-            .and_then(|_| sessions::resume_session(state, &req)),
-        ("AmazonSSM", "TerminateSession") => deny(state, "ssm:TerminateSession", false)
-            .and_then(|_| sessions::terminate_session(state, &req)),
-        ("AmazonSSM", "DescribeSessions") => deny(state, "ssm:DescribeSessions", false)
-            .and_then(|_| sessions::describe_sessions(state, &req)),
+        ("AmazonSSM", "ResumeSession") => deny_on(
+            state,
+            "ssm:ResumeSession",
+            &session_arn(region, req["SessionId"].as_str()),
+        )
+        .and_then(|_| sessions::resume_session(state, &req)),
+        ("AmazonSSM", "TerminateSession") => deny_on(
+            state,
+            "ssm:TerminateSession",
+            &session_arn(region, req["SessionId"].as_str()),
+        )
+        .and_then(|_| sessions::terminate_session(state, &req)),
+        ("AmazonSSM", "DescribeSessions") => deny_on(
+            state,
+            "ssm:DescribeSessions",
+            &format!("arn:aws:ssm:{region}:123456789012:*"),
+        )
+        .and_then(|_| sessions::describe_sessions(state, &req)),
         _ => Err(ApiError::new(
             400,
             "UnknownOperationException",
@@ -143,21 +156,28 @@ fn deny(state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {
     }
 }
 
-/// A denial that names the instance, as StartSession's and SendSSHPublicKey's do.
-fn deny_on(
-    state: &SimState,
-    action: &str,
-    region: &str,
-    target: Option<&str>,
-) -> Result<(), ApiError> {
+/// A denial that names the resource acted on, as the service's do.
+fn deny_on(state: &SimState, action: &str, resource: &str) -> Result<(), ApiError> {
     deny(state, action, false).map_err(|mut e| {
-        let target = target.unwrap_or("*");
-        e.message = e.message.replace(
-            "arn:aws:ssm:*:123456789012:*",
-            &format!("arn:aws:ec2:{region}:123456789012:instance/{target}"),
-        );
+        e.message = e.message.replace("arn:aws:ssm:*:123456789012:*", resource);
         e
     })
+}
+
+/// What IAM calls an instance (StartSession's and SendSSHPublicKey's resource).
+fn instance_arn(region: &str, id: Option<&str>) -> String {
+    format!(
+        "arn:aws:ec2:{region}:123456789012:instance/{}",
+        id.unwrap_or("*")
+    )
+}
+
+/// What IAM calls a session (ResumeSession's and TerminateSession's resource).
+fn session_arn(region: &str, id: Option<&str>) -> String {
+    format!(
+        "arn:aws:ssm:{region}:123456789012:session/{}",
+        id.unwrap_or("*")
+    )
 }
 
 #[cfg(test)]
