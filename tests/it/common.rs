@@ -275,3 +275,48 @@ pub fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// Runs `ec2ssh ARGS` in tmux inside a wrapper that records the tty mode before and
+/// after, the exit code, and (with `capture_stdout`) what it printed on stdout.
+pub fn picker_in_tmux(dir: &Path, env: &[(&str, &str)], args: &str) -> Tmux {
+    in_tmux(dir, env, args, true)
+}
+
+/// Like `picker_in_tmux`, with stdout left on the terminal (for ssh sessions).
+pub fn in_tmux(dir: &Path, env: &[(&str, &str)], args: &str, capture_stdout: bool) -> Tmux {
+    let script = dir.join("run.sh");
+    let redirect = if capture_stdout {
+        format!(" > {}/out", dir.display())
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "stty -g > {d}/before\n{bin} {args}{redirect}\necho $? > {d}/code\nstty -g > {d}/after\nsleep 60\n",
+            d = dir.display(),
+            bin = bin().display(),
+        ),
+    )
+    .unwrap();
+    Tmux::start(dir, env, 120, 30, &format!("sh {}", script.display()))
+}
+
+/// Waits for the wrapped command to exit; checks the terminal modes are as before it
+/// ran; returns its stdout (if captured) and exit code.
+pub fn finished(dir: &Path) -> (String, i32) {
+    let code = wait_for("the picker to exit", Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.join("code"))
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    });
+    wait_for("stty after", Duration::from_secs(10), || {
+        dir.join("after").exists().then_some(())
+    });
+    let stty = |f| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
+    (
+        std::fs::read_to_string(dir.join("out")).unwrap_or_default(),
+        code.trim().parse().unwrap(),
+    )
+}

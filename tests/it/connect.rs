@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{ec2ssh, Sim};
+use crate::common::{ec2ssh, finished, in_tmux, Sim};
 use crate::rig::{
     assert_no_active_sessions, fleet_file, openssh, proxy_option, Sshd, LOST, ONLINE, USER,
 };
@@ -209,16 +209,6 @@ fn an_offline_instance_is_refused_before_anything_is_pushed() {
 fn picker_connects_and_comes_back() {
     let s = setup(&[]);
     let dir = s.home.path();
-    let script = dir.join("journey.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "stty -g > {d}/before\n{bin} --region us-east-1 pick\necho $? > {d}/code\nstty -g > {d}/after\nsleep 60\n",
-            d = dir.display(),
-            bin = crate::common::bin().display(),
-        ),
-    )
-    .unwrap();
     let run = s.runtime_dir();
     let data = dir.join("data");
     let state = dir.join("state");
@@ -228,7 +218,7 @@ fn picker_connects_and_comes_back() {
         ("XDG_DATA_HOME", data.to_str().unwrap()),
         ("XDG_STATE_HOME", state.to_str().unwrap()),
     ];
-    let t = crate::common::Tmux::start(dir, &env, 120, 30, &format!("sh {}", script.display()));
+    let t = in_tmux(dir, &env, "--region us-east-1 pick", false);
     t.wait_screen("the fleet", |sc| sc.contains(" shown ·"));
     t.type_text("tunnel");
     t.wait_screen("the match", |sc| {
@@ -263,21 +253,7 @@ fn picker_connects_and_comes_back() {
     assert_no_active_sessions(&s.sim);
     s.assert_no_keys_left();
     t.send(&["Escape"]);
-    let code = crate::common::wait_for(
-        "the picker to exit",
-        std::time::Duration::from_secs(20),
-        || {
-            std::fs::read_to_string(dir.join("code"))
-                .ok()
-                .filter(|c| c.ends_with('\n'))
-        },
-    );
-    assert_eq!(code.trim(), "130");
-    crate::common::wait_for("stty after", std::time::Duration::from_secs(10), || {
-        dir.join("after").exists().then_some(())
-    });
-    let stty = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
+    assert_eq!(finished(dir).1, 130);
 }
 
 /// A newcomer's first run: `ec2ssh demo`, pick a host, get a real shell (a private
@@ -286,17 +262,7 @@ fn picker_connects_and_comes_back() {
 fn the_demo_connects_for_real() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path();
-    let script = dir.join("demo.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "stty -g > {d}/before\n{bin} demo --filter web-prod-1\necho $? > {d}/code\nstty -g > {d}/after\nsleep 60\n",
-            d = dir.display(),
-            bin = crate::common::bin().display(),
-        ),
-    )
-    .unwrap();
-    let t = crate::common::Tmux::start(dir, &[], 120, 30, &format!("sh {}", script.display()));
+    let t = in_tmux(dir, &[], "demo --filter web-prod-1", false);
     t.wait_screen("the demo fleet", |sc| {
         sc.lines().nth(2).is_some_and(|l| l.contains("web-prod-1"))
     });
@@ -310,21 +276,7 @@ fn the_demo_connects_for_real() {
         sc.contains("web-prod-1: ssh exited 0 after")
     });
     t.send(&["Escape"]);
-    let code = crate::common::wait_for(
-        "the demo to exit",
-        std::time::Duration::from_secs(20),
-        || {
-            std::fs::read_to_string(dir.join("code"))
-                .ok()
-                .filter(|c| c.ends_with('\n'))
-        },
-    );
-    assert_eq!(code.trim(), "130");
-    crate::common::wait_for("stty after", std::time::Duration::from_secs(10), || {
-        dir.join("after").exists().then_some(())
-    });
-    let stty = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
+    assert_eq!(finished(dir).1, 130);
 }
 
 /// `ec2ssh ssh-config` makes plain OpenSSH tools work by instance id and by Name alias.

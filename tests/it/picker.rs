@@ -1,43 +1,7 @@
 //! The real picker in a real terminal (tmux): type, see the best match first, pick
 //! it, read the id on stdout, and find the terminal as it was.
 
-use std::path::Path;
-use std::time::Duration;
-
-use crate::common::{wait_for, Sim, Tmux};
-
-/// Runs `ec2ssh ARGS` in tmux inside a wrapper that records the tty mode before
-/// and after, the id printed on stdout, and the exit code.
-fn picker_in_tmux(dir: &Path, env: &[(&str, &str)], args: &str) -> Tmux {
-    let script = dir.join("run.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "stty -g > {d}/before\n{bin} {args} > {d}/out\necho $? > {d}/code\nstty -g > {d}/after\nsleep 60\n",
-            d = dir.display(),
-            bin = crate::common::bin().display(),
-        ),
-    )
-    .unwrap();
-    Tmux::start(dir, env, 120, 30, &format!("sh {}", script.display()))
-}
-
-fn finished(dir: &Path) -> (String, i32) {
-    let code = wait_for("the picker to exit", Duration::from_secs(30), || {
-        std::fs::read_to_string(dir.join("code"))
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-    });
-    let stty = |f| std::fs::read_to_string(dir.join(f)).unwrap();
-    wait_for("stty after", Duration::from_secs(10), || {
-        dir.join("after").exists().then_some(())
-    });
-    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
-    (
-        std::fs::read_to_string(dir.join("out")).unwrap(),
-        code.trim().parse().unwrap(),
-    )
-}
+use crate::common::{finished, picker_in_tmux, Sim};
 
 #[test]
 fn picker_end_to_end() {
