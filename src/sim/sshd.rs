@@ -81,7 +81,10 @@ impl PrivateSshd {
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(sshd.addr).is_err() {
+        // Our sshd's own word, not just an open port (another process could hold it).
+        let listening = format!("Server listening on 127.0.0.1 port {port}");
+        let said = |log: &Path| std::fs::read_to_string(log).is_ok_and(|l| l.contains(&listening));
+        while !said(&sshd.log) || TcpStream::connect(sshd.addr).is_err() {
             if let Ok(Some(status)) = sshd.child.try_wait() {
                 return Err(std::io::Error::other(format!(
                     "sshd exited ({status}): {}",

@@ -311,7 +311,9 @@ pub fn finished(dir: &Path) -> (String, i32) {
             .filter(|s| s.ends_with('\n'))
     });
     wait_for("stty after", Duration::from_secs(10), || {
-        dir.join("after").exists().then_some(())
+        std::fs::read_to_string(dir.join("after"))
+            .ok()
+            .filter(|s| s.ends_with('\n'))
     });
     let stty = |f| std::fs::read_to_string(dir.join(f)).unwrap();
     assert_eq!(stty("before"), stty("after"), "terminal modes restored");

@@ -35,58 +35,77 @@ impl Sshd {
         let dir = home.join("sshd");
         std::fs::create_dir_all(dir.join("keys")).unwrap();
         keygen(&dir.join("hostkey"));
-        let port = free_port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "ListenAddress 127.0.0.1\n\
-                 Port {port}\n\
-                 HostKey {dir}/hostkey\n\
-                 PidFile none\n\
-                 UsePAM no\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\n\
-                 AuthorizedKeysFile none\n\
-                 AuthorizedKeysCommand {AUTHORIZED_KEYS_COMMAND} {dir}/keys %u\n\
-                 AuthorizedKeysCommandUser root\n\
-                 StrictModes no\n\
-                 Subsystem sftp internal-sftp\n",
-                dir = dir.display()
-            ),
-        )
-        .unwrap();
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let check = Command::new(sshd)
-            .args(["-t", "-f"])
-            .arg(&config)
-            .output()
+        // A free port can be taken by another test between the probe and sshd's bind;
+        // then sshd exits and the port answers for someone else. So success is this
+        // sshd saying it listens, and a lost race is retried on another port.
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = dir.join("sshd_config");
+            std::fs::write(
+                &config,
+                format!(
+                    "ListenAddress 127.0.0.1\n\
+                     Port {port}\n\
+                     HostKey {dir}/hostkey\n\
+                     PidFile none\n\
+                     UsePAM no\n\
+                     PasswordAuthentication no\n\
+                     KbdInteractiveAuthentication no\n\
+                     PubkeyAuthentication yes\n\
+                     AuthorizedKeysFile none\n\
+                     AuthorizedKeysCommand {AUTHORIZED_KEYS_COMMAND} {dir}/keys %u\n\
+                     AuthorizedKeysCommandUser root\n\
+                     StrictModes no\n\
+                     Subsystem sftp internal-sftp\n",
+                    dir = dir.display()
+                ),
+            )
             .unwrap();
-        assert!(
-            check.status.success(),
-            "sshd -t: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-        let child = Command::new(sshd)
-            .arg("-f")
-            .arg(&config)
-            .args(["-D", "-e"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sshd");
-        let child = Guarded(child);
-        wait_for("sshd to listen", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Sshd {
-            port,
-            dir,
-            _child: child,
+            let _ = std::fs::create_dir_all("/run/sshd");
+            let check = Command::new(sshd)
+                .args(["-t", "-f"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "sshd -t: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+            let log_path = dir.join("sshd.log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let child = Command::new(sshd)
+                .arg("-f")
+                .arg(&config)
+                .args(["-D", "-e"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start sshd");
+            let mut child = Guarded(child);
+            let listening = format!("Server listening on 127.0.0.1 port {port}");
+            let up = wait_for("sshd to listen or exit", Duration::from_secs(10), || {
+                if std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(&listening)) {
+                    return Some(true);
+                }
+                matches!(child.0.try_wait(), Ok(Some(_))).then_some(false)
+            });
+            if up {
+                wait_for("sshd to accept", Duration::from_secs(10), || {
+                    TcpStream::connect(("127.0.0.1", port)).ok()
+                });
+                return Sshd {
+                    port,
+                    dir,
+                    _child: child,
+                };
+            }
         }
+        panic!(
+            "sshd did not start: {}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
     }
 
     pub fn addr(&self) -> String {
