@@ -50,6 +50,8 @@ pub enum Command {
     List(ListArgs),
     /// Try ec2ssh on a built-in simulated fleet (no AWS account needed)
     Demo(DemoArgs),
+    /// Are these instances Online? Exit 0 only if all are (3 if not); --wait until they are
+    Status(StatusArgs),
     /// Connect to an instance by id, IP or Name: push a one-time key, then run ssh through the tunnel
     Ssh(SshArgs),
     /// Print an ~/.ssh/config block so plain ssh, scp, rsync and sftp reach instances by id
@@ -129,6 +131,32 @@ pub struct ListArgs {
     /// Colour: auto (tty and no NO_COLOR), always, never
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Instance ids, IPs or Names (default: every managed instance)
+    pub targets: Vec<String>,
+
+    /// Poll until all are Online (exit 0), or the timeout passes (exit 3)
+    #[arg(long, conflicts_with = "watch")]
+    pub wait: bool,
+
+    /// How long --wait waits, e.g. 90s or 5m
+    #[arg(long, default_value = "5m")]
+    pub timeout: humantime::Duration,
+
+    /// How often to ask SSM while waiting or watching
+    #[arg(long, default_value = "2s")]
+    pub interval: humantime::Duration,
+
+    /// Keep refreshing in place and mark changes, until Ctrl-C
+    #[arg(long)]
+    pub watch: bool,
+
+    /// JSON output: {version, all_online, instances: [{id, name, region, ping, agent_version, last_ping}]}
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

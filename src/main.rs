@@ -70,6 +70,10 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             commands::list::run(&ctx, cache.as_ref(), &args).await?;
             Ok(0)
         }
+        Some(Command::Status(args)) => {
+            let (_, ctx) = account(&g).await?;
+            commands::status::run(&ctx, &args).await
+        }
         Some(Command::Ssh(args)) => {
             let (config, ctx) = account(&g).await?;
             let connector = Connector::new(ctx, &config, Paths::detect());

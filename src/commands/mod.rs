@@ -6,6 +6,7 @@ pub mod list;
 pub mod proxy;
 pub mod ssh;
 pub mod ssh_config;
+pub mod status;
 
 use crate::cli::{ColorChoice, PickArgs};
 use crate::config::Config;

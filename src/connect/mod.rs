@@ -124,7 +124,13 @@ impl Connector {
                 "check the permissions of the directory named above",
             )
         })?;
-        push::push(&self.ctx, instance, &user.user, &key.public).await?;
+        if instance.is_hybrid() && !key.is_ephemeral() {
+            // Instance Connect cannot serve hybrid nodes; the user's own key must
+            // already be trusted there.
+            tracing::info!(instance = %instance.id, "hybrid node: using --key without a push");
+        } else {
+            push::push(&self.ctx, instance, &user.user, &key.public).await?;
+        }
         let known_hosts = self.known_hosts()?;
         let exe = std::env::current_exe().map_err(|e| {
             AppError::other(

@@ -53,6 +53,9 @@ pub struct SimInstance {
     /// Where the simulated agent relays port sessions (e.g. a local sshd),
     /// `"127.0.0.1:2222"`; default: the simulator's `--target`.
     pub target: Option<std::net::SocketAddr>,
+    /// The agent comes Online this many seconds after the simulator starts (it is
+    /// ConnectionLost before), e.g. for `ec2ssh status --wait`.
+    pub online_after_secs: Option<u64>,
 }
 
 impl SimInstance {

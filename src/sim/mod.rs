@@ -89,6 +89,20 @@ impl SimState {
             .unwrap_or(0.0)
     }
 
+    /// The instance's SSM ping status now (`online_after_secs` flips it Online).
+    pub fn ping_of<'a>(&self, i: &'a SimInstance) -> Option<&'a str> {
+        match i.online_after_secs {
+            Some(after) => Some(
+                if self.started.elapsed().unwrap_or_default().as_secs() >= after {
+                    "Online"
+                } else {
+                    "ConnectionLost"
+                },
+            ),
+            None => i.ping.as_deref(),
+        }
+    }
+
     /// Unix seconds, `secs` before the start.
     pub fn secs_ago(&self, secs: i64) -> f64 {
         (self.epoch() - secs as f64).floor()

@@ -261,7 +261,7 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
         .iter()
         .find(|i| i.id == target && i.region(default_region) == region);
     let online = instance.is_some_and(|i| {
-        i.ping.as_deref() == Some("Online") && matches!(i.state.as_deref(), None | Some("running"))
+        state.ping_of(i) == Some("Online") && matches!(i.state.as_deref(), None | Some("running"))
     });
     let Some(instance) = instance.filter(|_| online) else {
         return Err(ApiError::new(

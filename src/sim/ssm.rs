@@ -58,9 +58,9 @@ pub fn describe_instance_information(
         .fleet
         .instances
         .iter()
-        .filter(|i| i.ping.is_some() && i.state.as_deref() != Some("terminated"))
+        .filter(|i| state.ping_of(i).is_some() && i.state.as_deref() != Some("terminated"))
         .filter(|i| i.region(&state.fleet.default_region) == region)
-        .filter(|i| filters.iter().all(|(k, v)| matches(i, k, v)))
+        .filter(|i| filters.iter().all(|(k, v)| matches(state, i, k, v)))
         .collect();
     let end = (start + max).min(all.len());
     let list: Vec<Value> = all
@@ -92,10 +92,10 @@ fn resource_type(i: &SimInstance) -> &'static str {
     }
 }
 
-fn matches(i: &SimInstance, key: &str, values: &[String]) -> bool {
+fn matches(state: &SimState, i: &SimInstance, key: &str, values: &[String]) -> bool {
     let any = |v: Option<&str>| v.is_some_and(|v| values.iter().any(|w| w == v));
     match key {
-        "PingStatus" => any(i.ping.as_deref()),
+        "PingStatus" => any(state.ping_of(i)),
         "InstanceIds" => any(Some(&i.id)),
         "ResourceType" => any(Some(resource_type(i))),
         "PlatformTypes" => any(i.platform_type.as_deref()),
@@ -110,7 +110,7 @@ fn matches(i: &SimInstance, key: &str, values: &[String]) -> bool {
 fn info(state: &SimState, i: &SimInstance) -> Value {
     let mut v = json!({
         "InstanceId": i.id,
-        "PingStatus": i.ping,
+        "PingStatus": state.ping_of(i),
         "LastPingDateTime": state.secs_ago(i.last_ping_secs_ago.unwrap_or(60)),
         "AgentVersion": i.agent_version,
         "IsLatestVersion": i.agent_version.as_deref() == Some("3.3.1611.0"),

@@ -9,3 +9,4 @@ mod picker;
 mod proxy;
 mod rig;
 mod sshd;
+mod status;
