@@ -1,5 +1,7 @@
 //! The command line (clap derive). `ec2ssh` alone opens the picker.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -54,6 +56,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Connect to an instance by id, IP or Name: push a one-time key, then run ssh through the tunnel
     Ssh(SshArgs),
+    /// Copy files to or from one or many instances with scp through the tunnel
+    Scp(ScpArgs),
     /// Print an ~/.ssh/config block so plain ssh, scp, rsync and sftp reach instances by id
     SshConfig(SshConfigArgs),
     /// Forget the pinned host key of an instance (after it was rebuilt)
@@ -104,6 +108,10 @@ pub struct PickArgs {
     /// Use this private key (its .pub is pushed) instead of a one-time key
     #[arg(long, value_name = "PATH")]
     pub key: Option<std::path::PathBuf>,
+
+    /// Re-check the ping column with SSM this often, e.g. 10s, or `off` (default: config, else 30s)
+    #[arg(long, value_name = "PERIOD")]
+    pub ping_refresh: Option<crate::config::Interval>,
 
     /// Benchmark hook: exit right after the first frame that shows instances
     #[arg(long, hide = true)]
@@ -193,6 +201,51 @@ pub struct ProxyArgs {
     /// First push ec2ssh's managed key for this login user with EC2 Instance Connect (ssh's %r)
     #[arg(long, value_name = "USER")]
     pub push_key: Option<String>,
+
+    /// Report the bytes carried to this Unix datagram socket (used by `ec2ssh scp`)
+    #[arg(long, value_name = "SOCKET", hide = true)]
+    pub progress: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  ec2ssh scp app.conf web-1:/tmp/                 push to one host (id, IP, Name or unique fuzzy match)
+  ec2ssh scp -t tag:Role=web -r dist/ :www/       push to every instance tagged Role=web
+  ec2ssh scp -t web-1 -t web-2 app.conf :         push to two hosts, into the login's home
+  ec2ssh scp web-1:/var/log/app.log .             fetch from one host
+  ec2ssh scp -t webprod :/var/log/app.log logs/   fetch from several: logs/<instance-id>/app.log")]
+pub struct ScpArgs {
+    /// SRC… DEST, like scp: `[USER@]HOST:PATH` is on an instance, `:PATH` on the --target hosts
+    #[arg(required = true, num_args = 2.., value_name = "SRC… DEST")]
+    pub operands: Vec<String>,
+
+    /// Hosts for `:PATH` operands: an id, IP, Name, `tag:KEY=VALUE` or fuzzy query (all matches); repeatable
+    #[arg(long = "target", short = 't', value_name = "QUERY")]
+    pub targets: Vec<String>,
+
+    /// Copy directories recursively
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// Preserve modification times and modes
+    #[arg(short = 'p', long)]
+    pub preserve: bool,
+
+    /// Hosts copied at once (default: the config file's `parallel`, else 8)
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: Option<u16>,
+
+    /// Login user on every host (default: per host, as for `ec2ssh ssh`)
+    #[arg(long, short = 'l')]
+    pub user: Option<String>,
+
+    /// Use this private key (its .pub is pushed) instead of a one-time key
+    #[arg(long, short = 'i')]
+    pub key: Option<PathBuf>,
+
+    /// Results as JSON on stdout: {version, ok, results: [{id, name, ok, bytes, seconds, error, fix}]}
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

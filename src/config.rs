@@ -2,6 +2,7 @@
 //! paths ec2ssh uses. Command-line flags override the file.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -22,6 +23,8 @@ pub struct Config {
     pub users: std::collections::BTreeMap<String, String>,
     /// Exit after the ssh session instead of returning to the picker.
     pub once: bool,
+    /// Hosts `ec2ssh scp` and picker pushes copy to at once (default 8).
+    pub parallel: Option<u16>,
     pub picker: PickerConfig,
 }
 
@@ -43,6 +46,39 @@ pub struct PickerConfig {
     pub online_only: bool,
     /// Start with the detail pane open.
     pub details: bool,
+    /// How often the ping column is re-checked with SSM (default 30s; "off" never).
+    pub ping_refresh: Option<Interval>,
+}
+
+/// A period such as `30s` or `2m` (humantime), or `off` / `0s` for never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Interval(pub Option<Duration>);
+
+impl Interval {
+    /// The picker's ping check.
+    pub const PING_DEFAULT: Interval = Interval(Some(Duration::from_secs(30)));
+}
+
+impl std::str::FromStr for Interval {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "off" {
+            return Ok(Interval(None));
+        }
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e} in {s:?} (expected e.g. 30s, 2m or off)"))?;
+        Ok(Interval((!d.is_zero()).then_some(d)))
+    }
+}
+
+impl TryFrom<String> for Interval {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +166,24 @@ mod tests {
         assert_eq!(c.regions, ["us-east-1", "eu-west-1"]);
         assert_eq!(c.cache, Some(false));
         assert!(c.picker.online_only && c.picker.details);
+    }
+
+    #[test]
+    fn ping_refresh_is_a_period_or_off() {
+        let every = |v: &str| {
+            Config::parse(&format!("[picker]\nping_refresh = \"{v}\"\n"))
+                .map(|c| c.picker.ping_refresh)
+        };
+        assert_eq!(every("30s"), Ok(Some(Interval::PING_DEFAULT)));
+        assert_eq!(
+            every("1m 30s"),
+            Ok(Some(Interval(Some(Duration::from_secs(90)))))
+        );
+        assert_eq!(every("off"), Ok(Some(Interval(None))));
+        assert_eq!(every("0s"), Ok(Some(Interval(None))));
+        let err = every("soon").unwrap_err();
+        assert!(err.contains("soon") && err.contains("30s"), "{err}");
+        assert_eq!(Config::default().picker.ping_refresh, None);
     }
 
     #[test]

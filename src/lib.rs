@@ -15,4 +15,5 @@ pub mod session;
 pub mod signals;
 pub mod sim;
 pub mod text;
+pub mod transfer;
 pub mod tui;

@@ -79,6 +79,11 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             let connector = Connector::new(ctx, &config, Paths::detect());
             commands::ssh::run(connector, &args).await
         }
+        Some(Command::Scp(args)) => {
+            let (config, ctx) = account(&g).await?;
+            let connector = Connector::new(ctx, &config, Paths::detect());
+            commands::scp::run(connector, &args, config.parallel).await
+        }
         Some(Command::SshConfig(args)) => {
             let (_, ctx) = account(&g).await?;
             commands::ssh_config::run(&ctx, &args).await

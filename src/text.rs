@@ -66,6 +66,32 @@ pub fn fit(s: &str, cells: usize) -> String {
     format!("{t}{}", " ".repeat(pad))
 }
 
+/// `64.0 MiB`-style sizes for summaries.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `2.3s` or `1m05s`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +118,16 @@ mod tests {
         assert_eq!(width(&truncate("日本語テキスト", 6)), 5);
         assert_eq!(fit("日本", 6), "日本  ");
         assert_eq!(width(&fit("🚀🚀🚀🚀", 5)), 5);
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MiB");
+        assert_eq!(
+            human_duration(std::time::Duration::from_millis(2340)),
+            "2.3s"
+        );
+        assert_eq!(human_duration(std::time::Duration::from_secs(65)), "1m05s");
     }
 }

@@ -4,12 +4,13 @@ pub mod demo;
 pub mod forget;
 pub mod list;
 pub mod proxy;
+pub mod scp;
 pub mod ssh;
 pub mod ssh_config;
 pub mod status;
 
 use crate::cli::{ColorChoice, PickArgs};
-use crate::config::Config;
+use crate::config::{Config, Interval};
 use crate::error::AppError;
 use crate::tui::{Outcome, PickOptions};
 
@@ -24,6 +25,11 @@ pub fn pick_options(args: &PickArgs, config: &Config) -> PickOptions {
         connector: None,
         once: args.once || config.once,
         notice: None,
+        ping_refresh: args
+            .ping_refresh
+            .or(config.picker.ping_refresh)
+            .unwrap_or(Interval::PING_DEFAULT)
+            .0,
     }
 }
 
@@ -37,5 +43,40 @@ pub fn finish_pick(outcome: Outcome) -> Result<u8, AppError> {
         }
         Outcome::Connected(code) => Ok(code.clamp(0, 255) as u8),
         Outcome::Cancelled => Ok(130),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn pick_args(args: &[&str]) -> PickArgs {
+        let cli = Cli::try_parse_from([&["ec2ssh", "pick"], args].concat()).unwrap();
+        match cli.command {
+            Some(Command::Pick(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ping_refresh_flag_beats_the_config_which_beats_30s() {
+        let every = |args: &[&str], config: &str| {
+            pick_options(&pick_args(args), &Config::parse(config).unwrap()).ping_refresh
+        };
+        assert_eq!(every(&[], ""), Some(Duration::from_secs(30)));
+        let ten = "[picker]\nping_refresh = \"10s\"\n";
+        assert_eq!(every(&[], ten), Some(Duration::from_secs(10)));
+        assert_eq!(
+            every(&["--ping-refresh", "1s"], ten),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(every(&["--ping-refresh", "off"], ten), None);
+        assert_eq!(every(&["--ping-refresh", "0s"], ""), None);
+        assert!(Cli::try_parse_from(["ec2ssh", "pick", "--ping-refresh", "often"]).is_err());
     }
 }

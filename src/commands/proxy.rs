@@ -17,6 +17,7 @@ use crate::session::api::{SessionApi, Started, SSH_DOCUMENT};
 use crate::session::client::version_greater;
 use crate::session::driver::{self, Dial, DriverConfig, Finish, Resume, TunnelError};
 use crate::signals::{self, Signals};
+use crate::transfer::progress::{self, Counters, CountingWriter};
 
 /// How long cleanup (TerminateSession) may take on the way out.
 const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +25,21 @@ const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
+    let counters = Counters::default();
+    let result = run_proxy(ctx, args, transport, &mut signals, &counters).await;
+    if let Some(path) = &args.progress {
+        progress::report_final(path, &counters).await;
+    }
+    result
+}
+
+async fn run_proxy(
+    ctx: &AwsContext,
+    args: &ProxyArgs,
+    transport: Transport,
+    signals: &mut Signals,
+    counters: &Counters,
+) -> Result<u8, AppError> {
     let target = validate_target(&args.target)?;
     let region = region_for(ctx, target).await?;
     let api = SessionApi::new(ctx.ssm(&region), &region);
@@ -47,7 +63,7 @@ pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Re
     let outcome = match signals.pending() {
         Some(n) => Err(signals::as_error(n)),
         None => tokio::select! {
-            r = tunnel(&session, &started, target, args.port, plugin, ctx) => r,
+            r = tunnel(&session, &started, args, plugin, ctx, counters) => r,
             n = signals.recv() => Err(signals::as_error(n)),
         },
     };
@@ -105,42 +121,51 @@ impl Resume for Session<'_> {
 async fn tunnel(
     session: &Session<'_>,
     started: &Started,
-    target: &str,
-    port: u16,
+    args: &ProxyArgs,
     plugin: Option<PathBuf>,
     ctx: &AwsContext,
+    counters: &Counters,
 ) -> Result<Finish, AppError> {
     if let Some(plugin) = plugin {
+        let (target, port) = (args.target.as_str(), args.port);
         return run_plugin(&plugin, started, target, port, session.api.region(), ctx).await;
     }
     let dial = Dial {
         stream_url: started.stream_url.clone(),
         token: started.token.clone(),
     };
-    let input = stdin_chunks();
-    driver::run(
-        dial,
-        input,
-        tokio::io::stdout(),
-        session,
-        &DriverConfig::default(),
-    )
-    .await
-    .map_err(|e| tunnel_error(e, target))
+    let reporter = args
+        .progress
+        .as_ref()
+        .map(|p| progress::report(p.clone(), counters.clone()));
+    let input = stdin_chunks(counters.clone());
+    let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
+    let result = driver::run(dial, input, output, session, &DriverConfig::default())
+        .await
+        .map_err(|e| tunnel_error(e, &args.target));
+    if let Some(task) = reporter {
+        task.abort();
+    }
+    result
 }
 
 /// Reads stdin on a plain thread (a blocked read must not hold up the runtime's exit)
 /// and hands the chunks over; the channel closes at end of input.
-fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
+fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel(4);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match stdin.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => {
+                    tracing::debug!("stdin: end of file");
+                    break;
+                }
                 Ok(n) => {
+                    counters.add_up(n);
                     if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        tracing::debug!("stdin: the tunnel no longer takes input");
                         break;
                     }
                 }

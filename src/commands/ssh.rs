@@ -5,7 +5,7 @@
 use crate::cli::SshArgs;
 use crate::connect::{user, Connector};
 use crate::error::AppError;
-use crate::fleet::{self, Instance, Ping};
+use crate::fleet::{self, select, Ping};
 use crate::signals::Signals;
 use crate::text::sanitize;
 
@@ -29,7 +29,7 @@ pub async fn run(mut connector: Connector, args: &SshArgs) -> Result<u8, AppErro
     connector.ssh_options = options;
 
     let inventory = fleet::fetch(&connector.ctx).await?;
-    let instance = find(&inventory.instances, &target)?;
+    let instance = select::find(&inventory.instances, &target)?;
     if instance.ping != Ping::Online {
         return Err(AppError::other(
             format!(
@@ -68,100 +68,9 @@ pub fn split_ssh_args(rest: &[String]) -> (Vec<String>, Vec<String>) {
     (options, rest[i..].to_vec())
 }
 
-/// The one instance `target` names: an id, an IP, an exact Name, or a unique fuzzy match.
-pub fn find<'a>(instances: &'a [Instance], target: &str) -> Result<&'a Instance, AppError> {
-    let by = |f: &dyn Fn(&Instance) -> bool| instances.iter().filter(|i| f(i)).collect::<Vec<_>>();
-    let exact_id = by(&|i| i.id == target);
-    let candidates = if !exact_id.is_empty() {
-        exact_id
-    } else {
-        let ip = by(&|i| {
-            i.private_ip.as_deref() == Some(target) || i.public_ip.as_deref() == Some(target)
-        });
-        if !ip.is_empty() {
-            ip
-        } else {
-            let named = by(&|i| {
-                i.name
-                    .as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(target))
-            });
-            if !named.is_empty() {
-                named
-            } else {
-                crate::filter::filter_instances(instances, target)
-            }
-        }
-    };
-    match candidates.as_slice() {
-        [one] => Ok(one),
-        [] => Err(AppError::other(
-            format!("no instance matches {:?}", sanitize(target)),
-            "`ec2ssh list` shows the fleet; pass an id, an IP or a Name",
-        )),
-        many => {
-            let list: Vec<String> = many
-                .iter()
-                .take(10)
-                .map(|i| {
-                    format!(
-                        "{} {} ({})",
-                        i.id,
-                        sanitize(i.display_name()),
-                        i.ping.label()
-                    )
-                })
-                .collect();
-            let more = many.len().saturating_sub(10);
-            let tail = if more > 0 {
-                format!("; and {more} more")
-            } else {
-                String::new()
-            };
-            Err(AppError::other(
-                format!(
-                    "{:?} matches {} instances: {}{tail}",
-                    sanitize(target),
-                    many.len(),
-                    list.join("; ")
-                ),
-                "use the instance id, or more of the name",
-            ))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn inst(id: &str, name: &str, ip: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            name: Some(name.into()),
-            private_ip: Some(ip.into()),
-            ..Instance::default()
-        }
-    }
-
-    #[test]
-    fn finds_by_id_ip_name_and_unique_fuzzy_match() {
-        let fleet = [
-            inst("i-01", "web-prod-1", "10.0.0.1"),
-            inst("i-02", "web-prod-2", "10.0.0.2"),
-            inst("i-03", "db-primary", "10.0.0.3"),
-        ];
-        assert_eq!(find(&fleet, "i-02").unwrap().id, "i-02");
-        assert_eq!(find(&fleet, "10.0.0.3").unwrap().id, "i-03");
-        assert_eq!(find(&fleet, "WEB-PROD-1").unwrap().id, "i-01");
-        assert_eq!(find(&fleet, "dbprim").unwrap().id, "i-03");
-        let e = find(&fleet, "webprod").unwrap_err().to_string();
-        assert!(
-            e.contains("matches 2 instances") && e.contains("i-01") && e.contains("i-02"),
-            "{e}"
-        );
-        assert!(find(&fleet, "nothing-like-it").is_err());
-    }
 
     #[test]
     fn splits_ssh_options_from_the_remote_command() {

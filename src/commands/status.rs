@@ -63,7 +63,7 @@ pub fn rows(instances: &[Instance], targets: &[String]) -> Result<Vec<Row>, AppE
     }
     let mut rows: Vec<Row> = Vec::new();
     for t in targets {
-        let row = Row::of(super::ssh::find(instances, t)?);
+        let row = Row::of(fleet::select::find(instances, t)?);
         if !rows.iter().any(|r| r.id == row.id) {
             rows.push(row);
         }
@@ -81,7 +81,7 @@ pub fn render(rows: &[Row], before: &HashMap<String, Ping>, now: i64) -> Vec<Str
         "{}  {}  {}  {}  LAST PING",
         fit("NAME", 24),
         fit("ID", 20),
-        fit("PING", 26),
+        fit("PING", 29),
         fit("AGENT", 12)
     )];
     for r in rows {
@@ -93,7 +93,7 @@ pub fn render(rows: &[Row], before: &HashMap<String, Ping>, now: i64) -> Vec<Str
             "{}  {}  {}  {}  {}",
             fit(&sanitize(r.name.as_deref().unwrap_or("")), 24),
             fit(&r.id, 20),
-            fit(&ping, 26),
+            fit(&ping, 29),
             fit(r.agent_version.as_deref().unwrap_or("–"), 12),
             r.last_ping
                 .map(|t| age(now - t))

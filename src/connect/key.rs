@@ -39,23 +39,7 @@ impl ConnectionKey {
     /// A fresh key pair in a new private directory under `base` (created 0700 if
     /// needed). `comment` ends up in the public key.
     pub fn ephemeral(base: &Path, comment: &str) -> Result<Self, KeyError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(base)
-            .map_err(|source| KeyError::Dir {
-                dir: base.to_path_buf(),
-                source,
-            })?;
-        // An unpredictable name, private from the start.
-        let dir = tempfile::Builder::new()
-            .prefix("conn-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir_in(base)
-            .map_err(|source| KeyError::Dir {
-                dir: base.to_path_buf(),
-                source,
-            })?;
+        let dir = private_dir(base, "conn-")?;
         let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
         key.set_comment(comment);
         let private = dir.path().join("id_ed25519");
@@ -95,6 +79,25 @@ impl ConnectionKey {
     pub fn is_ephemeral(&self) -> bool {
         self._dir.is_some()
     }
+}
+
+/// A new directory only this user can enter, `base/PREFIX…` (an unpredictable
+/// name), removed when the returned handle drops; `base` is created 0700 if needed.
+pub fn private_dir(base: &Path, prefix: &str) -> Result<tempfile::TempDir, KeyError> {
+    let err = |source| KeyError::Dir {
+        dir: base.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(base)
+        .map_err(err)?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in(base)
+        .map_err(err)
 }
 
 /// ec2ssh's long-lived key for plain `ssh` via `ec2ssh ssh-config` (`DATA_DIR/id_ed25519`),

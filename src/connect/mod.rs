@@ -3,6 +3,7 @@
 //! as its ProxyCommand, host keys pinned per instance id in ec2ssh's own known_hosts.
 //! The key's directory is removed when the connection ends, however it ends.
 
+pub mod copy;
 pub mod key;
 pub mod push;
 pub mod ssh;
@@ -46,13 +47,11 @@ impl Finished {
 
     /// `web-1: ssh exited 0 after 3m12s`.
     pub fn summary(&self, name: &str) -> String {
-        let secs = self.elapsed.as_secs();
-        let took = if secs >= 60 {
-            format!("{}m{:02}s", secs / 60, secs % 60)
-        } else {
-            format!("{:.1}s", self.elapsed.as_secs_f64())
-        };
-        format!("{name}: ssh exited {} after {took}", self.code)
+        format!(
+            "{name}: ssh exited {} after {}",
+            self.code,
+            crate::text::human_duration(self.elapsed)
+        )
     }
 }
 
@@ -100,15 +99,9 @@ impl Connector {
         Ok(paths.known_hosts())
     }
 
-    /// Pushes a key and runs ssh to `instance` with the terminal handed over, until
-    /// ssh exits. SIGINT goes to ssh (the terminal's foreground); SIGTERM/SIGHUP end
-    /// ssh and are returned as errors, after cleanup.
-    pub async fn connect(
-        &mut self,
-        instance: &Instance,
-        command: &[String],
-        signals: &mut Signals,
-    ) -> Result<Finished, AppError> {
+    /// Resolves the login, makes (or loads) the key and pushes it: what every ssh or
+    /// scp run needs first.
+    async fn prepare(&self, instance: &Instance) -> Result<Prepared, AppError> {
         let user = self.user_for(instance);
         let key = match &self.key {
             Some(path) => ConnectionKey::existing(path),
@@ -138,33 +131,45 @@ impl Connector {
                 "run ec2ssh by its full path",
             )
         })?;
-        let spec = ssh::SshSpec {
-            program: &self.ssh_program,
-            key: &key.private,
-            user: &user.user,
-            instance: &instance.id,
-            region: &instance.region,
-            profile: self.ctx.profile.as_deref(),
-            known_hosts: &known_hosts,
-            exe: &exe,
-            options: &self.ssh_options,
-            command,
-        };
-        tracing::info!(instance = %instance.id, user = %user.user, "running ssh");
-        let started = Instant::now();
-        let mut cmd = tokio::process::Command::new(spec.program);
+        Ok(Prepared {
+            user,
+            key,
+            known_hosts,
+            exe,
+        })
+    }
+
+    fn command(&self, program: &std::path::Path) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
         for (k, v) in &self.child_env {
             match v {
                 Some(v) => cmd.env(k, v),
                 None => cmd.env_remove(k),
             };
         }
-        let mut child = cmd
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// Pushes a key and runs ssh to `instance` with the terminal handed over, until
+    /// ssh exits. SIGINT goes to ssh (the terminal's foreground); SIGTERM/SIGHUP end
+    /// ssh and are returned as errors, after cleanup.
+    pub async fn connect(
+        &mut self,
+        instance: &Instance,
+        command: &[String],
+        signals: &mut Signals,
+    ) -> Result<Finished, AppError> {
+        let p = self.prepare(instance).await?;
+        let spec = p.spec(self, instance, &self.ssh_program, command, None);
+        tracing::info!(instance = %instance.id, user = %p.user.user, "running ssh");
+        let started = Instant::now();
+        let mut child = self
+            .command(spec.program)
             .args(ssh::args(&spec))
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
                 AppError::other(
@@ -185,21 +190,178 @@ impl Connector {
             }
         }
         .map_err(|e| AppError::other(format!("ssh failed: {e}"), "run again with -v"))?;
-        use std::os::unix::process::ExitStatusExt;
-        let code = status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let code = exit_code(status);
         if code != 255 {
-            self.rules.remembered.remember(&instance.id, &user.user);
+            self.rules.remembered.remember(&instance.id, &p.user.user);
         }
-        drop(key);
         Ok(Finished {
             code,
             elapsed: started.elapsed(),
-            user,
+            user: p.user,
             instance: instance.id.clone(),
         })
     }
+
+    /// Pushes a key and runs scp with `operands` (from [`CopySpec::operands`], given
+    /// the login) to or from `instance`. `bytes` hears the (up, down) totals the tunnel
+    /// carried; when `cancel` turns true scp is ended (it ends its ssh, ssh its
+    /// proxy, the proxy its session) and the result is `Interrupted`.
+    pub async fn copy(
+        &self,
+        instance: &Instance,
+        flags: &[&str],
+        operands: impl FnOnce(&str) -> Vec<String>,
+        bytes: impl Fn(u64, u64),
+        mut cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Copied, AppError> {
+        let p = self.prepare(instance).await?;
+        let dir = key::private_dir(
+            &key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref())),
+            "xfer-",
+        )
+        .map_err(|e| {
+            AppError::other(
+                e.to_string(),
+                "check the permissions of the directory named above",
+            )
+        })?;
+        let listener = crate::transfer::progress::Listener::bind(dir.path()).map_err(|e| {
+            AppError::other(
+                format!(
+                    "cannot listen for progress in {}: {e}",
+                    dir.path().display()
+                ),
+                "check the permissions of the directory named above",
+            )
+        })?;
+        let scp = scp_program(&self.ssh_program);
+        let spec = p.spec(self, instance, &scp, &[], Some(&listener.path));
+        let operands = operands(&p.user.user);
+        tracing::info!(instance = %instance.id, user = %p.user.user, ?operands, "running scp");
+        let started = Instant::now();
+        let mut child = self
+            .command(&scp)
+            .args(ssh::scp_args(&spec, flags, &operands))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                AppError::other(
+                    format!("cannot run {}: {e}", scp.display()),
+                    "install OpenSSH's client (Debian/Ubuntu: apt install openssh-client)",
+                )
+            })?;
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(copy::last_lines(e)));
+        let mut carried = (0u64, 0u64);
+        let mut proxy_done = false;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                Some(r) = listener.next() => {
+                    carried = (r.up, r.down);
+                    proxy_done = r.last;
+                    bytes(r.up, r.down);
+                }
+                _ = cancel.wait_for(|c| *c) => {
+                    copy::terminate(&mut child).await;
+                    return Err(AppError::Interrupted);
+                }
+            }
+        }
+        .map_err(|e| AppError::other(format!("scp failed: {e}"), "run again with -v"))?;
+        // ssh hangs up on the proxy as it exits; the proxy's final count follows.
+        while !proxy_done {
+            match tokio::time::timeout(PROXY_LINGER, listener.next()).await {
+                Ok(Some(r)) => {
+                    carried = (r.up, r.down);
+                    proxy_done = r.last;
+                    bytes(r.up, r.down);
+                }
+                _ => break,
+            }
+        }
+        let lines = match stderr {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let code = exit_code(status);
+        if code != 0 {
+            let (what, fix) = copy::explain(&lines, code, &instance.id, &p.user);
+            return Err(AppError::other(what, fix));
+        }
+        Ok(Copied {
+            user: p.user.user,
+            elapsed: started.elapsed(),
+            up: carried.0,
+            down: carried.1,
+        })
+    }
+}
+
+/// How long after scp exits its proxy may take to send the final byte count.
+const PROXY_LINGER: Duration = Duration::from_secs(2);
+
+/// What a run needs after `prepare`; dropping it removes a one-time key.
+struct Prepared {
+    user: Resolved,
+    key: ConnectionKey,
+    known_hosts: PathBuf,
+    exe: PathBuf,
+}
+
+impl Prepared {
+    fn spec<'a>(
+        &'a self,
+        c: &'a Connector,
+        instance: &'a Instance,
+        program: &'a std::path::Path,
+        command: &'a [String],
+        progress: Option<&'a std::path::Path>,
+    ) -> ssh::SshSpec<'a> {
+        ssh::SshSpec {
+            program,
+            key: &self.key.private,
+            user: &self.user.user,
+            instance: &instance.id,
+            region: &instance.region,
+            profile: c.ctx.profile.as_deref(),
+            known_hosts: &self.known_hosts,
+            exe: &self.exe,
+            options: &c.ssh_options,
+            command,
+            progress,
+        }
+    }
+}
+
+/// A finished copy to or from one host.
+#[derive(Debug, Clone)]
+pub struct Copied {
+    pub user: String,
+    pub elapsed: Duration,
+    /// Bytes the tunnel carried each way (ssh's framing included).
+    pub up: u64,
+    pub down: u64,
+}
+
+/// `scp` next to the configured ssh (`/opt/ssh/bin/ssh` → `/opt/ssh/bin/scp`), else
+/// `scp` from PATH.
+fn scp_program(ssh: &std::path::Path) -> PathBuf {
+    match ssh.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("scp"),
+        _ => PathBuf::from("scp"),
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 fn no_home() -> AppError {

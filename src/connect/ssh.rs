@@ -23,6 +23,8 @@ pub struct SshSpec<'a> {
     pub options: &'a [String],
     /// A remote command, after the destination.
     pub command: &'a [String],
+    /// Where the proxy reports the bytes it carries (`ec2ssh scp`).
+    pub progress: Option<&'a Path>,
 }
 
 /// `ssh` when `program` is not given on PATH.
@@ -36,7 +38,12 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The ProxyCommand: this binary's `proxy` for `%h %p` in the instance's region.
-pub fn proxy_command(exe: &Path, region: &str, profile: Option<&str>) -> String {
+pub fn proxy_command(
+    exe: &Path,
+    region: &str,
+    profile: Option<&str>,
+    progress: Option<&Path>,
+) -> String {
     let mut cmd = format!(
         "{} proxy %h %p --region {}",
         shell_quote(&exe.to_string_lossy()),
@@ -45,6 +52,12 @@ pub fn proxy_command(exe: &Path, region: &str, profile: Option<&str>) -> String 
     if let Some(p) = profile {
         cmd.push_str(&format!(" --profile {}", shell_quote(p)));
     }
+    if let Some(p) = progress {
+        cmd.push_str(&format!(
+            " --progress {}",
+            shell_quote(&p.to_string_lossy())
+        ));
+    }
     // ssh expands %-tokens in ProxyCommand; a literal % in a path or profile must
     // not be taken for one.
     cmd.replace('%', "%%")
@@ -52,8 +65,9 @@ pub fn proxy_command(exe: &Path, region: &str, profile: Option<&str>) -> String 
         .replace("%%p", "%p")
 }
 
-/// The ssh arguments (without the program).
-pub fn args(spec: &SshSpec) -> Vec<OsString> {
+/// The options every ssh and scp run gets: the tunnel, the key, host keys pinned
+/// per instance id, no password prompts.
+fn common_options(spec: &SshSpec) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut opt = |o: String| {
         a.push("-o".into());
@@ -61,7 +75,7 @@ pub fn args(spec: &SshSpec) -> Vec<OsString> {
     };
     opt(format!(
         "ProxyCommand={}",
-        proxy_command(spec.exe, spec.region, spec.profile)
+        proxy_command(spec.exe, spec.region, spec.profile, spec.progress)
     ));
     opt(format!("HostKeyAlias={}", spec.instance));
     opt(format!("UserKnownHostsFile={}", spec.known_hosts.display()));
@@ -74,9 +88,29 @@ pub fn args(spec: &SshSpec) -> Vec<OsString> {
     opt("KbdInteractiveAuthentication=no".into());
     a.push("-i".into());
     a.push(spec.key.as_os_str().to_owned());
+    a
+}
+
+/// The ssh arguments (without the program).
+pub fn args(spec: &SshSpec) -> Vec<OsString> {
+    let mut a = common_options(spec);
     a.extend(spec.options.iter().map(OsString::from));
     a.push(format!("{}@{}", spec.user, spec.instance).into());
     a.extend(spec.command.iter().map(OsString::from));
+    a
+}
+
+/// The scp arguments (without the program): `flags` such as `-r`, then `--` so no
+/// operand is taken for an option, then the operands.
+pub fn scp_args(spec: &SshSpec, flags: &[&str], operands: &[String]) -> Vec<OsString> {
+    let mut a = common_options(spec);
+    // Nothing may prompt (there is no terminal to answer), and only errors are
+    // worth reporting per host (not "Permanently added … to known hosts").
+    a.extend(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"].map(OsString::from));
+    a.extend(flags.iter().map(OsString::from));
+    a.extend(spec.options.iter().map(OsString::from));
+    a.push("--".into());
+    a.extend(operands.iter().map(OsString::from));
     a
 }
 
@@ -96,6 +130,7 @@ mod tests {
             exe,
             options: &[],
             command: &[],
+            progress: None,
         }
     }
 
@@ -118,9 +153,32 @@ mod tests {
     }
 
     #[test]
+    fn scp_operands_come_after_a_double_dash_and_the_proxy_reports_progress() {
+        let exe = Path::new("/usr/bin/ec2ssh");
+        let mut sp = spec(exe, None);
+        let sock = Path::new("/run/user/1/ec2ssh/xfer-a/progress.sock");
+        sp.progress = Some(sock);
+        let ops = [
+            "-rf.txt".to_string(),
+            "ec2-user@i-0123456789abcdef0:".into(),
+        ];
+        let a: Vec<String> = scp_args(&sp, &["-r"], &ops)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let dashes = a.iter().position(|x| x == "--").unwrap();
+        assert_eq!(&a[dashes + 1..], &ops);
+        assert!(a[..dashes].contains(&"-r".to_string()));
+        assert!(a.contains(&"BatchMode=yes".to_string()));
+        assert!(a
+            .iter()
+            .any(|x| x.ends_with("--progress '/run/user/1/ec2ssh/xfer-a/progress.sock'")));
+    }
+
+    #[test]
     fn odd_paths_and_profiles_are_quoted_for_the_proxy_shell() {
         let exe = Path::new("/opt/my tools/ec2ssh's 100%");
-        let cmd = proxy_command(exe, "us-east-1", Some("prod; rm -rf ~"));
+        let cmd = proxy_command(exe, "us-east-1", Some("prod; rm -rf ~"), None);
         assert_eq!(
             cmd,
             r"'/opt/my tools/ec2ssh'\''s 100%%' proxy %h %p --region 'us-east-1' --profile 'prod; rm -rf ~'"

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use futures::future::join_all;
 
 use super::merge::{merge_region, SsmRecord};
@@ -59,7 +60,7 @@ pub fn merge_regions(errors: Vec<AwsError>) -> Vec<AwsError> {
 }
 
 async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {
-    let (ec2, ssm) = tokio::join!(ec2_instances(ctx, region), ssm_records(ctx, region));
+    let (ec2, ssm) = tokio::join!(ec2_instances(ctx, region), ssm_records(ctx, region, None));
     let mut errors = Vec::new();
     let ec2 = ec2.map_err(|e| errors.push(e)).ok();
     let ssm = ssm.map_err(|e| errors.push(e)).ok();
@@ -123,18 +124,38 @@ fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
     }
 }
 
-async fn ssm_records(ctx: &AwsContext, region: &str) -> Result<Vec<SsmRecord>, AwsError> {
+/// The most values one `DescribeInstanceInformation` filter may carry.
+pub(super) const MAX_FILTER_VALUES: usize = 50;
+
+/// Every page of `DescribeInstanceInformation` in `region`; with `ids`, only those
+/// instances (one `InstanceIds` filter per chunk of at most `MAX_FILTER_VALUES`).
+pub(super) async fn ssm_records(
+    ctx: &AwsContext,
+    region: &str,
+    ids: Option<&[String]>,
+) -> Result<Vec<SsmRecord>, AwsError> {
     let client = ctx.ssm(region);
-    let mut pages = client
-        .describe_instance_information()
-        .max_results(50)
-        .into_paginator()
-        .send();
+    let chunks: Vec<Option<&[String]>> = match ids {
+        None => vec![None],
+        Some(ids) => ids.chunks(MAX_FILTER_VALUES).map(Some).collect(),
+    };
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|e| AwsError::from_sdk("ssm:DescribeInstanceInformation", region, &e))?;
-        out.extend(page.instance_information_list().iter().map(from_ssm));
+    for chunk in chunks {
+        let mut request = client.describe_instance_information().max_results(50);
+        if let Some(chunk) = chunk {
+            let filter = InstanceInformationStringFilter::builder()
+                .key("InstanceIds")
+                .set_values(Some(chunk.to_vec()))
+                .build()
+                .expect("key and values are set");
+            request = request.filters(filter);
+        }
+        let mut pages = request.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| AwsError::from_sdk("ssm:DescribeInstanceInformation", region, &e))?;
+            out.extend(page.instance_information_list().iter().map(from_ssm));
+        }
     }
     Ok(out)
 }

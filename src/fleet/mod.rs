@@ -1,10 +1,13 @@
 //! The fleet: the `Instance` model, fetching it from EC2 and SSM, merging the two,
-//! and the on-disk cache that lets the picker start instantly.
+//! the SSM-only ping check that keeps it current, and the on-disk cache that lets
+//! the picker start instantly.
 
 pub mod cache;
 pub mod inventory;
 pub mod merge;
 pub mod model;
+pub mod ping;
+pub mod select;
 
 pub use cache::{Cache, Cached};
 pub use inventory::{fetch, FetchError, Inventory};

@@ -56,6 +56,9 @@ pub struct SimInstance {
     /// The agent comes Online this many seconds after the simulator starts (it is
     /// ConnectionLost before), e.g. for `ec2ssh status --wait`.
     pub online_after_secs: Option<u64>,
+    /// Where SendSSHPublicKey stores keys for this instance (its own sshd's
+    /// AuthorizedKeysCommand reads them); default: the simulator's `--keys-dir`.
+    pub keys_dir: Option<std::path::PathBuf>,
 }
 
 impl SimInstance {

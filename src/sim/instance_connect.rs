@@ -91,7 +91,7 @@ pub fn send_ssh_public_key(state: &SimState, region: &str, req: &Value) -> Resul
             "Unable to connect because the instance is not in the running state.",
         ));
     }
-    if let Some(dir) = &state.opts.keys_dir {
+    if let Some(dir) = instance.keys_dir.as_ref().or(state.opts.keys_dir.as_ref()) {
         store(dir, user, id, key).map_err(|e| {
             ApiError::new(
                 500,

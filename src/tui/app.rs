@@ -2,8 +2,11 @@
 //! as `Action`s, the state changes, and at most one `Effect` goes out for the
 //! event loop to carry out. No terminal or network in here.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::aws::AwsError;
 use crate::filter::{Hit, SearchIndex};
+use crate::fleet::ping::{self, PingReport, Targets};
 use crate::fleet::{FetchError, Instance, Inventory, Ping};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,8 +22,15 @@ pub enum Action {
     Home,
     End,
     Select,
+    /// Esc: clears the marks if there are any, else quits.
+    Back,
     Quit,
+    /// Ctrl-r: a full refresh, or with marks a ping check of the marked rows.
     Refresh,
+    /// Marks or unmarks the selected row and moves down.
+    ToggleMark,
+    /// Marks every row shown, or unmarks them if all already are.
+    ToggleMarkAll,
     ToggleOnline,
     ToggleDetails,
     ToggleHelp,
@@ -30,6 +40,14 @@ pub enum Action {
     Loaded(Result<Inventory, FetchError>, i64),
     /// The list area now has this many rows.
     Viewport(usize),
+    /// Time for the periodic ping check.
+    CheckPings,
+    /// A ping check finished; `rechecked` is how many marked rows it was asked about
+    /// (`None` for the periodic whole-fleet check).
+    Pings {
+        report: PingReport,
+        rechecked: Option<usize>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +57,8 @@ pub enum Effect {
     Select(String),
     /// Start a background refresh.
     Refresh,
+    /// Ask SSM for fresh ping status: of everything, or only of these.
+    CheckPings(Option<Targets>),
 }
 
 /// Where the rows on screen came from.
@@ -75,6 +95,12 @@ pub struct App {
     /// How the login user is chosen, to show it before connecting; `None` when Enter
     /// only prints the id.
     pub login: Option<crate::connect::user::UserRules>,
+    /// Marked instance ids: by id, so marks survive filtering and refreshes.
+    pub marked: HashSet<String>,
+    /// Ping checks under way.
+    pub pings_in_flight: usize,
+    /// Failures of the last ping check not already among `warnings`.
+    pub ping_warnings: Vec<AwsError>,
 }
 
 impl App {
@@ -99,12 +125,20 @@ impl App {
             online_count: 0,
             notice: None,
             login: None,
+            marked: HashSet::new(),
+            pings_in_flight: 0,
+            ping_warnings: Vec::new(),
         }
     }
 
-    /// Replaces the fleet, keeping the query and, when it is still there, the selection.
+    /// Replaces the fleet, keeping the query, the marks of instances still there and,
+    /// when it is still there, the selection.
     pub fn set_instances(&mut self, instances: Vec<Instance>, source: Source) {
         let keep = self.selected_instance().map(|i| i.id.clone());
+        if !self.marked.is_empty() {
+            let ids: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+            self.marked.retain(|id| ids.contains(id.as_str()));
+        }
         self.online_count = instances.iter().filter(|i| i.ping == Ping::Online).count();
         self.index = SearchIndex::new(&instances);
         self.instances = instances;
@@ -126,6 +160,48 @@ impl App {
         self.hits
             .get(self.selected)
             .map(|h| &self.instances[h.index as usize])
+    }
+
+    /// The marked instances, in fleet order (shown or not).
+    pub fn marked_instances(&self) -> Vec<&Instance> {
+        self.instances
+            .iter()
+            .filter(|i| self.marked.contains(&i.id))
+            .collect()
+    }
+
+    pub fn is_marked(&self, i: &Instance) -> bool {
+        self.marked.contains(&i.id)
+    }
+
+    /// Ids of the rows shown, in order.
+    fn shown_ids(&self) -> impl Iterator<Item = &String> {
+        self.hits
+            .iter()
+            .map(|h| &self.instances[h.index as usize].id)
+    }
+
+    /// Takes fresh ping states in place: rows keep their order and the selection its
+    /// instance (re-sorting under the cursor would be worse than a stale order), and
+    /// instances SSM did not mention keep what they had.
+    fn apply_pings(&mut self, report: PingReport) {
+        let by_id: HashMap<&str, _> = report.updates.iter().map(|u| (u.id.as_str(), u)).collect();
+        for i in &mut self.instances {
+            if let Some(u) = by_id.get(i.id.as_str()) {
+                u.apply(i);
+            }
+        }
+        self.online_count = self
+            .instances
+            .iter()
+            .filter(|i| i.ping == Ping::Online)
+            .count();
+        let known = |w: &AwsError| {
+            self.warnings
+                .iter()
+                .any(|o| o.action == w.action && o.kind == w.kind && o.code == w.code)
+        };
+        self.ping_warnings = report.warnings.into_iter().filter(|w| !known(w)).collect();
     }
 
     /// Char positions of the query's match in row `index`'s haystack.
@@ -176,7 +252,11 @@ impl App {
         if self.help
             && !matches!(
                 action,
-                Action::Tick(_) | Action::Loaded(..) | Action::Viewport(_)
+                Action::Tick(_)
+                    | Action::Loaded(..)
+                    | Action::Viewport(_)
+                    | Action::CheckPings
+                    | Action::Pings { .. }
             )
         {
             // Any key closes the help overlay and does nothing else.
@@ -214,11 +294,38 @@ impl App {
                     .selected_instance()
                     .map(|i| Effect::Select(i.id.clone()));
             }
-            Action::Quit => return Some(Effect::Quit),
+            Action::Back if !self.marked.is_empty() => self.marked.clear(),
+            Action::Back | Action::Quit => return Some(Effect::Quit),
+            Action::Refresh if !self.marked.is_empty() => {
+                let marked = self.marked_instances();
+                let n = marked.len();
+                let targets = ping::targets(marked);
+                self.pings_in_flight += 1;
+                self.notice = Some(format!("re-checking {n} marked…"));
+                return Some(Effect::CheckPings(Some(targets)));
+            }
             Action::Refresh => {
                 if !self.loading {
                     self.loading = true;
                     return Some(Effect::Refresh);
+                }
+            }
+            Action::ToggleMark => {
+                if let Some(id) = self.selected_instance().map(|i| i.id.clone()) {
+                    if !self.marked.remove(&id) {
+                        self.marked.insert(id);
+                    }
+                    self.move_by(1);
+                }
+            }
+            Action::ToggleMarkAll => {
+                let shown: Vec<String> = self.shown_ids().cloned().collect();
+                if shown.iter().all(|id| self.marked.contains(id)) {
+                    for id in &shown {
+                        self.marked.remove(id);
+                    }
+                } else {
+                    self.marked.extend(shown);
                 }
             }
             Action::ToggleOnline => {
@@ -246,6 +353,7 @@ impl App {
                 match result {
                     Ok(inv) => {
                         self.errors.clear();
+                        self.ping_warnings.clear();
                         self.warnings = inv.warnings;
                         self.set_instances(inv.instances, Source::Fresh { fetched_at: now });
                     }
@@ -255,6 +363,25 @@ impl App {
             Action::Viewport(rows) => {
                 self.viewport = rows;
                 self.scroll_into_view();
+            }
+            Action::CheckPings => {
+                // A full refresh brings pings too; and never two checks at once.
+                if self.pings_in_flight == 0 && !self.loading && !self.instances.is_empty() {
+                    self.pings_in_flight += 1;
+                    return Some(Effect::CheckPings(None));
+                }
+            }
+            Action::Pings { report, rechecked } => {
+                self.pings_in_flight = self.pings_in_flight.saturating_sub(1);
+                let failed = !report.warnings.is_empty();
+                self.apply_pings(report);
+                if let Some(n) = rechecked {
+                    self.notice = Some(if failed {
+                        format!("could not re-check all {n} marked (see below)")
+                    } else {
+                        format!("re-checked {n} marked")
+                    });
+                }
             }
         }
         None
@@ -386,6 +513,226 @@ mod tests {
         assert_eq!(a.update(Action::Quit), None);
         assert!(!a.help);
         assert_eq!(a.update(Action::Quit), Some(Effect::Quit));
+    }
+
+    fn ids(v: Vec<&Instance>) -> Vec<&str> {
+        v.into_iter().map(|i| i.id.as_str()).collect()
+    }
+
+    fn update(id: &str, ping: Ping) -> ping::PingUpdate {
+        ping::PingUpdate {
+            id: id.into(),
+            ping,
+            last_ping: Some(1990),
+            agent_version: Some("3.3.2".into()),
+        }
+    }
+
+    fn pings(updates: Vec<ping::PingUpdate>, rechecked: Option<usize>) -> Action {
+        Action::Pings {
+            report: PingReport {
+                updates,
+                warnings: vec![],
+            },
+            rechecked,
+        }
+    }
+
+    fn denied(action: &str) -> AwsError {
+        AwsError {
+            action: action.into(),
+            region: "us-east-1".into(),
+            kind: crate::aws::AwsErrorKind::AccessDenied,
+            code: Some("AccessDeniedException".into()),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn space_marks_the_row_and_moves_down() {
+        let mut a = app();
+        a.update(Action::ToggleMark);
+        assert_eq!(a.selected_instance().unwrap().id, "i-2");
+        a.update(Action::ToggleMark);
+        a.update(Action::Up);
+        a.update(Action::ToggleMark); // unmarks i-2
+        assert_eq!(ids(a.marked_instances()), ["i-1"]);
+        // On the last row it stays there.
+        a.update(Action::End);
+        a.update(Action::ToggleMark);
+        assert_eq!(a.selected_instance().unwrap().id, "i-4");
+        assert_eq!(ids(a.marked_instances()), ["i-1", "i-4"]);
+        assert_eq!(a.query, "", "marking is not typing");
+    }
+
+    #[test]
+    fn marks_survive_filtering_and_refreshes_drop_gone_instances() {
+        let mut a = app();
+        a.update(Action::ToggleMark); // i-1
+        a.update(Action::ToggleMark); // i-2
+        typed(&mut a, "db");
+        assert_eq!(a.hits.len(), 1);
+        assert_eq!(
+            ids(a.marked_instances()),
+            ["i-1", "i-2"],
+            "hidden, still marked"
+        );
+        a.update(Action::ClearQuery);
+        a.update(Action::ToggleOnline);
+        assert_eq!(ids(a.marked_instances()), ["i-1", "i-2"]);
+        let inv = Inventory {
+            instances: vec![
+                inst("i-4", "cache-1", Ping::Online),
+                inst("i-2", "web-2", Ping::Online),
+                inst("i-9", "web-9", Ping::Online),
+            ],
+            warnings: vec![],
+        };
+        a.update(Action::Loaded(Ok(inv), 2000));
+        assert_eq!(ids(a.marked_instances()), ["i-2"]);
+        assert_eq!(a.marked.len(), 1);
+    }
+
+    #[test]
+    fn star_marks_every_shown_row_then_unmarks_them() {
+        let mut a = app();
+        a.update(Action::End);
+        a.update(Action::ToggleMark); // i-4, not shown below
+        typed(&mut a, "web");
+        a.update(Action::ToggleMarkAll);
+        assert_eq!(ids(a.marked_instances()), ["i-1", "i-2", "i-4"]);
+        a.update(Action::ToggleMark); // unmarks i-1: not all shown are marked now
+        a.update(Action::ToggleMarkAll);
+        assert_eq!(ids(a.marked_instances()), ["i-1", "i-2", "i-4"]);
+        a.update(Action::ToggleMarkAll);
+        assert_eq!(ids(a.marked_instances()), ["i-4"], "only the shown rows");
+        typed(&mut a, "zzz");
+        a.update(Action::ToggleMarkAll);
+        assert_eq!(
+            ids(a.marked_instances()),
+            ["i-4"],
+            "nothing shown, nothing done"
+        );
+    }
+
+    #[test]
+    fn esc_clears_the_marks_first_and_ctrl_c_always_quits() {
+        let mut a = app();
+        a.update(Action::ToggleMark);
+        assert_eq!(a.update(Action::Back), None);
+        assert!(a.marked.is_empty());
+        assert_eq!(a.update(Action::Back), Some(Effect::Quit));
+        a.update(Action::ToggleMark);
+        assert_eq!(a.update(Action::Quit), Some(Effect::Quit));
+        // Enter still picks the selected row only.
+        assert_eq!(a.update(Action::Select), Some(Effect::Select("i-3".into())));
+    }
+
+    #[test]
+    fn ping_updates_apply_in_place_keeping_order_and_selection() {
+        let mut a = app();
+        a.update(Action::ToggleMark); // i-1
+        a.update(Action::Down);
+        assert_eq!(a.selected_instance().unwrap().id, "i-3");
+        let order: Vec<u32> = a.hits.iter().map(|h| h.index).collect();
+        a.update(pings(
+            vec![
+                update("i-3", Ping::Online),
+                update("i-1", Ping::ConnectionLost),
+                update("i-77", Ping::Online),
+            ],
+            None,
+        ));
+        assert_eq!(a.hits.iter().map(|h| h.index).collect::<Vec<_>>(), order);
+        let i3 = a.selected_instance().unwrap();
+        assert_eq!(i3.id, "i-3");
+        assert_eq!(
+            (i3.ping, i3.last_ping, i3.agent_version.as_deref()),
+            (Ping::Online, Some(1990), Some("3.3.2"))
+        );
+        assert_eq!(a.instances[0].ping, Ping::ConnectionLost);
+        // Not in the answer: as it was; unknown ids are not added.
+        assert_eq!(a.instances[1].ping, Ping::Online);
+        assert_eq!(a.instances.len(), 4);
+        assert_eq!(a.online_count, 3);
+        assert_eq!(ids(a.marked_instances()), ["i-1"]);
+        assert_eq!(a.notice, None, "the periodic check is quiet");
+    }
+
+    #[test]
+    fn one_periodic_ping_check_at_a_time() {
+        let mut a = App::new(1000);
+        assert_eq!(a.update(Action::CheckPings), None, "nothing to check yet");
+        let mut a = app();
+        assert_eq!(a.update(Action::CheckPings), Some(Effect::CheckPings(None)));
+        assert_eq!(a.update(Action::CheckPings), None, "one is in flight");
+        a.update(pings(vec![], None));
+        assert_eq!(a.update(Action::CheckPings), Some(Effect::CheckPings(None)));
+        a.update(pings(vec![], None));
+        a.update(Action::Refresh);
+        assert_eq!(
+            a.update(Action::CheckPings),
+            None,
+            "a full refresh is running"
+        );
+    }
+
+    #[test]
+    fn ctrl_r_with_marks_rechecks_only_them() {
+        let mut a = app();
+        a.update(Action::ToggleMark); // i-1
+        a.update(Action::End);
+        a.update(Action::ToggleMark); // i-4
+        a.instances[3].region = "eu-west-1".into();
+        let Some(Effect::CheckPings(Some(targets))) = a.update(Action::Refresh) else {
+            panic!("a targeted ping check");
+        };
+        assert_eq!(
+            targets,
+            Targets::from([
+                ("".to_string(), vec!["i-1".to_string()]),
+                ("eu-west-1".to_string(), vec!["i-4".to_string()]),
+            ])
+        );
+        assert!(!a.loading, "not a full refresh");
+        a.update(pings(vec![update("i-4", Ping::ConnectionLost)], Some(2)));
+        assert_eq!(a.notice.as_deref(), Some("re-checked 2 marked"));
+        assert_eq!(a.instances[3].ping, Ping::ConnectionLost);
+        // Without marks Ctrl-r is the full refresh it always was.
+        a.update(Action::Back);
+        assert_eq!(a.update(Action::Refresh), Some(Effect::Refresh));
+    }
+
+    #[test]
+    fn a_failed_ping_check_keeps_old_states_and_says_so_once() {
+        let mut a = app();
+        a.warnings = vec![denied("ec2:DescribeInstances")];
+        a.update(Action::ToggleMark);
+        a.update(Action::Refresh);
+        a.update(Action::Pings {
+            report: PingReport {
+                updates: vec![],
+                warnings: vec![denied("ssm:DescribeInstanceInformation")],
+            },
+            rechecked: Some(1),
+        });
+        assert_eq!(a.instances[0].ping, Ping::Online);
+        assert_eq!(a.ping_warnings.len(), 1);
+        assert_eq!(
+            a.notice.as_deref(),
+            Some("could not re-check all 1 marked (see below)")
+        );
+        // Already said by the last full refresh: not repeated.
+        a.warnings.push(denied("ssm:DescribeInstanceInformation"));
+        a.update(Action::CheckPings);
+        a.update(Action::Pings {
+            report: PingReport {
+                updates: vec![],
+                warnings: vec![denied("ssm:DescribeInstanceInformation")],
+            },
+            rechecked: None,
+        });
+        assert_eq!(a.ping_warnings, []);
     }
 
     #[test]

@@ -19,12 +19,16 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('u') if ctrl => Action::ClearQuery,
         KeyCode::Char('w') if ctrl => Action::DeleteWord,
         KeyCode::Char('h') if ctrl => Action::Backspace,
+        KeyCode::Char('a') if ctrl => Action::ToggleMarkAll,
         KeyCode::Backspace if ctrl || alt => Action::DeleteWord,
         KeyCode::Char(_) if ctrl || alt => return None,
         KeyCode::Char('?') => Action::ToggleHelp,
+        // Space and `*` mark rather than filter: "webprod" still finds web-prod-1.
+        KeyCode::Char(' ') => Action::ToggleMark,
+        KeyCode::Char('*') => Action::ToggleMarkAll,
         KeyCode::Char(c) => Action::Char(c),
         KeyCode::Backspace => Action::Backspace,
-        KeyCode::Esc => Action::Quit,
+        KeyCode::Esc => Action::Back,
         KeyCode::Enter => Action::Select,
         KeyCode::Up => Action::Up,
         KeyCode::Down => Action::Down,
@@ -41,19 +45,22 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
 
 /// The key list shown by the help overlay: (keys, what they do).
 pub const HELP: &[(&str, &str)] = &[
-    ("type", "filter (fuzzy; space separates terms)"),
+    ("type", "filter (fuzzy: \"webprod\" finds web-prod-1)"),
     ("↑ ↓  Ctrl-p Ctrl-n  Ctrl-k Ctrl-j", "move"),
     ("PgUp PgDn  Home End", "move by page / to the ends"),
     ("Enter", "connect to the selected instance"),
+    ("Space", "mark / unmark the row, move down"),
+    ("*  Ctrl-a", "mark all shown rows (again: unmark)"),
     ("Tab", "show only Online instances / all"),
     ("Ctrl-d  F3", "detail pane"),
-    ("Ctrl-r", "refresh from AWS"),
+    ("Ctrl-r", "refresh from AWS; marked: re-check ping"),
     (
         "Backspace  Ctrl-w  Ctrl-u",
         "delete a char / a word / the query",
     ),
     ("?  F1", "this help (any key closes it)"),
-    ("Esc  Ctrl-c", "quit"),
+    ("Esc", "clear the marks, else quit"),
+    ("Ctrl-c", "quit"),
 ];
 
 #[cfg(test)]
@@ -74,7 +81,11 @@ mod tests {
             Some(Action::Char('A'))
         );
         assert_eq!(key(KeyCode::Char('c'), ctrl), Some(Action::Quit));
-        assert_eq!(key(KeyCode::Esc, none), Some(Action::Quit));
+        assert_eq!(key(KeyCode::Esc, none), Some(Action::Back));
+        assert_eq!(key(KeyCode::Char(' '), none), Some(Action::ToggleMark));
+        assert_eq!(key(KeyCode::Char('*'), none), Some(Action::ToggleMarkAll));
+        assert_eq!(key(KeyCode::Char('a'), ctrl), Some(Action::ToggleMarkAll));
+        assert_eq!(key(KeyCode::Char(' '), ctrl), None);
         assert_eq!(key(KeyCode::Char('n'), ctrl), Some(Action::Down));
         assert_eq!(key(KeyCode::Char('j'), ctrl), Some(Action::Down));
         assert_eq!(key(KeyCode::Char('p'), ctrl), Some(Action::Up));

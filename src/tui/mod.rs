@@ -37,6 +37,8 @@ pub struct PickOptions {
     pub once: bool,
     /// A first line for the status bar.
     pub notice: Option<String>,
+    /// How often to re-check the ping column with SSM; `None` never.
+    pub ping_refresh: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,29 @@ fn spawn_refresh(ctx: &AwsContext, tx: &mpsc::UnboundedSender<Action>) {
         let result = fleet::fetch(&ctx).await;
         let _ = tx.send(Action::Loaded(result, unix_now()));
     });
+}
+
+fn spawn_ping_check(
+    ctx: &AwsContext,
+    tx: &mpsc::UnboundedSender<Action>,
+    only: Option<fleet::ping::Targets>,
+) {
+    let (ctx, tx) = (ctx.clone(), tx.clone());
+    tokio::spawn(async move {
+        let rechecked = only.as_ref().map(|t| t.values().map(Vec::len).sum());
+        let report = fleet::ping::fetch_pings(&ctx, only.as_ref()).await;
+        let _ = tx.send(Action::Pings { report, rechecked });
+    });
+}
+
+/// The next tick of `interval`, or never without one.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 pub async fn run(
@@ -97,6 +122,12 @@ pub async fn run(
     })?;
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut ping_tick = opts.ping_refresh.map(|every| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // After an ssh session, one check now rather than a burst of missed ones.
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
     let mut signals = Signals::install();
     let mut connector = opts.connector;
     app.login = connector.as_ref().map(|c| c.rules.clone());
@@ -138,6 +169,7 @@ pub async fn run(
                 let now = unix_now();
                 (app.loading || now != last_second).then(|| { last_second = now; Action::Tick(now) })
             }
+            _ = next_tick(&mut ping_tick) => Some(Action::CheckPings),
             n = signals.recv() => return Err(signals::as_error(n)),
         };
         let Some(action) = action else { continue };
@@ -212,6 +244,7 @@ pub async fn run(
                 });
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
+            Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
             None => {}
         }
     }

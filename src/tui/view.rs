@@ -47,7 +47,15 @@ impl Theme {
     fn dim(self) -> Style {
         self.fg(Color::DarkGray)
     }
+
+    fn mark(self) -> Style {
+        self.fg(Color::Magenta).add_modifier(Modifier::BOLD)
+    }
 }
+
+/// Cells before the first column: mark, space, ping glyph, space.
+const GUTTER: usize = 4;
+const MARK: &str = "*";
 
 /// A table column: which field, its header and its width in cells.
 struct Column {
@@ -71,8 +79,8 @@ fn columns(total: usize) -> Vec<Column> {
         col(Some(Field::Zone), "AZ", 15),
         col(None, "AGENT", 12),
     ];
-    // glyph + space, and one space between columns.
-    let mut budget = total.saturating_sub(2);
+    // The gutter, and one space between columns.
+    let mut budget = total.saturating_sub(GUTTER);
     let min_name = 16;
     let mut out = vec![];
     for c in fixed {
@@ -155,7 +163,8 @@ pub struct Areas {
 }
 
 pub fn areas(app: &App, area: Rect) -> Areas {
-    let messages = (app.errors.len() + app.warnings.len()).min(3) as u16 * 2;
+    let messages =
+        (app.errors.len() + app.warnings.len() + app.ping_warnings.len()).min(3) as u16 * 2;
     let [query, body, msgs, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(2),
@@ -215,7 +224,7 @@ fn render_query(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
 }
 
 fn render_header(frame: &mut Frame, cols: &[Column], theme: Theme, area: Rect) {
-    let mut spans = vec![Span::raw("  ")];
+    let mut spans = vec![Span::raw(" ".repeat(GUTTER))];
     for c in cols {
         spans.push(Span::styled(
             fit(c.title, c.width),
@@ -255,7 +264,10 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
         };
         let positions = app.match_positions(hit.index);
         let hay = app.haystack(hit.index);
+        let mark = if app.is_marked(i) { MARK } else { " " };
         let mut spans = vec![
+            Span::styled(mark, theme.mark().patch(base)),
+            Span::styled(" ", base),
             Span::styled(i.ping.glyph().to_string(), theme.ping(i.ping).patch(base)),
             Span::styled(" ", base),
         ];
@@ -363,12 +375,12 @@ fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let mut lines = Vec::new();
     let red = theme.fg(Color::Red).add_modifier(Modifier::BOLD);
     let yellow = theme.fg(Color::Yellow);
-    for (e, style, label) in app
-        .errors
-        .iter()
-        .map(|e| (e, red, "error: "))
-        .chain(app.warnings.iter().map(|e| (e, yellow, "warning: ")))
-    {
+    for (e, style, label) in app.errors.iter().map(|e| (e, red, "error: ")).chain(
+        app.warnings
+            .iter()
+            .chain(&app.ping_warnings)
+            .map(|e| (e, yellow, "warning: ")),
+    ) {
         lines.push(Line::from(vec![
             Span::styled(label, style),
             Span::raw(sanitize(&e.summary()).into_owned()),
@@ -386,6 +398,9 @@ fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         format!("{}/{} shown", app.hits.len(), app.instances.len()),
         format!("{} online", app.online_count),
     ];
+    if !app.marked.is_empty() {
+        parts.push(format!("{} marked", app.marked.len()));
+    }
     if app.online_only {
         parts.push("online only".into());
     }
@@ -416,7 +431,7 @@ fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
 
 fn render_help(frame: &mut Frame, theme: Theme) {
     let area = frame.area();
-    let w = 70.min(area.width);
+    let w = 80.min(area.width);
     let h = (HELP.len() as u16 + 4).min(area.height);
     let rect = Rect::new(
         area.x + (area.width - w) / 2,
@@ -551,12 +566,12 @@ mod tests {
         a.update(Action::ToggleDetails);
         let t = draw(&a, 120, 24);
         insta::assert_snapshot!(t.backend());
-        // The matched characters "evil" (row 2, name column from x=2) are highlighted.
+        // The matched characters "evil" (row 2, name column from x=4) are highlighted.
         let buf = t.backend().buffer();
-        for x in 2..6 {
+        for x in 4..8 {
             assert!(buf[(x, 2)].modifier.contains(Modifier::UNDERLINED), "x={x}");
         }
-        assert!(!buf[(6, 2)].modifier.contains(Modifier::UNDERLINED));
+        assert!(!buf[(8, 2)].modifier.contains(Modifier::UNDERLINED));
     }
 
     #[test]
@@ -616,6 +631,33 @@ mod tests {
     }
 
     #[test]
+    fn marked_rows_and_their_count() {
+        let mut a = app();
+        a.update(Action::ToggleMark);
+        a.update(Action::ToggleMark);
+        let t = draw(&a, 120, 12);
+        let buf = t.backend().buffer();
+        let line = |y: u16| {
+            (0..120)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+        };
+        assert!(line(2).starts_with("* ● web-prod-1"), "{}", line(2));
+        assert!(line(3).starts_with("* ● ウ"), "{}", line(3));
+        assert!(line(4).starts_with("  ● evil"), "{}", line(4));
+        assert!(line(1).starts_with("    NAME"), "{}", line(1));
+        assert!(line(11).contains("2 marked"), "{}", line(11));
+        // Without colour the mark is still there, and bold.
+        let mut plain = Terminal::new(TestBackend::new(120, 12)).unwrap();
+        plain
+            .draw(|f| render(f, &a, Theme { color: false }))
+            .unwrap();
+        let cell = &plain.backend().buffer()[(0, 2)];
+        assert_eq!((cell.symbol(), cell.fg), ("*", Color::Reset));
+        assert!(cell.modifier.contains(Modifier::BOLD));
+    }
+
+    #[test]
     fn ages() {
         assert_eq!(age(0), "just now");
         assert_eq!(age(42), "42 s ago");
@@ -628,7 +670,7 @@ mod tests {
     #[test]
     fn narrow_terminals_drop_columns_from_the_right() {
         let titles = |w| columns(w).iter().map(|c| c.title).collect::<Vec<_>>();
-        assert_eq!(titles(40), ["NAME", "ID"]);
+        assert_eq!(titles(42), ["NAME", "ID"]);
         assert_eq!(
             titles(140),
             [
@@ -641,7 +683,7 @@ mod tests {
                 "AGENT"
             ]
         );
-        let total: usize = columns(100).iter().map(|c| c.width + 1).sum::<usize>() + 2;
+        let total: usize = columns(100).iter().map(|c| c.width + 1).sum::<usize>() + GUTTER;
         assert!(total <= 100, "{total}");
     }
 }

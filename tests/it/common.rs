@@ -302,23 +302,42 @@ pub fn in_tmux(dir: &Path, env: &[(&str, &str)], args: &str, capture_stdout: boo
     Tmux::start(dir, env, 120, 30, &format!("sh {}", script.display()))
 }
 
-/// Waits for the wrapped command to exit; checks the terminal modes are as before it
-/// ran; returns its stdout (if captured) and exit code.
-pub fn finished(dir: &Path) -> (String, i32) {
-    let code = wait_for("the picker to exit", Duration::from_secs(30), || {
-        std::fs::read_to_string(dir.join("code"))
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-    });
-    wait_for("stty after", Duration::from_secs(10), || {
-        std::fs::read_to_string(dir.join("after"))
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-    });
-    let stty = |f| std::fs::read_to_string(dir.join(f)).unwrap();
-    assert_eq!(stty("before"), stty("after"), "terminal modes restored");
-    (
-        std::fs::read_to_string(dir.join("out")).unwrap_or_default(),
-        code.trim().parse().unwrap(),
-    )
+impl Tmux {
+    /// Waits for the command started by `in_tmux` to exit; checks the terminal modes
+    /// are as before it ran; returns its stdout (if captured) and exit code. On a
+    /// timeout the panic shows the screen and what is still running.
+    pub fn finished(&self, dir: &Path) -> (String, i32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let code = loop {
+            let code = std::fs::read_to_string(dir.join("code")).ok();
+            if let Some(code) = code.filter(|s| s.ends_with('\n')) {
+                break code;
+            }
+            if Instant::now() > deadline {
+                let ps = Command::new("ps")
+                    .args(["-eLo", "pid,tid,stat,wchan:24,args"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                let ours: Vec<&str> = ps.lines().filter(|l| l.contains("ec2ssh")).collect();
+                panic!(
+                    "timed out after 30s waiting for the command to exit; screen:\n{}\nprocesses:\n{}",
+                    self.screen(),
+                    ours.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        wait_for("stty after", Duration::from_secs(10), || {
+            std::fs::read_to_string(dir.join("after"))
+                .ok()
+                .filter(|s| s.ends_with('\n'))
+        });
+        let stty = |f| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(stty("before"), stty("after"), "terminal modes restored");
+        (
+            std::fs::read_to_string(dir.join("out")).unwrap_or_default(),
+            code.trim().parse().unwrap(),
+        )
+    }
 }

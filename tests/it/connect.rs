@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{ec2ssh, finished, in_tmux, Sim};
+use crate::common::{ec2ssh, in_tmux, Sim};
 use crate::rig::{
     assert_no_active_sessions, fleet_file, openssh, proxy_option, Sshd, LOST, ONLINE, USER,
 };
@@ -253,7 +253,7 @@ fn picker_connects_and_comes_back() {
     assert_no_active_sessions(&s.sim);
     s.assert_no_keys_left();
     t.send(&["Escape"]);
-    assert_eq!(finished(dir).1, 130);
+    assert_eq!(t.finished(dir).1, 130);
 }
 
 /// A newcomer's first run: `ec2ssh demo`, pick a host, get a real shell (a private
@@ -276,7 +276,7 @@ fn the_demo_connects_for_real() {
         sc.contains("web-prod-1: ssh exited 0 after")
     });
     t.send(&["Escape"]);
-    assert_eq!(finished(dir).1, 130);
+    assert_eq!(t.finished(dir).1, 130);
 }
 
 /// `ec2ssh ssh-config` makes plain OpenSSH tools work by instance id and by Name alias.

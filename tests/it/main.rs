@@ -8,5 +8,6 @@ mod list_sim;
 mod picker;
 mod proxy;
 mod rig;
+mod scp;
 mod sshd;
 mod status;

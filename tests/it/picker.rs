@@ -1,25 +1,28 @@
 //! The real picker in a real terminal (tmux): type, see the best match first, pick
-//! it, read the id on stdout, and find the terminal as it was.
+//! it, read the id on stdout, and find the terminal as it was; mark rows and watch
+//! the ping column change under them.
 
-use crate::common::{finished, picker_in_tmux, Sim};
+use crate::common::{picker_in_tmux, Sim};
 
 #[test]
 fn picker_end_to_end() {
     let home = tempfile::tempdir().unwrap();
     let sim = Sim::start(home.path(), &[]);
-    let expected = {
+    let best = |query: &str| {
         let out = sim
             .ec2ssh(home.path())
-            .args(["list", "-q", "--filter", "db prod"])
+            .args(["list", "-q", "--filter", query])
             .output()
             .unwrap();
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .next()
-            .expect("a db prod instance")
+            .unwrap_or_else(|| panic!("an instance matching {query:?}"))
             .to_string()
     };
+    // Space marks rows in the picker, so a query is typed without it.
+    let expected = best("dbprod");
 
     // Type a query, the best match is first, Enter prints its id.
     let dir = tempfile::tempdir().unwrap();
@@ -33,12 +36,12 @@ fn picker_end_to_end() {
     t.wait_screen("the fleet", |s| {
         s.contains(" shown ·") && s.contains("updated")
     });
-    t.type_text("db prod");
+    t.type_text("dbprod");
     t.wait_screen("the filtered list", |s| {
-        s.starts_with("> db prod\n") && s.lines().nth(2).is_some_and(|l| l.contains(&expected))
+        s.starts_with("> dbprod\n") && s.lines().nth(2).is_some_and(|l| l.contains(&expected))
     });
     t.send(&["Enter"]);
-    let (out, code) = finished(dir.path());
+    let (out, code) = t.finished(dir.path());
     assert_eq!((out.trim(), code), (expected.as_str(), 0));
     drop(t);
 
@@ -52,7 +55,7 @@ fn picker_end_to_end() {
     t.send(&["Tab"]);
     t.wait_screen("online only", |s| s.contains("online only"));
     t.send(&["C-c"]);
-    let (out, code) = finished(dir.path());
+    let (out, code) = t.finished(dir.path());
     assert_eq!((out.as_str(), code), ("", 130));
     drop(t);
 
@@ -70,17 +73,106 @@ fn picker_end_to_end() {
         .status()
         .unwrap();
     assert!(killed.success(), "pkill found the picker");
-    let (out, code) = finished(dir.path());
+    let (out, code) = t.finished(dir.path());
     assert_eq!((out.as_str(), code), ("", 143));
     drop(t);
 
     // The demo command itself, as a newcomer runs it; the warm cache is not needed.
+    // A query with a space still works from the command line.
+    let expected = best("db prod");
     let dir = tempfile::tempdir().unwrap();
     let t = picker_in_tmux(dir.path(), &[], "demo --print --filter 'db prod'");
     t.wait_screen("the demo fleet", |s| {
         s.lines().nth(2).is_some_and(|l| l.contains(&expected))
     });
     t.send(&["Enter"]);
-    let (out, code) = finished(dir.path());
+    let (out, code) = t.finished(dir.path());
     assert_eq!((out.trim(), code), (expected.as_str(), 0));
+}
+
+/// alpha and beta are Online; gamma's agent comes Online 10 s after the simulator starts.
+fn booting_fleet(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("fleet.toml");
+    std::fs::write(
+        &path,
+        r#"default_region = "us-east-1"
+
+[[instance]]
+id = "i-0d0d0000000000001"
+name = "alpha"
+state = "running"
+ping = "Online"
+
+[[instance]]
+id = "i-0d0d0000000000002"
+name = "beta"
+state = "running"
+ping = "Online"
+
+[[instance]]
+id = "i-0d0d0000000000003"
+name = "gamma"
+state = "running"
+online_after_secs = 10
+"#,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn picker_marks_rows_and_refreshes_pings_in_place() {
+    let home = tempfile::tempdir().unwrap();
+    let fleet = booting_fleet(home.path());
+    let sim = Sim::start(home.path(), &["--fleet", fleet.to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
+    let t = picker_in_tmux(
+        dir.path(),
+        &env,
+        "--region us-east-1 pick --print --ping-refresh 1s",
+    );
+    let row = |s: &str, n: usize| s.lines().nth(2 + n).unwrap_or("").to_string();
+    // The SSM line of the detail pane (right of the list).
+    let ssm = |s: &str| {
+        s.lines()
+            .find_map(|l| l.split_once("│SSM").map(|(_, v)| v.to_string()))
+            .unwrap_or_default()
+    };
+    t.wait_screen("gamma ConnectionLost", |s| {
+        s.contains(" shown ·") && row(s, 2).contains("◐ gamma")
+    });
+
+    // Space marks alpha and beta and leaves the selection on gamma.
+    t.send(&["Space"]);
+    t.send(&["Space"]);
+    t.send(&["C-d"]);
+    let s = t.wait_screen("two marked, gamma selected", |s| {
+        s.contains("3 shown · 2 online · 2 marked")
+            && row(s, 0).starts_with("* ● alpha")
+            && row(s, 1).starts_with("* ● beta")
+            && s.contains("│Name        gamma")
+    });
+    assert!(ssm(&s).contains("ConnectionLost"), "{s}");
+
+    // The ping check turns gamma Online where it is, still selected, marks kept.
+    t.wait_screen("gamma Online in place", |s| {
+        row(s, 2).starts_with("  ● gamma")
+            && ssm(s).contains("Online")
+            && s.contains("│Name        gamma")
+            && s.contains("3 online · 2 marked")
+            && row(s, 0).starts_with("* ● alpha")
+            && row(s, 1).starts_with("* ● beta")
+    });
+
+    // Ctrl-r with marks re-checks just them; Esc clears the marks, a second Esc quits.
+    t.send(&["C-r"]);
+    t.wait_screen("the re-check", |s| s.contains("re-checked 2 marked"));
+    t.send(&["Escape"]);
+    t.wait_screen("no marks", |s| {
+        !s.contains("online · 2 marked") && row(s, 0).starts_with("  ● alpha")
+    });
+    t.send(&["Escape"]);
+    let (out, code) = t.finished(dir.path());
+    assert_eq!((out.as_str(), code), ("", 130));
 }

@@ -95,15 +95,7 @@ impl Setup {
 impl Setup {
     /// A directory the login user may write into (the test home is root's, 0700).
     fn inbox(&self) -> std::path::PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let home = self.home.path();
-        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o711)).unwrap();
-        let inbox = home.join("inbox");
-        std::fs::create_dir_all(&inbox).unwrap();
-        let uid = Command::new("id").args(["-u", USER]).output().unwrap();
-        let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
-        std::os::unix::fs::chown(&inbox, Some(uid), None).unwrap();
-        inbox
+        crate::rig::user_dir(self.home.path(), "inbox")
     }
 }
 

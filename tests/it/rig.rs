@@ -26,14 +26,24 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(home: &Path) -> Sshd {
+        Sshd::start_named(home, "sshd", None)
+    }
+
+    /// Another sshd in the same home (`home/NAME`), e.g. one per simulated host;
+    /// with `sftp_home`, scp/sftp sessions start there (each host's own "home").
+    pub fn start_named(home: &Path, name: &str, sftp_home: Option<&Path>) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         require(sshd, "OpenSSH sshd");
         require(
             Path::new(AUTHORIZED_KEYS_COMMAND),
             "the test AuthorizedKeysCommand",
         );
-        let dir = home.join("sshd");
+        let dir = home.join(name);
         std::fs::create_dir_all(dir.join("keys")).unwrap();
+        let sftp = match sftp_home {
+            Some(d) => format!("internal-sftp -d {}", d.display()),
+            None => "internal-sftp".into(),
+        };
         keygen(&dir.join("hostkey"));
         // A free port can be taken by another test between the probe and sshd's bind;
         // then sshd exits and the port answers for someone else. So success is this
@@ -56,7 +66,7 @@ impl Sshd {
                      AuthorizedKeysCommand {AUTHORIZED_KEYS_COMMAND} {dir}/keys %u\n\
                      AuthorizedKeysCommandUser root\n\
                      StrictModes no\n\
-                     Subsystem sftp internal-sftp\n",
+                     Subsystem sftp {sftp}\n",
                     dir = dir.display()
                 ),
             )
@@ -128,6 +138,18 @@ impl Sshd {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
     }
+}
+
+/// `parent/name`, owned by the instances' login user (so scp can write there), with
+/// `parent` opened up for it to pass through.
+pub fn user_dir(parent: &Path, name: &str) -> PathBuf {
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let uid = Command::new("id").args(["-u", USER]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
+    std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
+    dir
 }
 
 fn keygen(path: &Path) {

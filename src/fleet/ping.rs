@@ -1,0 +1,185 @@
+//! The cheap check behind the picker's live ping column: SSM
+//! `DescribeInstanceInformation` alone (no EC2), for the whole fleet or a few
+//! instances, giving fresh ping status, last ping and agent version per id.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use super::inventory::{merge_regions, ssm_records};
+use super::merge::SsmRecord;
+use super::model::{Instance, Ping};
+use crate::aws::{AwsContext, AwsError};
+
+/// Instances to ask about: region → instance ids.
+pub type Targets = BTreeMap<String, Vec<String>>;
+
+/// Groups instances by region for `fetch_pings`.
+pub fn targets<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Targets {
+    let mut out = Targets::new();
+    for i in instances {
+        out.entry(i.region.clone()).or_default().push(i.id.clone());
+    }
+    out
+}
+
+/// What SSM says now about one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingUpdate {
+    pub id: String,
+    pub ping: Ping,
+    pub last_ping: Option<i64>,
+    pub agent_version: Option<String>,
+}
+
+impl From<SsmRecord> for PingUpdate {
+    fn from(r: SsmRecord) -> Self {
+        PingUpdate {
+            id: r.id,
+            ping: r.ping,
+            last_ping: r.last_ping,
+            agent_version: r.agent_version,
+        }
+    }
+}
+
+impl PingUpdate {
+    pub fn apply(&self, i: &mut Instance) {
+        i.ping = self.ping;
+        i.last_ping = self.last_ping;
+        i.agent_version.clone_from(&self.agent_version);
+    }
+}
+
+/// The answers, plus the calls that failed (their instances get no update).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PingReport {
+    pub updates: Vec<PingUpdate>,
+    pub warnings: Vec<AwsError>,
+}
+
+/// Asks SSM about every managed node in every region of `ctx`, or only about `only`;
+/// regions in parallel. A node SSM does not list gets no update: it may simply not know it.
+pub async fn fetch_pings(ctx: &AwsContext, only: Option<&Targets>) -> PingReport {
+    let asks: Vec<(&str, Option<&[String]>)> = match only {
+        None => ctx.regions.iter().map(|r| (r.as_str(), None)).collect(),
+        Some(t) => t
+            .iter()
+            .map(|(r, ids)| (r.as_str(), Some(ids.as_slice())))
+            .collect(),
+    };
+    let answers = join_all(asks.iter().map(|&(r, ids)| ssm_records(ctx, r, ids))).await;
+    let mut report = PingReport::default();
+    for answer in answers {
+        match answer {
+            Ok(records) => report
+                .updates
+                .extend(records.into_iter().map(PingUpdate::from)),
+            Err(e) => report.warnings.push(e),
+        }
+    }
+    report.warnings = merge_regions(report.warnings);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{self, FleetFile, SimInstance, SimOptions};
+
+    fn fleet(n: usize) -> FleetFile {
+        let instances = (0..n)
+            .map(|k| SimInstance {
+                id: format!("i-{k:017x}"),
+                name: Some(format!("host-{k}")),
+                region: Some(if k % 2 == 0 { "us-east-1" } else { "eu-west-1" }.into()),
+                state: Some("running".into()),
+                // Every third one is not managed by SSM.
+                ping: (k % 3 != 0).then(|| "Online".to_string()),
+                agent_version: Some("3.3.1611.0".into()),
+                ..Default::default()
+            })
+            .collect();
+        FleetFile {
+            default_region: "us-east-1".into(),
+            instances,
+        }
+    }
+
+    fn ids(report: &PingReport) -> Vec<&str> {
+        let mut v: Vec<&str> = report.updates.iter().map(|u| u.id.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn every_region_or_only_the_targets_in_chunks() {
+        let sim = sim::start(fleet(240), SimOptions::default()).await.unwrap();
+        let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
+
+        let all = fetch_pings(&ctx, None).await;
+        assert_eq!(all.warnings, []);
+        assert_eq!(all.updates.len(), 160, "every managed node, all pages");
+        let u = &all.updates[0];
+        assert_eq!(
+            (u.ping, u.agent_version.as_deref()),
+            (Ping::Online, Some("3.3.1611.0"))
+        );
+        assert!(u.last_ping.is_some());
+
+        // 120 targets in two regions: more than one filter's worth in each.
+        let wanted: Vec<Instance> = (0..120)
+            .map(|k| Instance {
+                id: format!("i-{k:017x}"),
+                region: if k % 2 == 0 { "us-east-1" } else { "eu-west-1" }.into(),
+                ..Default::default()
+            })
+            .collect();
+        let t = targets(&wanted);
+        assert_eq!(t.len(), 2);
+        let some = fetch_pings(&ctx, Some(&t)).await;
+        assert_eq!(some.warnings, []);
+        let mut expected: Vec<String> = (0..120)
+            .filter(|k| k % 3 != 0)
+            .map(|k| format!("i-{k:017x}"))
+            .collect();
+        expected.sort();
+        assert_eq!(ids(&some), expected);
+    }
+
+    #[tokio::test]
+    async fn a_denied_call_is_a_warning_and_no_update() {
+        let opts = SimOptions {
+            denied_actions: ["ssm:DescribeInstanceInformation".to_string()].into(),
+            ..SimOptions::default()
+        };
+        let sim = sim::start(fleet(4), opts).await.unwrap();
+        let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
+        let report = fetch_pings(&ctx, None).await;
+        assert_eq!(report.updates, []);
+        assert_eq!(report.warnings.len(), 1, "one line for both regions");
+        assert_eq!(report.warnings[0].action, "ssm:DescribeInstanceInformation");
+    }
+
+    #[test]
+    fn an_update_changes_only_the_ssm_fields() {
+        let mut i = Instance {
+            id: "i-1".into(),
+            name: Some("web".into()),
+            ping: Ping::ConnectionLost,
+            agent_version: Some("1".into()),
+            ..Default::default()
+        };
+        PingUpdate {
+            id: "i-1".into(),
+            ping: Ping::Online,
+            last_ping: Some(5),
+            agent_version: Some("2".into()),
+        }
+        .apply(&mut i);
+        assert_eq!(i.ping, Ping::Online);
+        assert_eq!(i.last_ping, Some(5));
+        assert_eq!(i.agent_version.as_deref(), Some("2"));
+        assert_eq!(i.name.as_deref(), Some("web"));
+    }
+}

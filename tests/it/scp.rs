@@ -1,0 +1,291 @@
+//! `ec2ssh scp` end to end: several simulated instances, each its own loopback sshd
+//! with its own key store and its own "home" (sftp start directory), so every host's
+//! copy is checked by SHA-256 on that host; offline and key-refusing hosts are
+//! reported exactly; pulls land per host; Ctrl-C ends every session.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use crate::common::{ec2ssh, wait_for, Sim};
+use crate::rig::{active_sessions, assert_no_active_sessions, user_dir, Sshd};
+
+/// One simulated host: its sshd and the directory its scp sessions start in.
+struct Host {
+    id: String,
+    home: PathBuf,
+    _sshd: Sshd,
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    hosts: Vec<Host>,
+    sim: Sim,
+}
+
+/// `online` hosts with their own sshd (tagged Role=web, named web-N), plus an
+/// offline one (`down`) and one whose sshd never sees the pushed keys (`refuser`).
+fn fleet(online: usize, extra_args: &[&str]) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = Vec::new();
+    let mut toml = String::from("default_region = \"us-east-1\"\n");
+    let entry = |id: &str, name: &str, role: &str, ping: &str, target: &str, keys: &Path| {
+        format!(
+            "\n[[instance]]\nid = \"{id}\"\nname = \"{name}\"\nstate = \"running\"\nping = \"{ping}\"\n\
+             platform_type = \"Linux\"\nplatform_name = \"Amazon Linux\"\nagent_version = \"3.3.1611.0\"\n\
+             target = \"{target}\"\nkeys_dir = \"{}\"\ntags = {{ Role = \"{role}\" }}\n",
+            keys.display()
+        )
+    };
+    for n in 1..=online + 1 {
+        let home = user_dir(dir.path(), &format!("home-{n}"));
+        let sshd = Sshd::start_named(dir.path(), &format!("sshd-{n}"), Some(&home));
+        let id = format!("i-0bbbb00000000000{n}");
+        if n <= online {
+            toml.push_str(&entry(
+                &id,
+                &format!("web-{n}"),
+                "web",
+                "Online",
+                &sshd.addr(),
+                &sshd.keys_dir(),
+            ));
+        } else {
+            // Instance Connect takes the key, but this host's sshd reads another store.
+            let elsewhere = dir.path().join("keys-nobody-reads");
+            toml.push_str(&entry(
+                &id,
+                "refuser",
+                "edge",
+                "Online",
+                &sshd.addr(),
+                &elsewhere,
+            ));
+        }
+        hosts.push(Host {
+            id,
+            home,
+            _sshd: sshd,
+        });
+    }
+    let nowhere = dir.path().join("unused");
+    toml.push_str(&entry(
+        "i-0bbbb0000000000ff",
+        "down",
+        "edge",
+        "ConnectionLost",
+        "127.0.0.1:9",
+        &nowhere,
+    ));
+    let path = dir.path().join("fleet.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut args = vec!["--fleet", path.to_str().unwrap()];
+    args.extend_from_slice(extra_args);
+    let sim = Sim::start(dir.path(), &args);
+    Fleet { dir, hosts, sim }
+}
+
+impl Fleet {
+    fn ec2ssh(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = ec2ssh(d);
+        c.env("AWS_ENDPOINT_URL", &self.sim.endpoint)
+            .env("XDG_RUNTIME_DIR", d.join("run"))
+            .env("XDG_DATA_HOME", d.join("data"))
+            .env("XDG_STATE_HOME", d.join("state"))
+            .args(["--region", "us-east-1", "scp"])
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn scp(&self, args: &[&str]) -> Output {
+        self.ec2ssh().args(args).output().unwrap()
+    }
+
+    fn payload(&self, name: &str, size: usize) -> (PathBuf, String) {
+        let mut data = vec![0u8; size];
+        rand::rngs::StdRng::seed_from_u64(size as u64).fill_bytes(&mut data);
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, &data).unwrap();
+        (path, sha256(&data))
+    }
+
+    /// Nothing left in ec2ssh's runtime dir: no key, no progress socket.
+    fn assert_clean(&self) {
+        let dir = self.dir.path().join("run/ec2ssh");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert_no_active_sessions(&self.sim);
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(data))
+}
+
+fn file_sha(path: &Path) -> String {
+    sha256(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_push_to_three_hosts_arrives_on_each() {
+    let f = fleet(3, &[]);
+    let (file, sum) = f.payload("build.bin", 4 << 20);
+    let out = f.scp(&["-t", "tag:Role=web", file.to_str().unwrap(), ":"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("3 hosts: 3 ok, 0 failed"), "{stdout}");
+    for h in &f.hosts[..3] {
+        assert_eq!(file_sha(&h.home.join("build.bin")), sum, "on {}", h.id);
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&h.id))
+            .unwrap_or_default();
+        assert!(line.starts_with("ok      web-"), "{stdout}");
+    }
+    assert!(
+        !f.hosts[3].home.join("build.bin").exists(),
+        "only the selected hosts"
+    );
+    // One host by name, into a subdirectory, recursively.
+    let tree = f.dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/conf"), "x=1\n").unwrap();
+    let out = f.scp(&["-r", tree.to_str().unwrap(), "web-2:"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let copied = f.hosts[1].home.join("tree/sub/conf");
+    assert_eq!(std::fs::read_to_string(copied).unwrap(), "x=1\n");
+    f.assert_clean();
+}
+
+#[test]
+fn an_offline_and_a_refusing_host_are_reported_and_the_rest_succeed() {
+    let f = fleet(1, &[]);
+    let (file, sum) = f.payload("app.conf", 64 << 10);
+    let out = f.scp(&[
+        "--json",
+        "-t",
+        "web-1",
+        "-t",
+        "refuser",
+        "-t",
+        "down",
+        file.to_str().unwrap(),
+        ":",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    let by_name = |n: &str| results.iter().find(|r| r["name"] == n).unwrap();
+    assert_eq!(by_name("web-1")["ok"], true);
+    assert_eq!(by_name("web-1")["user"], "ec2-user");
+    assert!(by_name("web-1")["bytes"].as_u64().unwrap() >= 64 << 10);
+    let refused = by_name("refuser");
+    assert_eq!(refused["ok"], false);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused the key for ec2-user"),
+        "{refused}"
+    );
+    assert!(refused["fix"].as_str().unwrap().contains("--user"));
+    let down = by_name("down");
+    assert!(
+        down["error"].as_str().unwrap().contains("ConnectionLost"),
+        "{down}"
+    );
+    assert_eq!(file_sha(&f.hosts[0].home.join("app.conf")), sum);
+    f.assert_clean();
+}
+
+#[test]
+fn a_pull_from_several_hosts_lands_per_host() {
+    let f = fleet(2, &[]);
+    let mut sums = Vec::new();
+    for (n, h) in f.hosts[..2].iter().enumerate() {
+        let data = format!("log of host {n}\n").repeat(1000);
+        std::fs::write(h.home.join("app.log"), &data).unwrap();
+        sums.push(sha256(data.as_bytes()));
+    }
+    let out_dir = f.dir.path().join("logs");
+    let out = f.scp(&["-t", "tag:Role=web", ":app.log", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    for (h, sum) in f.hosts[..2].iter().zip(&sums) {
+        assert_eq!(&file_sha(&out_dir.join(&h.id).join("app.log")), sum);
+    }
+    // A missing remote file is that host's failure, with scp's own words.
+    let out = f.scp(&["web-1:no-such.log", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("No such file"), "{stdout}");
+    f.assert_clean();
+}
+
+#[test]
+fn usage_errors_are_caught_before_anything_is_pushed() {
+    let f = fleet(1, &[]);
+    let cases: [(&[&str], &str); 4] = [
+        (&["missing.bin", "web-1:"], "cannot copy"),
+        (&["a", ":"], "none were given"),
+        (&["a:x", "b:y"], "both remote"),
+        (&[".", "web-1:"], "needs -r"),
+    ];
+    for (args, expected) in cases {
+        let out = f.scp(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(err.contains("fix:"), "{err}");
+    }
+}
+
+#[test]
+fn ctrl_c_ends_every_session_and_removes_the_keys() {
+    // Slow frames so the copy is still running when the signal comes.
+    let f = fleet(2, &["--faults", "delay=1.0,delay-ms=20,seed=3"]);
+    let (file, _) = f.payload("big.bin", 32 << 20);
+    let mut child = f
+        .ec2ssh()
+        .args(["-t", "tag:Role=web", file.to_str().unwrap(), ":"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "both copies to be under way",
+        Duration::from_secs(30),
+        || (active_sessions(&f.sim).len() == 2).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("ec2ssh scp to end", Duration::from_secs(20), || {
+        child.try_wait().unwrap()
+    });
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("2 hosts: 0 ok, 2 failed"), "{stdout}");
+    f.assert_clean();
+}
