@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli));
+    // A blocking task still running (a read of a terminal, a slow DNS lookup) must
+    // not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     tui::terminal::restore();
     match result {
         Ok(code) => ExitCode::from(code),

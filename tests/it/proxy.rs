@@ -215,6 +215,9 @@ fn signal_ends_the_session(signal: &str, code: i32) {
         .read_exact(&mut banner)
         .unwrap();
     assert_eq!(active_sessions(&s.sim).len(), 1);
+    // Input stays open: `Child::wait` would close it, and end of input is another
+    // (clean) way for the proxy to finish that could win the race with the signal.
+    let _stdin = child.0.stdin.take();
     let pid = child.0.id().to_string();
     assert!(Command::new("kill")
         .args([signal, &pid])

@@ -1,0 +1,529 @@
+//! The picker's push: a dialog for what to copy where (local paths with Tab
+//! completion, a remote destination remembered for the session), then a live view of
+//! the copies, one row per host with progress, and their results. Pure state: the
+//! event loop feeds it keys and transfer updates, the view draws it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::fleet::Instance;
+use crate::transfer::{HostResult, Update};
+
+/// Which field of the dialog has the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Paths,
+    Dest,
+}
+
+/// The push dialog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dialog {
+    pub hosts: Vec<Instance>,
+    /// Local paths, separated by spaces (`\ ` for a space in a name).
+    pub paths: String,
+    /// Remote destination; empty is the login's home.
+    pub dest: String,
+    pub focus: Field,
+    /// Why the last Enter was refused, or what Tab found.
+    pub note: Option<String>,
+}
+
+/// What a key did to the dialog.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DialogOutcome {
+    Stay,
+    Cancel,
+    /// Start copying these local paths to `dest` on the dialog's hosts.
+    Start {
+        sources: Vec<String>,
+        dest: String,
+        recursive: bool,
+    },
+}
+
+/// Keys the dialog understands (the picker maps terminal keys to these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogKey {
+    Char(char),
+    Backspace,
+    /// Ctrl-u: clear the field.
+    Clear,
+    Tab,
+    Up,
+    Down,
+    Enter,
+    Esc,
+}
+
+impl Dialog {
+    pub fn new(hosts: Vec<Instance>, last_dest: &str) -> Dialog {
+        Dialog {
+            hosts,
+            paths: String::new(),
+            dest: last_dest.to_string(),
+            focus: Field::Paths,
+            note: None,
+        }
+    }
+
+    fn field(&mut self) -> &mut String {
+        match self.focus {
+            Field::Paths => &mut self.paths,
+            Field::Dest => &mut self.dest,
+        }
+    }
+
+    /// Applies `key`; `fs` answers what is on the local disk (for completion and for
+    /// checking the paths before starting).
+    pub fn key(&mut self, key: DialogKey, fs: &dyn LocalFs) -> DialogOutcome {
+        match key {
+            DialogKey::Char(c) => {
+                self.field().push(c);
+                self.note = None;
+            }
+            DialogKey::Backspace => {
+                self.field().pop();
+            }
+            DialogKey::Clear => self.field().clear(),
+            DialogKey::Esc => return DialogOutcome::Cancel,
+            DialogKey::Up => self.focus = Field::Paths,
+            DialogKey::Down => self.focus = Field::Dest,
+            DialogKey::Tab => match self.focus {
+                Field::Paths => {
+                    let (done, note) = complete_last(&self.paths, fs);
+                    self.paths = done;
+                    self.note = note;
+                }
+                Field::Dest => self.focus = Field::Paths,
+            },
+            DialogKey::Enter => match self.focus {
+                Field::Paths => self.focus = Field::Dest,
+                Field::Dest => return self.start(fs),
+            },
+        }
+        DialogOutcome::Stay
+    }
+
+    fn start(&mut self, fs: &dyn LocalFs) -> DialogOutcome {
+        let sources = split_paths(&self.paths);
+        if sources.is_empty() {
+            self.focus = Field::Paths;
+            self.note = Some("type a local path to push (Tab completes)".into());
+            return DialogOutcome::Stay;
+        }
+        let mut recursive = false;
+        for s in &sources {
+            match fs.kind(Path::new(&expand_home(s, fs))) {
+                Some(Kind::Dir) => recursive = true,
+                Some(Kind::File) => {}
+                None => {
+                    self.focus = Field::Paths;
+                    self.note = Some(format!("{s}: no such file or directory"));
+                    return DialogOutcome::Stay;
+                }
+            }
+        }
+        DialogOutcome::Start {
+            sources: sources.iter().map(|s| expand_home(s, fs)).collect(),
+            dest: self.dest.trim().to_string(),
+            recursive,
+        }
+    }
+}
+
+/// What completion and checks need from the local disk.
+pub trait LocalFs {
+    fn kind(&self, path: &Path) -> Option<Kind>;
+    /// Entries of `dir`: (name, is a directory).
+    fn list(&self, dir: &Path) -> Vec<(String, bool)>;
+    fn home(&self) -> Option<PathBuf>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// The real disk.
+pub struct Disk;
+
+impl LocalFs for Disk {
+    fn kind(&self, path: &Path) -> Option<Kind> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(if m.is_dir() { Kind::Dir } else { Kind::File })
+    }
+    fn list(&self, dir: &Path) -> Vec<(String, bool)> {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let dir = e.path().is_dir();
+                Some((name, dir))
+            })
+            .collect()
+    }
+    fn home(&self) -> Option<PathBuf> {
+        std::env::var_os("HOME").map(PathBuf::from)
+    }
+}
+
+/// `~/x` → `$HOME/x`.
+fn expand_home(p: &str, fs: &dyn LocalFs) -> String {
+    match (p.strip_prefix("~/"), fs.home()) {
+        (Some(rest), Some(home)) => home.join(rest).to_string_lossy().into_owned(),
+        _ if p == "~" => fs
+            .home()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.to_string()),
+        _ => p.to_string(),
+    }
+}
+
+/// Splits on unescaped spaces; `\ ` is a space inside a name.
+pub fn split_paths(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ' ' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn escape(name: &str) -> String {
+    name.replace('\\', "\\\\").replace(' ', "\\ ")
+}
+
+/// Completes the last path in `input` as far as it is unambiguous (a directory gets
+/// its `/`); with several candidates, says how many and which (first few).
+pub fn complete_last(input: &str, fs: &dyn LocalFs) -> (String, Option<String>) {
+    // The last word starts after the last unescaped space.
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in input.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ' ' if !escaped => start = i + 1,
+            _ => escaped = false,
+        }
+    }
+    let (head, word) = input.split_at(start);
+    let word = split_paths(word).pop().unwrap_or_default();
+    let (dir_part, prefix) = match word.rfind('/') {
+        Some(i) => (&word[..=i], &word[i + 1..]),
+        None => ("", word.as_str()),
+    };
+    let dir = match dir_part {
+        "" => PathBuf::from("."),
+        d => PathBuf::from(expand_home(d, fs)),
+    };
+    let mut matches: Vec<(String, bool)> = fs
+        .list(&dir)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(prefix) && (prefix.starts_with('.') || !n.starts_with('.')))
+        .collect();
+    matches.sort();
+    let rebuilt = |completed: &str| format!("{head}{}", escape(&format!("{dir_part}{completed}")));
+    match matches.as_slice() {
+        [] => (input.to_string(), Some(format!("nothing matches {word}"))),
+        [(name, is_dir)] => {
+            let slash = if *is_dir { "/" } else { "" };
+            (rebuilt(&format!("{name}{slash}")), None)
+        }
+        many => {
+            let common = many.iter().skip(1).fold(many[0].0.clone(), |acc, (n, _)| {
+                acc.chars()
+                    .zip(n.chars())
+                    .take_while(|(a, b)| a == b)
+                    .map(|(a, _)| a)
+                    .collect()
+            });
+            let names: Vec<&str> = many.iter().take(6).map(|(n, _)| n.as_str()).collect();
+            let more = if many.len() > 6 { " …" } else { "" };
+            (
+                rebuilt(&common),
+                Some(format!(
+                    "{} matches: {}{more}",
+                    many.len(),
+                    names.join("  ")
+                )),
+            )
+        }
+    }
+}
+
+/// One host's copy, as the transfers view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub label: String,
+    pub id: String,
+    pub started: Option<Instant>,
+    pub bytes: u64,
+    pub result: Option<HostResult>,
+}
+
+impl Row {
+    /// Bytes per second since the copy started.
+    pub fn rate(&self, now: Instant) -> Option<f64> {
+        let secs = now.duration_since(self.started?).as_secs_f64();
+        (secs > 0.2 && self.bytes > 0).then(|| self.bytes as f64 / secs)
+    }
+
+    /// Time left at the current rate.
+    pub fn eta(&self, total: u64, now: Instant) -> Option<Duration> {
+        let rate = self.rate(now)?;
+        Some(Duration::from_secs_f64(
+            total.saturating_sub(self.bytes) as f64 / rate,
+        ))
+    }
+}
+
+/// The copies under way (or finished) from the picker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfers {
+    pub rows: Vec<Row>,
+    /// Bytes to send to each host.
+    pub total: u64,
+    pub dest: String,
+    pub cancelling: bool,
+    pub finished: bool,
+}
+
+impl Transfers {
+    pub fn new(hosts: &[Instance], total: u64, dest: &str) -> Transfers {
+        Transfers {
+            rows: hosts
+                .iter()
+                .map(|h| Row {
+                    label: match h.display_name() {
+                        "" => h.id.clone(),
+                        n => crate::text::sanitize(n).into_owned(),
+                    },
+                    id: h.id.clone(),
+                    started: None,
+                    bytes: 0,
+                    result: None,
+                })
+                .collect(),
+            total,
+            dest: dest.to_string(),
+            cancelling: false,
+            finished: false,
+        }
+    }
+
+    pub fn apply(&mut self, update: Update, now: Instant) {
+        match update {
+            Update::Started(n) => {
+                if let Some(r) = self.rows.get_mut(n) {
+                    r.started = Some(now);
+                }
+            }
+            Update::Bytes(n, b) => {
+                if let Some(r) = self.rows.get_mut(n) {
+                    // ssh's framing: the tunnel carries a little more than the files.
+                    r.bytes = b.min(self.total);
+                }
+            }
+            Update::Done(n, result) => {
+                if let Some(r) = self.rows.get_mut(n) {
+                    if result.ok {
+                        r.bytes = self.total;
+                    }
+                    r.result = Some(result);
+                }
+                self.finished = self.rows.iter().all(|r| r.result.is_some());
+            }
+        }
+    }
+
+    /// `3 ok, 1 failed` once finished; `2 of 4 done` while running.
+    pub fn summary(&self) -> String {
+        let done = self.rows.iter().filter(|r| r.result.is_some()).count();
+        let ok = self
+            .rows
+            .iter()
+            .filter(|r| r.result.as_ref().is_some_and(|x| x.ok))
+            .count();
+        if self.finished {
+            format!("{ok} ok, {} failed", done - ok)
+        } else if self.cancelling {
+            format!("cancelling… {done} of {} done", self.rows.len())
+        } else {
+            format!("{done} of {} done", self.rows.len())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A fake disk: paths to (is a directory).
+    struct Fake(BTreeMap<&'static str, bool>);
+
+    impl LocalFs for Fake {
+        fn kind(&self, path: &Path) -> Option<Kind> {
+            let p = path.to_str()?;
+            let p = p.strip_prefix("./").unwrap_or(p);
+            self.0
+                .get(p.trim_end_matches('/'))
+                .map(|d| if *d { Kind::Dir } else { Kind::File })
+        }
+        fn list(&self, dir: &Path) -> Vec<(String, bool)> {
+            let d = dir.to_string_lossy();
+            let d = if d == "." {
+                String::new()
+            } else {
+                d.to_string()
+            };
+            self.0
+                .iter()
+                .filter_map(|(p, is_dir)| {
+                    let rest = p.strip_prefix(d.as_str())?;
+                    (!rest.is_empty() && !rest.contains('/')).then(|| (rest.to_string(), *is_dir))
+                })
+                .collect()
+        }
+        fn home(&self) -> Option<PathBuf> {
+            Some(PathBuf::from("/home/me"))
+        }
+    }
+
+    fn disk() -> Fake {
+        Fake(BTreeMap::from([
+            ("build", true),
+            ("build/app", false),
+            ("build/app.conf", false),
+            ("my file.txt", false),
+            ("notes.md", false),
+            (".hidden", false),
+            ("/home/me/deploy.sh", false),
+        ]))
+    }
+
+    #[test]
+    fn tab_completes_unique_names_dirs_and_common_prefixes() {
+        let fs = disk();
+        assert_eq!(complete_last("bu", &fs), ("build/".into(), None));
+        let (s, note) = complete_last("build/a", &fs);
+        assert_eq!(s, "build/app");
+        assert_eq!(note.unwrap(), "2 matches: app  app.conf");
+        assert_eq!(
+            complete_last("notes.md my", &fs).0,
+            "notes.md my\\ file.txt"
+        );
+        assert_eq!(complete_last("~/dep", &fs).0, "~/deploy.sh");
+        let (s, note) = complete_last("zz", &fs);
+        assert_eq!(
+            (s.as_str(), note.unwrap().as_str()),
+            ("zz", "nothing matches zz")
+        );
+        assert_eq!(
+            complete_last(".h", &fs).0,
+            ".hidden",
+            "dot files when asked for"
+        );
+    }
+
+    #[test]
+    fn paths_split_on_unescaped_spaces() {
+        assert_eq!(
+            split_paths(" a  my\\ file.txt b/ "),
+            ["a", "my file.txt", "b/"]
+        );
+        assert!(split_paths("   ").is_empty());
+    }
+
+    #[test]
+    fn the_dialog_checks_paths_and_goes_recursive_for_directories() {
+        let fs = disk();
+        let mut d = Dialog::new(vec![Instance::default()], "/tmp");
+        assert_eq!(d.dest, "/tmp", "the last destination is remembered");
+        d.focus = Field::Dest;
+        assert_eq!(d.key(DialogKey::Enter, &fs), DialogOutcome::Stay);
+        assert_eq!(d.focus, Field::Paths, "nothing to push yet");
+        for c in "nope".chars() {
+            d.key(DialogKey::Char(c), &fs);
+        }
+        d.key(DialogKey::Enter, &fs);
+        assert_eq!(d.focus, Field::Dest);
+        d.key(DialogKey::Enter, &fs);
+        assert_eq!(d.note.as_deref(), Some("nope: no such file or directory"));
+        d.key(DialogKey::Clear, &fs);
+        for c in "notes.md build".chars() {
+            d.key(DialogKey::Char(c), &fs);
+        }
+        d.key(DialogKey::Down, &fs);
+        d.key(DialogKey::Clear, &fs);
+        assert_eq!(
+            d.key(DialogKey::Enter, &fs),
+            DialogOutcome::Start {
+                sources: vec!["notes.md".into(), "build".into()],
+                dest: String::new(),
+                recursive: true
+            }
+        );
+        assert_eq!(d.key(DialogKey::Esc, &fs), DialogOutcome::Cancel);
+    }
+
+    #[test]
+    fn transfers_follow_updates_to_a_summary() {
+        let hosts = vec![
+            Instance {
+                id: "i-1".into(),
+                name: Some("web-1".into()),
+                ..Instance::default()
+            },
+            Instance {
+                id: "i-2".into(),
+                ..Instance::default()
+            },
+        ];
+        let t0 = Instant::now();
+        let mut t = Transfers::new(&hosts, 1000, "");
+        assert_eq!(t.rows[1].label, "i-2");
+        t.apply(Update::Started(0), t0);
+        t.apply(Update::Bytes(0, 400), t0);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(t.rows[0].rate(later), Some(200.0));
+        assert_eq!(t.rows[0].eta(1000, later), Some(Duration::from_secs(3)));
+        t.apply(Update::Bytes(0, 5000), later);
+        assert_eq!(t.rows[0].bytes, 1000, "capped at the payload size");
+        assert_eq!(t.summary(), "0 of 2 done");
+        let result = |ok| HostResult {
+            id: String::new(),
+            name: None,
+            ok,
+            user: None,
+            bytes: 0,
+            seconds: 0.0,
+            error: None,
+            fix: None,
+        };
+        t.apply(Update::Done(0, result(true)), later);
+        t.apply(Update::Done(1, result(false)), later);
+        assert!(t.finished);
+        assert_eq!(t.summary(), "1 ok, 1 failed");
+    }
+}
