@@ -125,7 +125,7 @@ fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
 }
 
 /// The most values one `DescribeInstanceInformation` filter may carry.
-pub(super) const MAX_FILTER_VALUES: usize = 50;
+const MAX_FILTER_VALUES: usize = 50;
 
 /// Every page of `DescribeInstanceInformation` in `region`; with `ids`, only those
 /// instances (one `InstanceIds` filter per chunk of at most `MAX_FILTER_VALUES`).

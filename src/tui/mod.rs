@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod push;
 pub mod terminal;
 pub mod view;
 

@@ -52,6 +52,8 @@ fn picker_end_to_end() {
     t.send(&["?"]);
     t.wait_screen("the help", |s| s.contains("ec2ssh keys"));
     t.send(&["Escape"]);
+    // Esc and Tab in one read would be Alt-Tab: let the help close first.
+    t.wait_screen("the help closed", |s| !s.contains("ec2ssh keys"));
     t.send(&["Tab"]);
     t.wait_screen("online only", |s| s.contains("online only"));
     t.send(&["C-c"]);
