@@ -30,6 +30,7 @@ pub fn pick_options(args: &PickArgs, config: &Config) -> PickOptions {
             .or(config.picker.ping_refresh)
             .unwrap_or(Interval::PING_DEFAULT)
             .0,
+        parallel: config.parallel.unwrap_or(scp::DEFAULT_PARALLEL).into(),
     }
 }
 

@@ -202,15 +202,16 @@ impl Connector {
         })
     }
 
-    /// Pushes a key and runs scp with `operands` (from [`CopySpec::operands`], given
-    /// the login) to or from `instance`. `bytes` hears the (up, down) totals the tunnel
+    /// Pushes a key and runs scp for `spec` to or from `instance` (a pull into
+    /// `local_dest` when given). `bytes` hears the (up, down) totals the tunnel
     /// carried; when `cancel` turns true scp is ended (it ends its ssh, ssh its
     /// proxy, the proxy its session) and the result is `Interrupted`.
     pub async fn copy(
         &self,
         instance: &Instance,
         flags: &[&str],
-        operands: impl FnOnce(&str) -> Vec<String>,
+        spec: &crate::transfer::CopySpec,
+        local_dest: Option<&str>,
         bytes: impl Fn(u64, u64),
         mut cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Copied, AppError> {
@@ -235,13 +236,13 @@ impl Connector {
             )
         })?;
         let scp = scp_program(&self.ssh_program);
-        let spec = p.spec(self, instance, &scp, &[], Some(&listener.path));
-        let operands = operands(&p.user.user);
+        let ssh = p.spec(self, instance, &scp, &[], Some(&listener.path));
+        let operands = spec.operands(&p.user.user, &instance.id, local_dest);
         tracing::info!(instance = %instance.id, user = %p.user.user, ?operands, "running scp");
         let started = Instant::now();
         let mut child = self
             .command(&scp)
-            .args(ssh::scp_args(&spec, flags, &operands))
+            .args(ssh::scp_args(&ssh, flags, &operands))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -258,6 +259,13 @@ impl Connector {
             .map(|e| tokio::spawn(copy::last_lines(e)));
         let mut carried = (0u64, 0u64);
         let mut proxy_done = false;
+        let cancelled = async {
+            // A dropped sender is no cancellation: wait for ever.
+            if cancel.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(cancelled);
         let status = loop {
             tokio::select! {
                 status = child.wait() => break status,
@@ -266,7 +274,7 @@ impl Connector {
                     proxy_done = r.last;
                     bytes(r.up, r.down);
                 }
-                _ = cancel.wait_for(|c| *c) => {
+                _ = &mut cancelled => {
                     copy::terminate(&mut child).await;
                     return Err(AppError::Interrupted);
                 }

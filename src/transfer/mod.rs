@@ -94,9 +94,12 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Vec<HostResult> {
     let several = hosts.len() > 1;
-    let jobs = hosts.iter().enumerate().map(|(n, host)| {
+    // By index: a closure taking `&Instance` would make the future not `Send`
+    // (rust-lang/rust#64552).
+    let jobs = (0..hosts.len()).map(|n| {
         let updates = updates.clone();
         let cancel = cancel.clone();
+        let host = &hosts[n];
         async move {
             let result = if *cancel.borrow() {
                 HostResult::failed(host, &AppError::Interrupted, 0.0)
@@ -158,7 +161,8 @@ async fn one(
         .copy(
             host,
             &req.flags(),
-            |login| req.spec.operands(login, &host.id, local_dest.as_deref()),
+            &req.spec,
+            local_dest.as_deref(),
             |up, down| {
                 let b = if direction == Direction::Push {
                     up

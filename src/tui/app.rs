@@ -3,11 +3,15 @@
 //! event loop to carry out. No terminal or network in here.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use crate::aws::AwsError;
 use crate::filter::{Hit, SearchIndex};
 use crate::fleet::ping::{self, PingReport, Targets};
 use crate::fleet::{FetchError, Instance, Inventory, Ping};
+use crate::transfer::Update;
+
+use super::push::{Dialog, DialogKey, DialogOutcome, LocalFs, Transfers};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -42,6 +46,10 @@ pub enum Action {
     Viewport(usize),
     /// Time for the periodic ping check.
     CheckPings,
+    /// Ctrl-t / F5: open the push dialog for the marked rows, else the selected one.
+    OpenPush,
+    /// Progress of the picker's push.
+    Transfer(Update, Instant),
     /// A ping check finished; `rechecked` is how many marked rows it was asked about
     /// (`None` for the periodic whole-fleet check).
     Pings {
@@ -50,11 +58,21 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Quit,
     /// The user picked this instance id.
     Select(String),
+    /// Push these local paths to `dest` on `hosts` (the event loop sizes them and calls
+    /// [`App::start_transfers`]).
+    StartPush {
+        hosts: Vec<Instance>,
+        sources: Vec<String>,
+        dest: String,
+        recursive: bool,
+    },
+    /// Stop the push under way.
+    CancelPush,
     /// Start a background refresh.
     Refresh,
     /// Ask SSM for fresh ping status: of everything, or only of these.
@@ -101,6 +119,17 @@ pub struct App {
     pub pings_in_flight: usize,
     /// Failures of the last ping check not already among `warnings`.
     pub ping_warnings: Vec<AwsError>,
+    /// The push dialog, or the copies it started.
+    pub push: Option<Push>,
+    /// The last push destination, offered again (per session).
+    pub last_dest: String,
+}
+
+/// The picker's push, from the dialog to the results.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Push {
+    Dialog(Dialog),
+    Running(Transfers),
 }
 
 impl App {
@@ -128,6 +157,67 @@ impl App {
             marked: HashSet::new(),
             pings_in_flight: 0,
             ping_warnings: Vec::new(),
+            push: None,
+            last_dest: String::new(),
+        }
+    }
+
+    /// A key while the push dialog or the transfers view is open; `fs` is the local
+    /// disk (for completion and checks).
+    pub fn push_key(&mut self, key: DialogKey, fs: &dyn LocalFs) -> Option<Effect> {
+        match self.push.as_mut()? {
+            Push::Dialog(d) => match d.key(key, fs) {
+                DialogOutcome::Stay => None,
+                DialogOutcome::Cancel => {
+                    self.push = None;
+                    None
+                }
+                DialogOutcome::Start {
+                    sources,
+                    dest,
+                    recursive,
+                } => {
+                    self.last_dest = dest.clone();
+                    Some(Effect::StartPush {
+                        hosts: d.hosts.clone(),
+                        sources,
+                        dest,
+                        recursive,
+                    })
+                }
+            },
+            Push::Running(t) if t.finished => {
+                if matches!(key, DialogKey::Esc | DialogKey::Enter) {
+                    self.notice = Some(format!("push to {}: {}", dest_label(&t.dest), t.summary()));
+                    self.push = None;
+                }
+                None
+            }
+            Push::Running(t) => {
+                if key == DialogKey::Esc && !t.cancelling {
+                    t.cancelling = true;
+                    return Some(Effect::CancelPush);
+                }
+                None
+            }
+        }
+    }
+
+    /// The dialog's copies have started: show their progress.
+    pub fn start_transfers(&mut self, total: u64) {
+        if let Some(Push::Dialog(d)) = &self.push {
+            self.push = Some(Push::Running(Transfers::new(
+                &d.hosts,
+                total,
+                &self.last_dest,
+            )));
+        }
+    }
+
+    /// The dialog could not start (e.g. a path it cannot read): say so in it.
+    pub fn push_refused(&mut self, why: String) {
+        if let Some(Push::Dialog(d)) = &mut self.push {
+            d.note = Some(why);
         }
     }
 
@@ -294,6 +384,26 @@ impl App {
                     .selected_instance()
                     .map(|i| Effect::Select(i.id.clone()));
             }
+            Action::OpenPush => {
+                if self.login.is_none() {
+                    self.notice =
+                        Some("pushing needs the picker's connect mode (not --print)".into());
+                    return None;
+                }
+                let mut hosts: Vec<Instance> =
+                    self.marked_instances().into_iter().cloned().collect();
+                if hosts.is_empty() {
+                    hosts.extend(self.selected_instance().cloned());
+                }
+                if !hosts.is_empty() {
+                    self.push = Some(Push::Dialog(Dialog::new(hosts, &self.last_dest)));
+                }
+            }
+            Action::Transfer(update, at) => {
+                if let Some(Push::Running(t)) = &mut self.push {
+                    t.apply(update, at);
+                }
+            }
             Action::Back if !self.marked.is_empty() => self.marked.clear(),
             Action::Back | Action::Quit => return Some(Effect::Quit),
             Action::Refresh if !self.marked.is_empty() => {
@@ -385,6 +495,15 @@ impl App {
             }
         }
         None
+    }
+}
+
+/// `~ (home)` for the empty destination.
+pub fn dest_label(dest: &str) -> &str {
+    if dest.is_empty() {
+        "~ (home)"
+    } else {
+        dest
     }
 }
 
@@ -743,5 +862,53 @@ mod tests {
         assert_eq!(a.query, "web ");
         a.update(Action::ClearQuery);
         assert_eq!(a.query, "");
+    }
+
+    #[test]
+    fn the_push_goes_from_dialog_to_transfers_to_a_notice() {
+        use crate::transfer::HostResult;
+        use crate::tui::push::Disk;
+        let mut a = app();
+        a.update(Action::OpenPush);
+        assert!(a.push.is_none(), "print mode cannot push");
+        assert!(a.notice.as_deref().unwrap().contains("not --print"));
+        a.login = Some(Default::default());
+        a.update(Action::OpenPush);
+        let Some(Push::Dialog(d)) = &a.push else {
+            panic!()
+        };
+        assert_eq!(d.hosts.len(), 1, "no marks: the selected row");
+        assert_eq!(a.push_key(DialogKey::Esc, &Disk), None);
+        assert!(a.push.is_none());
+        a.update(Action::ToggleMark);
+        a.update(Action::ToggleMark);
+        a.update(Action::OpenPush);
+        let Some(Push::Dialog(d)) = &a.push else {
+            panic!()
+        };
+        let ids: Vec<&str> = d.hosts.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, ["i-1", "i-2"], "the marked rows");
+        a.last_dest = "/srv".into();
+        a.start_transfers(10);
+        assert_eq!(a.push_key(DialogKey::Esc, &Disk), Some(Effect::CancelPush));
+        assert_eq!(a.push_key(DialogKey::Esc, &Disk), None, "once");
+        let done = |n| {
+            let r = HostResult {
+                id: String::new(),
+                name: None,
+                ok: n == 0,
+                user: None,
+                bytes: 0,
+                seconds: 0.0,
+                error: None,
+                fix: None,
+            };
+            Action::Transfer(Update::Done(n, r), Instant::now())
+        };
+        a.update(done(0));
+        a.update(done(1));
+        a.push_key(DialogKey::Enter, &Disk);
+        assert!(a.push.is_none());
+        assert_eq!(a.notice.as_deref(), Some("push to /srv: 1 ok, 1 failed"));
     }
 }

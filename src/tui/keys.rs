@@ -3,6 +3,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::app::Action;
+use super::push::DialogKey;
 
 pub fn action_for(key: KeyEvent) -> Option<Action> {
     if key.kind == KeyEventKind::Release {
@@ -20,6 +21,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('w') if ctrl => Action::DeleteWord,
         KeyCode::Char('h') if ctrl => Action::Backspace,
         KeyCode::Char('a') if ctrl => Action::ToggleMarkAll,
+        KeyCode::Char('t') if ctrl => Action::OpenPush,
         KeyCode::Backspace if ctrl || alt => Action::DeleteWord,
         KeyCode::Char(_) if ctrl || alt => return None,
         KeyCode::Char('?') => Action::ToggleHelp,
@@ -38,12 +40,35 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::End => Action::End,
         KeyCode::Tab => Action::ToggleOnline,
         KeyCode::F(1) => Action::ToggleHelp,
+        KeyCode::F(5) => Action::OpenPush,
         KeyCode::F(3) => Action::ToggleDetails,
         _ => return None,
     })
 }
 
 /// The key list shown by the help overlay: (keys, what they do).
+/// Keys in the push dialog and the transfers view.
+pub fn dialog_key(key: KeyEvent) -> Option<DialogKey> {
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    Some(match key.code {
+        KeyCode::Char('c') if ctrl => DialogKey::Esc,
+        KeyCode::Char('u') if ctrl => DialogKey::Clear,
+        KeyCode::Char('h') if ctrl => DialogKey::Backspace,
+        KeyCode::Char(_) if ctrl => return None,
+        KeyCode::Char(c) => DialogKey::Char(c),
+        KeyCode::Backspace => DialogKey::Backspace,
+        KeyCode::Tab => DialogKey::Tab,
+        KeyCode::BackTab | KeyCode::Up => DialogKey::Up,
+        KeyCode::Down => DialogKey::Down,
+        KeyCode::Enter => DialogKey::Enter,
+        KeyCode::Esc => DialogKey::Esc,
+        _ => return None,
+    })
+}
+
 pub const HELP: &[(&str, &str)] = &[
     ("type", "filter (fuzzy: \"webprod\" finds web-prod-1)"),
     ("↑ ↓  Ctrl-p Ctrl-n  Ctrl-k Ctrl-j", "move"),
@@ -51,6 +76,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter", "connect to the selected instance"),
     ("Space", "mark / unmark the row, move down"),
     ("*  Ctrl-a", "mark all shown rows (again: unmark)"),
+    ("Ctrl-t  F5", "push files to the marked rows (or this one)"),
     ("Tab", "show only Online instances / all"),
     ("Ctrl-d  F3", "detail pane"),
     ("Ctrl-r", "refresh from AWS; marked: re-check ping"),

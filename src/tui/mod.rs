@@ -8,17 +8,18 @@ pub mod push;
 pub mod terminal;
 pub mod view;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::aws::AwsContext;
 use crate::connect::Connector;
 use crate::error::AppError;
 use crate::fleet::{self, Cache};
 use crate::signals::{self, Signals};
+use crate::transfer::{self, CopySpec, Direction, Request};
 use app::{Action, App, Effect, Source};
 use terminal::TerminalGuard;
 use view::Theme;
@@ -40,6 +41,8 @@ pub struct PickOptions {
     pub notice: Option<String>,
     /// How often to re-check the ping column with SSM; `None` never.
     pub ping_refresh: Option<Duration>,
+    /// Hosts a push copies to at once.
+    pub parallel: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +138,7 @@ pub async fn run(
     app.notice = opts.notice.clone();
     let mut dirty = true;
     let mut last_second = app.now;
+    let mut pushing: Option<Pushing> = None;
 
     loop {
         if dirty {
@@ -157,8 +161,15 @@ pub async fn run(
                 return Ok(Outcome::Cancelled);
             }
         }
+        let mut effect = None;
         let action = tokio::select! {
             ev = events.next() => match ev {
+                Some(Ok(Event::Key(key))) if app.push.is_some() => {
+                    // The push dialog or the transfers view has the keyboard.
+                    dirty = true;
+                    effect = keys::dialog_key(key).and_then(|k| app.push_key(k, &push::Disk));
+                    None
+                }
                 Some(Ok(Event::Key(key))) => keys::action_for(key),
                 Some(Ok(Event::Resize(..))) => { dirty = true; None }
                 Some(Ok(_)) => None,
@@ -171,16 +182,27 @@ pub async fn run(
                 (app.loading || now != last_second).then(|| { last_second = now; Action::Tick(now) })
             }
             _ = next_tick(&mut ping_tick) => Some(Action::CheckPings),
-            n = signals.recv() => return Err(signals::as_error(n)),
-        };
-        let Some(action) = action else { continue };
-        if let (Action::Loaded(Ok(inv), now), Some(cache)) = (&action, &cache) {
-            if let Err(e) = cache.store(&ctx.cache_key, *now, &inv.instances) {
-                tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write the inventory cache");
+            n = signals.recv() => {
+                if let Some(p) = pushing.take() {
+                    p.cancel().await;
+                }
+                return Err(signals::as_error(n));
             }
-        }
-        dirty = true;
-        match app.update(action) {
+        };
+        let effect = match action {
+            Some(action) => {
+                dirty = true;
+                if let (Action::Loaded(Ok(inv), now), Some(cache)) = (&action, &cache) {
+                    if let Err(e) = cache.store(&ctx.cache_key, *now, &inv.instances) {
+                        tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write the inventory cache");
+                    }
+                }
+                app.update(action)
+            }
+            None if effect.is_some() => effect,
+            None => continue,
+        };
+        match effect {
             Some(Effect::Quit) => return Ok(Outcome::Cancelled),
             Some(Effect::Select(id)) => {
                 let Some(connector) = connector.as_mut() else {
@@ -246,8 +268,75 @@ pub async fn run(
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
             Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
+            Some(Effect::StartPush {
+                hosts,
+                sources,
+                dest,
+                recursive,
+            }) => match transfer::local_size(&sources, recursive) {
+                Err(e) => app.push_refused(format!("cannot read {}: {e}", sources.join(" "))),
+                Ok(total) => {
+                    let Some(connector) = connector.clone() else {
+                        continue;
+                    };
+                    app.start_transfers(total);
+                    let req = Request {
+                        spec: CopySpec {
+                            direction: Direction::Push,
+                            sources,
+                            dest,
+                            host: None,
+                            user: None,
+                        },
+                        recursive,
+                        preserve: false,
+                        parallel: opts.parallel.max(1),
+                    };
+                    pushing = Some(Pushing::start(connector, hosts, req, &tx));
+                }
+            },
+            Some(Effect::CancelPush) => {
+                if let Some(p) = &pushing {
+                    let _ = p.cancel.send(true);
+                }
+            }
             None => {}
         }
+    }
+}
+
+/// A push started from the picker: its copies run in a task whose progress comes back
+/// as `Action::Transfer`.
+struct Pushing {
+    cancel: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Pushing {
+    fn start(
+        connector: Connector,
+        hosts: Vec<fleet::Instance>,
+        req: Request,
+        tx: &mpsc::UnboundedSender<Action>,
+    ) -> Pushing {
+        let (cancel, cancelled) = watch::channel(false);
+        let (utx, mut urx) = mpsc::unbounded_channel();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(u) = urx.recv().await {
+                let _ = tx.send(Action::Transfer(u, Instant::now()));
+            }
+        });
+        let task = tokio::spawn(async move {
+            transfer::run(&connector, &hosts, &req, utx, cancelled).await;
+        });
+        Pushing { cancel, task }
+    }
+
+    /// Ends the copies (and so their sessions) before the picker exits.
+    async fn cancel(self) {
+        let _ = self.cancel.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(8), self.task).await;
     }
 }
 

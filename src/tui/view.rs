@@ -7,11 +7,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Source};
+use super::app::{dest_label, App, Push, Source};
 use super::keys::HELP;
+use super::push::{Dialog, Field as PushField, Transfers};
 use crate::filter::Field;
 use crate::fleet::{Instance, Ping};
-use crate::text::{fit, sanitize, truncate, width};
+use crate::text::{fit, human_bytes, human_duration, sanitize, truncate, width};
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
@@ -212,6 +213,227 @@ pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
     if app.help {
         render_help(frame, theme);
     }
+    match &app.push {
+        Some(Push::Dialog(d)) => render_push_dialog(frame, d, theme),
+        Some(Push::Running(t)) => render_transfers(frame, t, theme),
+        None => {}
+    }
+}
+
+/// A box of at most `w`×`h` cells in the middle of the screen, cleared.
+fn centered(frame: &mut Frame, w: u16, h: u16) -> Rect {
+    let area = frame.area();
+    let (w, h) = (w.min(area.width), h.min(area.height));
+    let rect = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    frame.render_widget(Clear, rect);
+    rect
+}
+
+fn host_list(names: &[String], room: usize) -> String {
+    let all = names.join(", ");
+    if width(&all) <= room {
+        return all;
+    }
+    let mut out = String::new();
+    for (n, name) in names.iter().enumerate() {
+        let more = format!(" (+{} more)", names.len() - n);
+        if width(&out) + width(name) + 2 + width(&more) > room {
+            return format!("{out}{more}");
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(name);
+    }
+    out
+}
+
+fn render_push_dialog(frame: &mut Frame, d: &Dialog, theme: Theme) {
+    let rect = centered(frame, 84, 10);
+    let inner = rect.width.saturating_sub(2) as usize;
+    let names: Vec<String> = d
+        .hosts
+        .iter()
+        .map(|h| match h.display_name() {
+            "" => h.id.clone(),
+            n => sanitize(n).into_owned(),
+        })
+        .collect();
+    let title = format!(
+        " Push to {} host{} ",
+        d.hosts.len(),
+        if d.hosts.len() == 1 { "" } else { "s" }
+    );
+    let label = |f: PushField, text: &str| {
+        let style = if d.focus == f {
+            theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+        } else {
+            theme.dim()
+        };
+        Span::styled(fit(text, 14), style)
+    };
+    let field = |f: PushField, value: &str, placeholder: &str| -> Vec<Span<'static>> {
+        let room = inner.saturating_sub(15);
+        let mut spans = Vec::new();
+        if value.is_empty() {
+            spans.push(Span::styled(
+                truncate(placeholder, room).to_string(),
+                theme.dim(),
+            ));
+        } else {
+            // The end of a long value, where the typing happens.
+            let shown: String = {
+                let v = sanitize(value);
+                let w = width(&v);
+                if w > room {
+                    let skip = w - room + 1;
+                    format!("…{}", v.chars().skip(skip).collect::<String>())
+                } else {
+                    v.into_owned()
+                }
+            };
+            spans.push(Span::raw(shown));
+        }
+        if d.focus == f {
+            spans.push(Span::styled("▏", theme.fg(Color::Cyan)));
+        }
+        spans
+    };
+    let mut lines = vec![
+        Line::from(Span::styled(
+            format!("to: {}", host_list(&names, inner.saturating_sub(4))),
+            theme.dim(),
+        )),
+        Line::default(),
+    ];
+    let mut paths = vec![label(PushField::Paths, "local path(s)")];
+    paths.extend(field(
+        PushField::Paths,
+        &d.paths,
+        "files or directories, Tab completes",
+    ));
+    lines.push(Line::from(paths));
+    let mut dest = vec![label(PushField::Dest, "remote dest")];
+    dest.extend(field(PushField::Dest, &d.dest, "~ (the login's home)"));
+    lines.push(Line::from(dest));
+    lines.push(Line::default());
+    if let Some(note) = &d.note {
+        lines.push(Line::from(Span::styled(
+            truncate(&sanitize(note), inner).to_string(),
+            theme.fg(Color::Yellow),
+        )));
+    } else {
+        lines.push(Line::default());
+    }
+    lines.push(Line::from(Span::styled(
+        truncate(
+            "Tab complete · Enter next / start · ↑↓ field · Ctrl-u clear · Esc cancel",
+            inner,
+        )
+        .to_string(),
+        theme.dim(),
+    )));
+    let block = Block::default().borders(Borders::ALL).title(title);
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
+    let area = frame.area();
+    let fixes = t
+        .rows
+        .iter()
+        .filter(|r| r.result.as_ref().is_some_and(|x| x.fix.is_some()))
+        .count();
+    let h = ((t.rows.len() + fixes) as u16 + 4).min(area.height);
+    let rect = centered(frame, area.width.saturating_sub(4).max(40), h);
+    let inner = rect.width.saturating_sub(2) as usize;
+    let now = std::time::Instant::now();
+    let name_w = 20.min(inner / 4);
+    let bar_w = 20usize;
+    let mut lines = Vec::new();
+    for r in &t.rows {
+        let mut spans = vec![Span::raw(fit(&r.label, name_w)), Span::raw("  ")];
+        match &r.result {
+            Some(res) if res.ok => spans.push(Span::styled(
+                format!(
+                    "ok      {} in {}",
+                    human_bytes(res.bytes),
+                    human_duration(std::time::Duration::from_secs_f64(res.seconds))
+                ),
+                theme.fg(Color::Green),
+            )),
+            Some(res) => {
+                let room = inner.saturating_sub(name_w + 2);
+                let why = format!("FAILED  {}", res.error.as_deref().unwrap_or("failed"));
+                spans.push(Span::styled(
+                    truncate(&sanitize(&why), room).to_string(),
+                    theme.fg(Color::Red).add_modifier(Modifier::BOLD),
+                ));
+                if let Some(fix) = &res.fix {
+                    lines.push(Line::from(spans));
+                    spans = vec![
+                        Span::raw(" ".repeat(name_w + 2)),
+                        Span::styled(
+                            truncate(&sanitize(&format!("   fix: {fix}")), room).to_string(),
+                            theme.dim(),
+                        ),
+                    ];
+                }
+            }
+            None if r.started.is_none() => spans.push(Span::styled("waiting", theme.dim())),
+            None => {
+                let filled = if t.total == 0 {
+                    0
+                } else {
+                    (r.bytes as u128 * bar_w as u128 / t.total as u128) as usize
+                };
+                let bar = format!(
+                    "[{}{}]",
+                    "=".repeat(filled),
+                    " ".repeat(bar_w - filled.min(bar_w))
+                );
+                let rate = r
+                    .rate(now)
+                    .map(|b| format!("{}/s", human_bytes(b as u64)))
+                    .unwrap_or_default();
+                let eta = r
+                    .eta(t.total, now)
+                    .map(|d| format!("ETA {}", human_duration(d)))
+                    .unwrap_or_default();
+                spans.push(Span::styled(bar, theme.fg(Color::Cyan)));
+                spans.push(Span::raw(format!(
+                    " {:>9} / {:<9} {:>11}  {eta}",
+                    human_bytes(r.bytes),
+                    human_bytes(t.total),
+                    rate
+                )));
+            }
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::default());
+    let keys = if t.finished {
+        "Enter / Esc close"
+    } else if t.cancelling {
+        "ending the copies…"
+    } else {
+        "Esc cancel"
+    };
+    lines.push(Line::from(vec![
+        Span::styled(
+            t.summary(),
+            theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(format!(" · {keys}"), theme.dim()),
+    ]));
+    let title = format!(" Pushing to {} ", dest_label(&t.dest));
+    let block = Block::default().borders(Borders::ALL).title(title);
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
 }
 
 fn render_query(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
@@ -628,6 +850,46 @@ mod tests {
         let mut a = app();
         a.update(Action::ToggleHelp);
         insta::assert_snapshot!(draw(&a, 100, 18).backend());
+    }
+
+    #[test]
+    fn push_dialog_and_results() {
+        use crate::transfer::{HostResult, Update};
+        let mut a = app();
+        a.login = Some(Default::default());
+        a.update(Action::ToggleMarkAll);
+        a.update(Action::OpenPush);
+        let Some(Push::Dialog(d)) = &mut a.push else {
+            panic!("no dialog")
+        };
+        d.paths = "dist/app.tar.gz".into();
+        d.focus = PushField::Dest;
+        d.dest = "/srv/app".into();
+        insta::assert_snapshot!("push_dialog", draw(&a, 100, 18).backend());
+        a.last_dest = "/srv/app".into();
+        a.start_transfers(64 << 20);
+        let Some(Push::Running(t)) = &a.push else {
+            panic!("not running")
+        };
+        let n = t.rows.len();
+        let at = std::time::Instant::now();
+        for i in 0..n {
+            let ok = i != 1;
+            let r = HostResult {
+                id: format!("i-{i}"),
+                name: None,
+                ok,
+                user: Some("ec2-user".into()),
+                bytes: 64 << 20,
+                seconds: 2.5,
+                error: (!ok).then(|| {
+                    "not connected to Systems Manager (ping status: ConnectionLost)".into()
+                }),
+                fix: (!ok).then(|| "start it".into()),
+            };
+            a.update(Action::Transfer(Update::Done(i, r), at));
+        }
+        insta::assert_snapshot!("push_results", draw(&a, 100, 18).backend());
     }
 
     #[test]

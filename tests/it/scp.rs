@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use crate::common::{ec2ssh, wait_for, Sim};
+use crate::common::{ec2ssh, in_tmux, wait_for, Sim};
 use crate::rig::{active_sessions, assert_no_active_sessions, user_dir, Sshd};
 
 /// One simulated host: its sshd and the directory its scp sessions start in.
@@ -287,5 +287,51 @@ fn ctrl_c_ends_every_session_and_removes_the_keys() {
     assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("2 hosts: 0 ok, 2 failed"), "{stdout}");
+    f.assert_clean();
+}
+
+/// The picker journey: filter, mark every shown row, Ctrl-t, Tab-complete a path,
+/// push, watch both copies finish, close, quit. Both hosts hold the file.
+#[test]
+fn the_picker_marks_rows_and_pushes_to_them() {
+    let f = fleet(2, &[]);
+    let (_, sum) = f.payload("build.bin", 2 << 20);
+    let d = f.dir.path();
+    let (run, data, state) = (d.join("run"), d.join("data"), d.join("state"));
+    let env = [
+        ("AWS_ENDPOINT_URL", f.sim.endpoint.as_str()),
+        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ];
+    let t = in_tmux(d, &env, "--region us-east-1 pick --ping-refresh off", false);
+    t.wait_screen("the fleet", |sc| sc.contains(" shown ·"));
+    t.type_text("web");
+    t.wait_screen("the web hosts", |sc| sc.contains("2/4 shown"));
+    t.type_text("*");
+    t.wait_screen("both marked", |sc| sc.contains("2 marked"));
+    t.send(&["C-t"]);
+    t.wait_screen("the push dialog", |sc| {
+        sc.contains("Push to 2 hosts") && sc.contains("web-1, web-2")
+    });
+    t.type_text(&format!("{}/bui", d.display()));
+    t.send(&["Tab"]);
+    t.wait_screen("the completed path", |sc| sc.contains("build.bin"));
+    t.send(&["Enter"]);
+    t.send(&["Enter"]);
+    let screen = t.wait_screen("both copies done", |sc| sc.contains("2 ok, 0 failed"));
+    assert!(screen.contains("Pushing to ~ (home)"), "{screen}");
+    assert_eq!(screen.matches("ok      2.0 MiB").count(), 2, "{screen}");
+    for h in &f.hosts[..2] {
+        assert_eq!(file_sha(&h.home.join("build.bin")), sum, "on {}", h.id);
+    }
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("push to ~ (home): 2 ok, 0 failed")
+    });
+    t.send(&["Escape"]);
+    t.wait_screen("the marks cleared", |sc| !sc.contains("marked"));
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(d).1, 130);
     f.assert_clean();
 }
