@@ -75,8 +75,9 @@ pub fn all_online(rows: &[Row]) -> bool {
     !rows.is_empty() && rows.iter().all(|r| r.ping == Ping::Online)
 }
 
-/// The table, one line per row; `before` marks transitions since the last view.
-pub fn render(rows: &[Row], before: &HashMap<String, Ping>, now: i64) -> Vec<String> {
+/// The table, one line per row; `was` holds each instance's state before its last
+/// change, shown as "(was …)".
+pub fn render(rows: &[Row], was: &HashMap<String, Ping>, now: i64) -> Vec<String> {
     let mut lines = vec![format!(
         "{}  {}  {}  {}  LAST PING",
         fit("NAME", 24),
@@ -85,7 +86,7 @@ pub fn render(rows: &[Row], before: &HashMap<String, Ping>, now: i64) -> Vec<Str
         fit("AGENT", 12)
     )];
     for r in rows {
-        let ping = match before.get(&r.id) {
+        let ping = match was.get(&r.id) {
             Some(old) if *old != r.ping => format!("{} (was {})", r.ping.label(), old.label()),
             _ => r.ping.label().to_string(),
         };
@@ -106,7 +107,10 @@ pub fn render(rows: &[Row], before: &HashMap<String, Ping>, now: i64) -> Vec<Str
 pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
     let mut signals = Signals::install();
     let started = Instant::now();
-    let mut before: HashMap<String, Ping> = HashMap::new();
+    // The last state seen, and the one before each instance's last change: a
+    // transition stays marked until the next one, not just for one refresh.
+    let mut seen: HashMap<String, Ping> = HashMap::new();
+    let mut was: HashMap<String, Ping> = HashMap::new();
     let mut drawn = 0usize;
     let tty = std::io::stdout().is_terminal();
     loop {
@@ -131,7 +135,14 @@ pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             }
         } else if finished || args.watch {
-            let lines = render(&rows, &before, unix_now());
+            for r in &rows {
+                if let Some(old) = seen.insert(r.id.clone(), r.ping) {
+                    if old != r.ping {
+                        was.insert(r.id.clone(), old);
+                    }
+                }
+            }
+            let lines = render(&rows, &was, unix_now());
             let mut out = std::io::stdout().lock();
             if args.watch && tty && drawn > 0 {
                 // Redraw in place: up over the last table, clear to the end.
@@ -158,7 +169,6 @@ pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
             }
             return Ok(if online { 0 } else { NOT_ALL_ONLINE });
         }
-        before = rows.iter().map(|r| (r.id.clone(), r.ping)).collect();
         tokio::select! {
             _ = tokio::time::sleep(Duration::from(args.interval)) => {}
             n = signals.recv() => return Err(signals::as_error(n)),

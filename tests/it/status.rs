@@ -1,5 +1,5 @@
 //! `ec2ssh status` against the simulator: exit codes scripts can gate on, `--wait`
-//! for an instance that comes Online while we wait, and JSON.
+//! for an instance that comes Online while we wait, JSON, and `--watch` on a terminal.
 
 use std::time::Instant;
 
@@ -108,4 +108,39 @@ fn status_exit_codes_json_and_wait() {
         err.contains("timed out after 1s waiting for: i-0c0c0000000000002 (ConnectionLost)"),
         "{err}"
     );
+}
+
+/// `--watch` on a terminal redraws in place and marks the transition when the
+/// instance comes Online; SIGINT (what Ctrl-C sends) ends it with 130.
+#[test]
+fn status_watch_marks_the_transition() {
+    let home = tempfile::tempdir().unwrap();
+    let fleet = fleet(home.path());
+    let sim = Sim::start(home.path(), &["--fleet", fleet.to_str().unwrap()]);
+    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
+    let t = crate::common::in_tmux(
+        home.path(),
+        &env,
+        "--region us-east-1 status --watch --interval 333ms booting up",
+        false,
+    );
+    t.wait_screen("the table", |sc| {
+        sc.contains("booting") && sc.contains("ConnectionLost")
+    });
+    let screen = t.wait_screen("the transition", |sc| {
+        sc.contains("Online (was ConnectionLost)")
+    });
+    assert_eq!(
+        screen.matches("LAST PING").count(),
+        1,
+        "redrawn in place, not appended:\n{screen}"
+    );
+    // Not `send-keys C-c`: in cooked mode that signals the whole foreground group,
+    // the test's wrapper shell included.
+    let killed = std::process::Command::new("pkill")
+        .args(["-INT", "-f", "status --watch --interval 333ms"])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(t.finished(home.path()).1, 130);
 }
