@@ -29,6 +29,10 @@ use super::messages::{
 /// Its smux-keepalive switch (> 1.2.331.0) only matters in mux mode.
 pub const CLIENT_VERSION: &str = "1.1.61.0";
 
+/// The version claimed when we implement smux for `LocalPortForwarding` (the agent
+/// multiplexes for clients >= 1.1.70) and need no smux keepalives (> 1.2.331.0).
+pub const MUX_CLIENT_VERSION: &str = "1.2.707.0";
+
 /// Agents newer than this honour the in-band TerminateSession flag; older ones need
 /// the TerminateSession API (reference plugin behaviour).
 pub const TERMINATE_FLAG_MIN_AGENT_VERSION: &str = "2.3.722.0";
@@ -120,6 +124,8 @@ pub struct ClientSession {
     /// `can_send` returned false since the last `Writable`.
     blocked: bool,
     events: VecDeque<Event>,
+    /// What we tell the agent we are; it decides modes from it.
+    client_version: &'static str,
 }
 
 impl ClientSession {
@@ -146,7 +152,14 @@ impl ClientSession {
             send_buffer_limit,
             blocked: false,
             events: VecDeque::new(),
+            client_version: CLIENT_VERSION,
         }
+    }
+
+    /// Claims another client version (e.g. [`MUX_CLIENT_VERSION`] for smux port
+    /// forwarding). Only claim what is implemented: the agent picks modes from it.
+    pub fn set_client_version(&mut self, version: &'static str) {
+        self.client_version = version;
     }
 
     /// The ClientId sent on every (re)connection of this session.
@@ -162,7 +175,7 @@ impl ClientSession {
             request_id: Uuid::new_v4().hyphenated().to_string(),
             token_value: token.to_owned(),
             client_id: self.client_id.hyphenated().to_string(),
-            client_version: CLIENT_VERSION.to_owned(),
+            client_version: self.client_version.to_owned(),
         };
         // Serialising plain strings cannot fail.
         serde_json::to_string(&input).unwrap_or_default()
@@ -387,7 +400,7 @@ impl ClientSession {
             .map(|a| a.error.clone())
             .collect();
         let response = HandshakeResponse {
-            client_version: CLIENT_VERSION.to_owned(),
+            client_version: self.client_version.to_owned(),
             processed_client_actions: actions,
             errors: (!errors.is_empty()).then(|| errors.clone()),
         };

@@ -41,6 +41,8 @@ pub struct DriverConfig {
     /// Dial attempts per (re)connection: exponential back-off from 100–199 ms, doubling,
     /// capped at 5 s, as the reference plugin does.
     pub connect_attempts: u32,
+    /// The ClientVersion we claim (it selects the agent's modes).
+    pub client_version: &'static str,
 }
 
 impl Default for DriverConfig {
@@ -52,6 +54,7 @@ impl Default for DriverConfig {
             keepalive: Duration::from_secs(30),
             dead_after: Duration::from_secs(75),
             connect_attempts: 5,
+            client_version: super::client::CLIENT_VERSION,
         }
     }
 }
@@ -89,6 +92,28 @@ pub enum TunnelError {
     Output(#[source] std::io::Error),
 }
 
+/// What goes to the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes for the session (PayloadType Output).
+    Data(Vec<u8>),
+    /// A flag, e.g. `DisconnectToPort` when a basic-mode forwarded connection closes.
+    Flag(Flag),
+    /// The terminal's size (shell sessions).
+    Size { cols: u32, rows: u32 },
+}
+
+/// What the agent said besides the output bytes, for callers that care (`notices`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The handshake finished (the agent's version, if it said).
+    Established { agent_version: Option<String> },
+    /// A flag from the agent, e.g. `ConnectToPortError`.
+    Flag(Flag),
+    /// The `EXIT_CODE: n` text of a NonInteractiveCommands session.
+    ExitCode(String),
+}
+
 /// Where to dial and the token for the first connection.
 #[derive(Debug, Clone)]
 pub struct Dial {
@@ -105,8 +130,8 @@ pub trait Resume {
 /// Runs the tunnel until the service closes it, input ends, or it fails.
 pub async fn run<O, R>(
     dial: Dial,
-    mut input: mpsc::Receiver<Vec<u8>>,
-    mut output: O,
+    input: mpsc::Receiver<Vec<u8>>,
+    output: O,
     resumer: &R,
     config: &DriverConfig,
 ) -> Result<Finish, TunnelError>
@@ -114,12 +139,54 @@ where
     O: AsyncWrite + Unpin,
     R: Resume,
 {
+    // Plain bytes in: adapt to the general input.
+    let (tx, rx) = mpsc::channel(4);
+    let mut input = input;
+    let forward = async move {
+        while let Some(chunk) = input.recv().await {
+            if tx.send(Input::Data(chunk)).await.is_err() {
+                break;
+            }
+        }
+    };
+    let driver = run_with(dial, rx, output, None, resumer, config);
+    tokio::pin!(driver, forward);
+    let mut forwarding = true;
+    loop {
+        tokio::select! {
+            result = &mut driver => return result,
+            _ = &mut forward, if forwarding => forwarding = false,
+        }
+    }
+}
+
+/// [`run`] with flags and window sizes as input, and the agent's flags, exit code and
+/// handshake reported on `notices`. Standard-error output goes to `output` too, as the
+/// reference plugin does for shells.
+pub async fn run_with<O, R>(
+    dial: Dial,
+    mut input: mpsc::Receiver<Input>,
+    mut output: O,
+    notices: Option<mpsc::UnboundedSender<Notice>>,
+    resumer: &R,
+    config: &DriverConfig,
+) -> Result<Finish, TunnelError>
+where
+    O: AsyncWrite + Unpin,
+    R: Resume,
+{
+    let notify = |n: Notice| {
+        if let Some(tx) = &notices {
+            let _ = tx.send(n);
+        }
+    };
     let epoch = Instant::now();
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(1);
     let mut session = ClientSession::new(unix_ms);
+    session.set_client_version(config.client_version);
     let url = dial.stream_url.clone();
     let mut ws = connect(&url, &session, &dial.token, config, None::<&R>).await?;
     tracing::debug!(%url, "data channel open");
@@ -174,9 +241,14 @@ where
                 }
                 None => broken = true,
             },
-            chunk = input.recv(), if reading => match chunk {
-                Some(bytes) => {
-                    if let Err(e) = session.send_data(now, &bytes) {
+            item = input.recv(), if reading => match item {
+                Some(item) => {
+                    let sent = match item {
+                        Input::Data(bytes) => session.send_data(now, &bytes),
+                        Input::Flag(flag) => session.send_flag(now, flag),
+                        Input::Size { cols, rows } => session.send_size(now, cols, rows),
+                    };
+                    if let Err(e) = sent {
                         tracing::debug!(error = %e, "input refused");
                     }
                 }
@@ -225,10 +297,13 @@ where
                     if !customer_message.is_empty() {
                         eprintln!("{customer_message}");
                     }
+                    notify(Notice::Established {
+                        agent_version: session.agent_version().map(String::from),
+                    });
                 }
-                Event::Stderr(bytes) => {
-                    tracing::debug!(len = bytes.len(), "unexpected stderr output ignored")
-                }
+                Event::Stderr(bytes) => out.extend_from_slice(&bytes),
+                Event::Flag(flag) => notify(Notice::Flag(flag)),
+                Event::ExitCode(text) => notify(Notice::ExitCode(text)),
                 other => tracing::trace!(?other, "session event"),
             }
         }

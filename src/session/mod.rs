@@ -21,6 +21,6 @@ pub mod messages;
 mod testnet;
 
 pub use channel::{Channel, ChannelConfig, ChannelError, Role, SendError};
-pub use client::{ClientSession, Event, SessionType, CLIENT_VERSION};
+pub use client::{ClientSession, Event, SessionType, CLIENT_VERSION, MUX_CLIENT_VERSION};
 pub use codec::{CodecError, Message, MessageType, PayloadType};
 pub use messages::Flag;
