@@ -58,8 +58,23 @@ pub enum Command {
     Ssh(SshArgs),
     /// Copy files to or from one or many instances with scp through the tunnel
     Scp(ScpArgs),
+    /// Open a Session Manager shell on an instance by id, IP or Name (no ssh; Windows too)
+    #[command(
+        long_about = "Open an interactive Session Manager shell on an instance by id, IP or Name, \
+with ec2ssh's own data-channel client: no ssh, no key push, the session is logged like any \
+Session Manager session (for accounts that require audited shells), and Windows instances get \
+PowerShell.\n\n\
+stdin must be a terminal (it is put into raw mode, so Ctrl-C, Ctrl-Z and Ctrl-\\ reach the \
+remote side); to run commands from a script use `ec2ssh ssh TARGET -- COMMAND`. \
+The session is terminated on every exit. KMS-encrypted sessions are not supported yet."
+    )]
+    Shell(ShellArgs),
     /// Print an ~/.ssh/config block so plain ssh, scp, rsync and sftp reach instances by id
     SshConfig(SshConfigArgs),
+    /// Check credentials, OpenSSH, permissions, and (with TARGET) why an instance cannot be reached
+    Doctor(DoctorArgs),
+    /// Print a least-privilege IAM policy (JSON) for ec2ssh's users
+    IamPolicy(IamPolicyArgs),
     /// Forget the pinned host key of an instance (after it was rebuilt)
     Forget {
         /// Instance id
@@ -73,6 +88,17 @@ ssh -o ProxyCommand='ec2ssh proxy %h %p' ec2-user@i-0123456789abcdef0\n\n\
 Only tunnel bytes go to stdout; diagnostics go to stderr. The session is terminated on every exit."
     )]
     Proxy(ProxyArgs),
+    /// Forward a local port to a port on an instance (or a host it reaches) over Session Manager
+    #[command(
+        long_about = "Listen on 127.0.0.1:LOCAL and forward every connection to REMOTE_PORT on an \
+instance (document AWS-StartPortForwardingSession), or with --host to REMOTE_HOST:REMOTE_PORT as \
+the instance reaches it (AWS-StartPortForwardingSessionToRemoteHost). LOCAL 0 or omitted picks a \
+free port.\n\n  \
+ec2ssh forward web-1 8080:80\n  \
+addr=$(ec2ssh forward db-bastion 5432 --host db.internal | head -n1)\n\n\
+The local address is printed on stdout (one line); Ctrl-C ends the session."
+    )]
+    Forward(ForwardArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -186,6 +212,30 @@ pub struct SshArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ShellArgs {
+    /// An instance id, an IP address, or a Name (exact, or a unique fuzzy match)
+    pub target: String,
+
+    /// Session document (default: the account's shell, SSM-SessionManagerRunShell)
+    #[arg(long, value_name = "NAME")]
+    pub document: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ForwardArgs {
+    /// An instance id, an IP address, or a Name (exact, or a unique fuzzy match)
+    pub target: String,
+
+    /// [LOCAL:]REMOTE_PORT, e.g. 8080:80 or 5432 (LOCAL 0 or omitted: a free port)
+    #[arg(value_name = "[LOCAL:]REMOTE_PORT", value_parser = crate::forward::parse_ports)]
+    pub ports: crate::forward::Ports,
+
+    /// Forward to this host as the instance reaches it (e.g. a database endpoint)
+    #[arg(long, value_name = "REMOTE_HOST")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
     /// Instance or managed node id (i-..., mi-...)
     pub target: String,
@@ -257,6 +307,42 @@ pub struct SshConfigArgs {
     /// Also print a `Host NAME` alias for every instance with a simple Name tag
     #[arg(long)]
     pub aliases: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// An instance to examine (id, IP, Name or unique fuzzy match): state, agent, profile, network path
+    pub target: Option<String>,
+
+    /// JSON output: {version, ok, checks: [{group, name, status, detail, fix}]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IamPolicyArgs {
+    /// Also allow interactive shells (`aws ssm start-session`, document SSM-SessionManagerRunShell)
+    #[arg(long, conflicts_with = "ssh_only")]
+    pub shell: bool,
+
+    /// Also allow port forwarding (AWS-StartPortForwardingSession[ToRemoteHost])
+    #[arg(long)]
+    pub forward: bool,
+
+    /// Only instances with this tag, e.g. --tag Team=web (repeatable: all must match)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tag: Vec<(String, String)>,
+
+    /// Add a Deny that stops plain shell sessions, so SSH is the only way in
+    #[arg(long)]
+    pub ssh_only: bool,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err("write it as KEY=VALUE, e.g. Team=web".into()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

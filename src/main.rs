@@ -82,6 +82,10 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             let connector = Connector::new(ctx, &config, Paths::detect());
             commands::ssh::run(connector, &args).await
         }
+        Some(Command::Shell(args)) => {
+            let (_, ctx) = account(&g).await?;
+            commands::shell::run(&ctx, &args).await
+        }
         Some(Command::Scp(args)) => {
             let (config, ctx) = account(&g).await?;
             let connector = Connector::new(ctx, &config, Paths::detect());
@@ -91,11 +95,23 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             let (_, ctx) = account(&g).await?;
             commands::ssh_config::run(&ctx, &args).await
         }
+        Some(Command::Doctor(args)) => {
+            let (_, ctx) = account(&g).await?;
+            commands::doctor::run(&ctx, &args).await
+        }
+        Some(Command::IamPolicy(args)) => {
+            println!("{}", ec2ssh::doctor::policy::render(&args));
+            Ok(0)
+        }
         Some(Command::Forget { target }) => commands::forget::run(&target),
         Some(Command::Proxy(args)) => {
             let (config, ctx) = account(&g).await?;
             let transport = args.transport.or(config.transport).unwrap_or_default();
             commands::proxy::run(&ctx, &args, transport).await
+        }
+        Some(Command::Forward(args)) => {
+            let (_, ctx) = account(&g).await?;
+            commands::forward::run(&ctx, &args).await
         }
         Some(Command::Pick(args)) => pick(&g, &args).await,
         None => pick(&g, &PickArgs::default()).await,

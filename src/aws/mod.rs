@@ -112,6 +112,27 @@ impl AwsContext {
         format!("https://ssm.{region}.{suffix}")
     }
 
+    /// STS, for `ec2ssh doctor`'s "whose credentials are these".
+    pub fn sts(&self, region: &str) -> aws_sdk_sts::Client {
+        let conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(Region::new(region.to_string()))
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
+    }
+
+    /// Builds an STS client with an extra interceptor (doctor reads the `Date` header).
+    pub fn sts_with(
+        &self,
+        region: &str,
+        interceptor: impl aws_sdk_sts::config::Intercept + 'static,
+    ) -> aws_sdk_sts::Client {
+        let conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(Region::new(region.to_string()))
+            .interceptor(interceptor)
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
+    }
+
     pub fn instance_connect(&self, region: &str) -> aws_sdk_ec2instanceconnect::Client {
         let conf = aws_sdk_ec2instanceconnect::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))

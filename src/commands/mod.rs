@@ -1,10 +1,13 @@
 //! Subcommands that are not the picker itself.
 
 pub mod demo;
+pub mod doctor;
 pub mod forget;
+pub mod forward;
 pub mod list;
 pub mod proxy;
 pub mod scp;
+pub mod shell;
 pub mod ssh;
 pub mod ssh_config;
 pub mod status;

@@ -90,13 +90,13 @@ async fn run_proxy(
 }
 
 /// The session and the API that ends it.
-struct Session<'a> {
-    api: &'a SessionApi,
-    id: String,
+pub(crate) struct Session<'a> {
+    pub(crate) api: &'a SessionApi,
+    pub(crate) id: String,
 }
 
 impl Session<'_> {
-    async fn terminate(&self) {
+    pub(crate) async fn terminate(&self) {
         match tokio::time::timeout(TERMINATE_TIMEOUT, self.api.terminate(&self.id)).await {
             Ok(Ok(())) => tracing::debug!(session = %self.id, "session terminated"),
             Ok(Err(e)) => eprintln!(
@@ -180,7 +180,7 @@ fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-fn tunnel_error(e: TunnelError, target: &str) -> AppError {
+pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {
     let fix = match &e {
         TunnelError::Connect { .. } => "the ssmmessages endpoint must be reachable from here (check proxies and firewalls; from a private VPC you need its ssmmessages interface endpoint)".to_string(),
         TunnelError::HandshakeTimeout(_) | TunnelError::Handshake(_) => format!("check the SSM agent on {target} (`ec2ssh list` shows its version; update it with the AWS-UpdateSSMAgent document)"),

@@ -6,6 +6,7 @@
 pub mod copy;
 pub mod key;
 pub mod push;
+pub mod shell;
 pub mod ssh;
 pub mod user;
 

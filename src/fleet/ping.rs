@@ -103,6 +103,7 @@ mod tests {
         FleetFile {
             default_region: "us-east-1".into(),
             instances,
+            ..FleetFile::default()
         }
     }
 

@@ -7,6 +7,10 @@ use crate::aws::AwsError;
 
 /// The SSM document that opens a standard-stream port session to sshd.
 pub const SSH_DOCUMENT: &str = "AWS-StartSSHSession";
+/// Port forwarding to a port on the instance.
+pub const PORT_FORWARDING_DOCUMENT: &str = "AWS-StartPortForwardingSession";
+/// Port forwarding to a host the instance reaches.
+pub const REMOTE_HOST_DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
 
 /// What `StartSession` (or `ResumeSession`) hands back: where and how to dial.
 #[derive(Clone)]
@@ -55,6 +59,83 @@ impl SessionApi {
             .document_name(SSH_DOCUMENT)
             .parameters("portNumber", vec![port.to_string()])
             .reason("ec2ssh")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:StartSession", &self.region, &e))?;
+        let missing = |what: &str| AwsError {
+            action: "ssm:StartSession".into(),
+            region: self.region.clone(),
+            kind: crate::aws::AwsErrorKind::NotImplemented,
+            code: None,
+            message: format!("the response has no {what}"),
+        };
+        Ok(Started {
+            session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),
+            stream_url: out.stream_url().ok_or_else(|| missing("StreamUrl"))?.into(),
+            token: out
+                .token_value()
+                .ok_or_else(|| missing("TokenValue"))?
+                .into(),
+        })
+    }
+
+    /// Opens a shell session on `target`: the account's default shell document
+    /// (`SSM-SessionManagerRunShell`) when `document` is `None`.
+    pub async fn start_shell(
+        &self,
+        target: &str,
+        document: Option<&str>,
+    ) -> Result<Started, AwsError> {
+        let out = self
+            .client
+            .start_session()
+            .target(target)
+            .set_document_name(document.map(str::to_string))
+            .reason("ec2ssh shell")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:StartSession", &self.region, &e))?;
+        let missing = |what: &str| AwsError {
+            action: "ssm:StartSession".into(),
+            region: self.region.clone(),
+            kind: crate::aws::AwsErrorKind::NotImplemented,
+            code: None,
+            message: format!("the response has no {what}"),
+        };
+        Ok(Started {
+            session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),
+            stream_url: out.stream_url().ok_or_else(|| missing("StreamUrl"))?.into(),
+            token: out
+                .token_value()
+                .ok_or_else(|| missing("TokenValue"))?
+                .into(),
+        })
+    }
+
+    /// Opens a port-forwarding session to `port` on `target`
+    /// (`AWS-StartPortForwardingSession`), or with `host` to `host:port` as the
+    /// instance reaches it (`AWS-StartPortForwardingSessionToRemoteHost`).
+    pub async fn start_port_forwarding(
+        &self,
+        target: &str,
+        host: Option<&str>,
+        port: u16,
+        local_port: u16,
+    ) -> Result<Started, AwsError> {
+        let mut req = self
+            .client
+            .start_session()
+            .target(target)
+            .parameters("portNumber", vec![port.to_string()])
+            .parameters("localPortNumber", vec![local_port.to_string()])
+            .reason("ec2ssh forward");
+        req = match host {
+            Some(host) => req
+                .document_name(REMOTE_HOST_DOCUMENT)
+                .parameters("host", vec![host.to_string()]),
+            None => req.document_name(PORT_FORWARDING_DOCUMENT),
+        };
+        let out = req
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ssm:StartSession", &self.region, &e))?;

@@ -16,6 +16,7 @@ pub mod client;
 pub mod codec;
 pub mod driver;
 pub mod messages;
+pub mod smux;
 
 #[cfg(test)]
 mod testnet;

@@ -129,6 +129,17 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
         Some(i.subnet_id.as_deref().unwrap_or("subnet-0demo000000000001")),
     );
     element(xml, "architecture", Some("x86_64"));
+    if !i.security_groups.is_empty() {
+        xml.push_str("<groupSet>");
+        for g in &i.security_groups {
+            xml.push_str(&format!(
+                "<item><groupId>{}</groupId><groupName>{}</groupName></item>",
+                escape(g),
+                escape(g)
+            ));
+        }
+        xml.push_str("</groupSet>");
+    }
     if let Some(az) = &i.az {
         xml.push_str(&format!(
             "<placement><availabilityZone>{}</availabilityZone><tenancy>default</tenancy></placement>",

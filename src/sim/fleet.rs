@@ -18,6 +18,28 @@ pub struct FleetFile {
     pub default_region: String,
     #[serde(rename = "instance", default)]
     pub instances: Vec<SimInstance>,
+    /// The network around the fleet, for `ec2ssh doctor` (see `sim::vpc`).
+    #[serde(rename = "vpc", default)]
+    pub vpcs: Vec<super::vpc::SimVpc>,
+    #[serde(rename = "subnet", default)]
+    pub subnets: Vec<super::vpc::SimSubnet>,
+    #[serde(rename = "endpoint", default)]
+    pub endpoints: Vec<super::vpc::SimEndpoint>,
+    #[serde(rename = "security_group", default)]
+    pub security_groups: Vec<super::vpc::SimSecurityGroup>,
+}
+
+impl Default for FleetFile {
+    fn default() -> Self {
+        FleetFile {
+            default_region: default_region(),
+            instances: Vec::new(),
+            vpcs: Vec::new(),
+            subnets: Vec::new(),
+            endpoints: Vec::new(),
+            security_groups: Vec::new(),
+        }
+    }
 }
 
 fn default_region() -> String {
@@ -59,6 +81,11 @@ pub struct SimInstance {
     /// Where SendSSHPublicKey stores keys for this instance (its own sshd's
     /// AuthorizedKeysCommand reads them); default: the simulator's `--keys-dir`.
     pub keys_dir: Option<std::path::PathBuf>,
+    /// Its security groups (`sg-…`), for `ec2ssh doctor`'s endpoint checks.
+    pub security_groups: Vec<String>,
+    /// The account's Session Manager preferences name this KMS key: the agent asks
+    /// for KMS encryption in the handshake of shell sessions.
+    pub kms_key_id: Option<String>,
 }
 
 impl SimInstance {
@@ -219,6 +246,7 @@ impl FleetFile {
         FleetFile {
             default_region: default_region(),
             instances,
+            ..FleetFile::default()
         }
     }
 }

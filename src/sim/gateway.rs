@@ -130,6 +130,11 @@ struct Agent {
     tcp_write: Option<mpsc::UnboundedSender<Vec<u8>>>,
     /// The target closed; deliver what is unacked, then close the channel.
     draining: Option<Instant>,
+    /// Mux-mode port forwarding ([`super::mux`]): what its smux server sends the
+    /// client. The client's bytes go to the server through `tcp_write`.
+    mux_out: Option<mpsc::Receiver<super::mux::Out>>,
+    /// A shell session's shell ([`super::shell`]); its input goes through `tcp_write`.
+    shell: Option<super::shell::Shell>,
 }
 
 /// Why the agent task ends.
@@ -163,8 +168,11 @@ pub async fn agent(
         tcp_read: None,
         tcp_write: None,
         draining: None,
+        mux_out: None,
+        shell: None,
     };
     let mut buf = vec![0u8; MAX_STREAM_PAYLOAD * 16];
+    let mut shell_buf = vec![0u8; MAX_STREAM_PAYLOAD * 4];
     let end = loop {
         let timer = agent
             .channel
@@ -178,6 +186,10 @@ pub async fn agent(
             && agent.draining.is_none()
             && agent.channel.can_send()
             && agent.tcp_read.is_some();
+        let shell_relaying = agent.phase == Phase::Established
+            && agent.draining.is_none()
+            && agent.channel.can_send()
+            && agent.shell.is_some();
         let step: Result<(), End> = tokio::select! {
             Some(attach) = attach_rx.recv() => agent.attach(attach).await,
             frame = next_frame(&mut agent.conn) => {
@@ -198,6 +210,8 @@ pub async fn agent(
                 agent.on_delayed(generation, down, frame).await
             }
             n = read_some(&mut agent.tcp_read, &mut buf), if relaying => agent.on_target(n, &buf),
+            out = mux_next(&mut agent.mux_out), if agent.mux_relaying() => agent.on_mux(out),
+            n = super::shell::read(&mut agent.shell, &mut shell_buf), if shell_relaying => agent.on_target(n, &shell_buf),
             _ = sleep_until(timer), if timer.is_some() => {
                 agent.channel.handle_timeout(agent.now());
                 Ok(())
@@ -259,6 +273,9 @@ impl Agent {
         });
         self.session.set_status(Status::Connected);
         let now = self.now();
+        if self.phase == Phase::Waiting && super::shell::is_shell_document(&self.session.document) {
+            return self.open_shell(now);
+        }
         if self.phase == Phase::Waiting {
             tracing::debug!(session = %self.session.id, "handshake");
             let request = HandshakeRequest {
@@ -371,7 +388,11 @@ impl Agent {
             Ok(0) | Err(_) => {
                 tracing::debug!(session = %self.session.id, "target closed the connection");
                 self.tcp_read = None;
-                self.draining = Some(Instant::now());
+                // LocalPortForwarding (basic mode) lives on: the next local connection
+                // re-dials the target.
+                if !self.forwarding() {
+                    self.draining = Some(Instant::now());
+                }
             }
             Ok(n) => {
                 let now = self.now();
@@ -417,8 +438,13 @@ impl Agent {
                         bad.action_type, bad.error
                     )));
                 }
-                self.check_port_mode(&response.client_version)?;
-                self.connect_target().await?;
+                if super::shell::is_shell_document(&self.session.document) {
+                    self.start_shell()?;
+                } else if self.check_port_mode(&response.client_version) {
+                    self.start_mux();
+                } else {
+                    self.connect_target().await?;
+                }
                 let complete = HandshakeComplete {
                     handshake_time_to_complete: self.now().as_nanos() as i64,
                     customer_message: String::new(),
@@ -432,7 +458,17 @@ impl Agent {
                 self.phase = Phase::Established;
                 Ok(())
             }
+            (PayloadType::Size, Phase::Established) => {
+                if let Some(shell) = &self.shell {
+                    shell.resize_json(&payload);
+                }
+                Ok(())
+            }
             (PayloadType::Output, Phase::Established) => {
+                if self.tcp_write.is_none() && self.forwarding() && self.mux_out.is_none() {
+                    // Basic mode after DisconnectToPort: a new local connection.
+                    self.connect_target().await?;
+                }
                 if let Some(w) = self.tcp_write.as_ref() {
                     if w.send(payload).is_err() {
                         self.tcp_write = None;
@@ -442,6 +478,11 @@ impl Agent {
             }
             (PayloadType::Flag, _) => match Flag::from_payload(&payload) {
                 Some(Flag::TerminateSession) => Err(End::Terminated(String::new())),
+                Some(Flag::DisconnectToPort) if self.forwarding() && self.mux_out.is_none() => {
+                    self.tcp_read = None;
+                    self.tcp_write = None;
+                    Ok(())
+                }
                 Some(Flag::DisconnectToPort) => Err(End::Terminated(String::new())),
                 _ => Ok(()),
             },
@@ -451,22 +492,96 @@ impl Agent {
         }
     }
 
-    /// The agent serves `LocalPortForwarding` to clients from 1.1.70 on with smux
-    /// multiplexing, which the simulator does not implement: such a session fails
-    /// with a clear reason rather than relaying bytes the client would misread.
-    fn check_port_mode(&self, client_version: &str) -> Result<(), End> {
-        let forwarding = self.session.properties["type"] == "LocalPortForwarding";
-        if forwarding && version_at_least(client_version, MUX_CLIENT_VERSION) {
-            return Err(End::Failed(format!(
-                "the simulator does not implement multiplexed port forwarding (client {client_version} >= {MUX_CLIENT_VERSION}); use AWS-StartSSHSession"
-            )));
+    /// Whether this port session runs in mux mode: agents after 3.0.196.0 serve
+    /// `LocalPortForwarding` to clients from 1.1.70 on with smux; everything else is
+    /// basic mode (one TCP connection at a time).
+    fn check_port_mode(&self, client_version: &str) -> bool {
+        self.forwarding()
+            && version_at_least(client_version, MUX_CLIENT_VERSION)
+            && version_at_least(&self.session.agent_version, "3.0.196.1")
+    }
+
+    fn forwarding(&self) -> bool {
+        self.session.properties["type"] == "LocalPortForwarding"
+    }
+
+    /// Where port sessions connect: the document's `host` (…ToRemoteHost) and
+    /// `portNumber`, else the session's relay address.
+    fn dial_addr(&self) -> String {
+        match self.session.properties["host"].as_str() {
+            Some(host) if !host.is_empty() => {
+                let port = self.session.port;
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            }
+            _ => self.session.relay.to_string(),
+        }
+    }
+
+    fn start_mux(&mut self) {
+        let server = super::mux::spawn(self.dial_addr());
+        self.tcp_write = Some(server.input);
+        self.mux_out = Some(server.output);
+    }
+
+    fn mux_relaying(&self) -> bool {
+        self.phase == Phase::Established && self.channel.can_send() && self.mux_out.is_some()
+    }
+
+    fn on_mux(&mut self, out: Option<super::mux::Out>) -> Result<(), End> {
+        let now = self.now();
+        match out {
+            None => return Err(End::Failed("smux protocol error from the client".into())),
+            Some(super::mux::Out::Data(bytes)) => {
+                for chunk in bytes.chunks(MAX_STREAM_PAYLOAD) {
+                    let _ = self
+                        .channel
+                        .send_unlimited(now, PayloadType::Output, chunk.to_vec());
+                }
+            }
+            Some(super::mux::Out::Flag(flag)) => {
+                let payload = flag.to_payload().to_vec();
+                let _ = self.channel.send_unlimited(now, PayloadType::Flag, payload);
+            }
         }
         Ok(())
     }
 
+    /// A shell session starts its shell at once and sends its output with no
+    /// handshake, unless the preferences ask for KMS encryption: then the agent first
+    /// shakes hands for `Standard_Stream` with a `KMSEncryption` action.
+    fn open_shell(&mut self, now: Duration) -> Result<(), End> {
+        let Some(key) = self.session.kms_key_id.clone() else {
+            self.start_shell()?;
+            self.phase = Phase::Established;
+            return Ok(());
+        };
+        let request = HandshakeRequest {
+            agent_version: self.session.agent_version.clone(),
+            requested_client_actions: super::shell::kms_actions(&key),
+        };
+        let payload = serde_json::to_vec(&request).unwrap_or_default();
+        let _ = self
+            .channel
+            .send_unlimited(now, PayloadType::HandshakeRequest, payload);
+        self.phase = Phase::Handshaking(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT);
+        Ok(())
+    }
+
+    fn start_shell(&mut self) -> Result<(), End> {
+        let shell = super::shell::Shell::spawn()
+            .map_err(|e| End::Failed(format!("cannot start the shell: {e}")))?;
+        self.tcp_write = Some(shell.input());
+        self.shell = Some(shell);
+        Ok(())
+    }
+
     async fn connect_target(&mut self) -> Result<(), End> {
-        let addr = self.session.relay;
-        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+        let addr = self.dial_addr();
+        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 let (r, w) = stream.into_split();
@@ -614,6 +729,14 @@ async fn next_frame(conn: &mut Option<Conn>) -> Option<WsMessage> {
             Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => None,
             Some(Ok(m)) => Some(m),
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// The next thing a mux-mode server sends; pending without one. `None`: it ended.
+async fn mux_next(rx: &mut Option<mpsc::Receiver<super::mux::Out>>) -> Option<super::mux::Out> {
+    match rx {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }

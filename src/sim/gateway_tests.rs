@@ -447,14 +447,17 @@ async fn the_handshake_carries_the_agent_version_and_document_properties() {
         ..SimOptions::default()
     };
     let sim = Sim::start(opts, Vec::new()).await;
-    for (document, kind) in [
-        ("AWS-StartSSHSession", None),
+    // Port forwarding reaches the requested port on the target's host: another echo.
+    let forwarded = echo_server().await.port().to_string();
+    for (document, kind, port) in [
+        ("AWS-StartSSHSession", None, "2222"),
         (
             "AWS-StartPortForwardingSession",
             Some("LocalPortForwarding"),
+            forwarded.as_str(),
         ),
     ] {
-        let started = sim.start_session(ONLINE, document, "2222").await;
+        let started = sim.start_session(ONLINE, document, port).await;
         let mut link = client_link();
         link.connect(
             &field(&started, "StreamUrl"),
@@ -467,7 +470,7 @@ async fn the_handshake_carries_the_agent_version_and_document_properties() {
         let Some(SessionType::Port(props)) = link.peer.session_type() else {
             panic!("{:?}", link.peer.session_type());
         };
-        assert_eq!(props.port_number.as_deref(), Some("2222"));
+        assert_eq!(props.port_number.as_deref(), Some(port));
         assert_eq!(props.kind.as_deref(), kind, "{document}");
         // Our client version asks for no multiplexing: plain bytes both ways.
         let now = link.now();
@@ -754,30 +757,62 @@ async fn a_refused_handshake_fails_the_session() {
 }
 
 #[tokio::test]
-async fn port_forwarding_for_a_multiplexing_client_fails_clearly() {
+async fn port_forwarding_for_a_multiplexing_client_speaks_smux() {
+    use crate::session::smux::{self, Cmd, Event as MuxEvent, Mux, Role as MuxRole};
     let sim = Sim::start(SimOptions::default(), Vec::new()).await;
-    let started = sim
-        .start_session(ONLINE, "AWS-StartPortForwardingSession", "22")
-        .await;
-    let mut link = raw_link();
-    link.connect(
-        &field(&started, "StreamUrl"),
-        &field(&started, "TokenValue"),
-    )
-    .await;
-    raw_expect(&mut link, PayloadType::HandshakeRequest).await;
-    let now = link.now();
-    link.peer
-        .send(
-            now,
-            PayloadType::HandshakeResponse,
-            handshake_response(ActionStatus::Success, "1.2.650.0"),
+    let echo = echo_server().await.port().to_string();
+    let refused = closed_port().await.port().to_string();
+    for (port, works) in [(echo.as_str(), true), (refused.as_str(), false)] {
+        let started = sim
+            .start_session(ONLINE, "AWS-StartPortForwardingSession", port)
+            .await;
+        let mut link = raw_link();
+        link.connect(
+            &field(&started, "StreamUrl"),
+            &field(&started, "TokenValue"),
         )
-        .unwrap();
-    let reason = raw_expect(&mut link, PayloadType::Control).await;
-    assert!(String::from_utf8_lossy(&reason).contains("multiplexed"));
-    sim.wait_status(&field(&started, "SessionId"), "Failed")
         .await;
+        raw_expect(&mut link, PayloadType::HandshakeRequest).await;
+        let now = link.now();
+        link.peer
+            .send(
+                now,
+                PayloadType::HandshakeResponse,
+                handshake_response(ActionStatus::Success, "1.2.707.0"),
+            )
+            .unwrap();
+        raw_expect(&mut link, PayloadType::HandshakeComplete).await;
+        let mut mux = Mux::new(MuxRole::Client);
+        let (a, mut wire) = mux.open();
+        let (b, syn) = mux.open();
+        wire.extend_from_slice(&syn);
+        smux::encode_data(a, b"ping-a", &mut wire);
+        smux::encode_data(b, b"ping-b", &mut wire);
+        smux::encode(Cmd::Fin, a, &[], &mut wire);
+        let now = link.now();
+        link.peer.send(now, PayloadType::Output, wire).unwrap();
+        if !works {
+            let flag = raw_expect(&mut link, PayloadType::Flag).await;
+            assert_eq!(flag, 3u32.to_be_bytes(), "ConnectToPortError");
+            continue;
+        }
+        let mut events = Vec::new();
+        while events.len() < 3 {
+            let bytes = raw_expect(&mut link, PayloadType::Output).await;
+            mux.receive(&bytes).unwrap();
+            events.extend(std::iter::from_fn(|| mux.poll_event()));
+        }
+        // The echo of stream a ends with its FIN (the echo server saw ours); b stays open.
+        assert!(
+            events.contains(&MuxEvent::Data(a, b"ping-a".to_vec())),
+            "{events:?}"
+        );
+        assert!(
+            events.contains(&MuxEvent::Data(b, b"ping-b".to_vec())),
+            "{events:?}"
+        );
+        assert!(events.contains(&MuxEvent::Finished(a)), "{events:?}");
+    }
 }
 
 #[tokio::test]

@@ -10,12 +10,15 @@ pub mod gateway;
 #[cfg(test)]
 mod gateway_tests;
 pub mod instance_connect;
+pub mod mux;
 mod server;
 #[cfg(test)]
 mod session_tests;
 pub mod sessions;
+pub mod shell;
 pub mod sshd;
 pub mod ssm;
+pub mod vpc;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 
-use super::{ec2, gateway, instance_connect, sessions, ssm, ApiError, SimState};
+use super::{ec2, gateway, instance_connect, sessions, ssm, vpc, ApiError, SimState};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
@@ -122,6 +122,16 @@ fn query_call(state: &SimState, region: &str, body: &[u8]) -> Response {
     let result = match action {
         "DescribeInstances" => deny(state, "ec2:DescribeInstances", true)
             .and_then(|_| ec2::describe_instances(state, region, &params)),
+        "DescribeRouteTables" => deny(state, "ec2:DescribeRouteTables", true)
+            .and_then(|_| vpc::describe_route_tables(state, region, &params)),
+        "DescribeVpcEndpoints" => deny(state, "ec2:DescribeVpcEndpoints", true)
+            .and_then(|_| vpc::describe_vpc_endpoints(state, region, &params)),
+        "DescribeVpcAttribute" => deny(state, "ec2:DescribeVpcAttribute", true)
+            .and_then(|_| vpc::describe_vpc_attribute(state, region, &params)),
+        "DescribeSecurityGroups" => deny(state, "ec2:DescribeSecurityGroups", true)
+            .and_then(|_| vpc::describe_security_groups(state, region, &params)),
+        // STS cannot deny GetCallerIdentity, so neither does the simulator.
+        "GetCallerIdentity" => Ok(vpc::get_caller_identity(state)),
         _ => Err(ApiError::new(
             400,
             "InvalidAction",

@@ -18,6 +18,8 @@ use super::{ApiError, SimState};
 const SSH_DOCUMENT: &str = "AWS-StartSSHSession";
 /// The port-forwarding document (the agent's `LocalPortForwarding` type).
 const PORT_FORWARDING_DOCUMENT: &str = "AWS-StartPortForwardingSession";
+/// Port forwarding to another host the instance reaches (`host` parameter).
+const REMOTE_HOST_DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
 /// Who starts every session (the simulator's one IAM user).
 const OWNER: &str = "arn:aws:iam::123456789012:user/demo";
 /// DescribeSessions' page size limits.
@@ -64,6 +66,9 @@ pub struct Session {
     /// The TCP endpoint the agent relays to.
     pub relay: SocketAddr,
     pub agent_version: String,
+    /// Shell sessions of an instance with a KMS key in its preferences shake hands
+    /// for KMS encryption.
+    pub kms_key_id: Option<String>,
     pub started: SystemTime,
     state: Mutex<State>,
     attach: mpsc::UnboundedSender<Attach>,
@@ -234,6 +239,7 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
             let port = port_parameter(req, "portNumber", 22)?;
             (port, json!({ "portNumber": port.to_string() }))
         }
+        doc if super::shell::is_shell_document(doc) => (0, json!({})),
         PORT_FORWARDING_DOCUMENT => {
             let port = port_parameter(req, "portNumber", 80)?;
             let local = port_parameter(req, "localPortNumber", 0)?;
@@ -242,6 +248,25 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
                 json!({
                     "portNumber": port.to_string(),
                     "type": "LocalPortForwarding",
+                    "localPortNumber": local.to_string(),
+                }),
+            )
+        }
+        REMOTE_HOST_DOCUMENT => {
+            let port = port_parameter(req, "portNumber", 80)?;
+            let local = port_parameter(req, "localPortNumber", 0)?;
+            let host = parameter(req, "host")
+                .and_then(|v| v[0].as_str())
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| {
+                    ApiError::new(400, "InvalidParameters", "Parameter \"host\" is required.")
+                })?;
+            (
+                port,
+                json!({
+                    "portNumber": port.to_string(),
+                    "type": "LocalPortForwarding",
+                    "host": host,
                     "localPortNumber": local.to_string(),
                 }),
             )
@@ -274,6 +299,12 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
         .target
         .or(state.opts.default_target)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+    // Port forwarding reaches the requested port on the instance's host (the target's
+    // address stands in for the instance).
+    let relay = match document {
+        PORT_FORWARDING_DOCUMENT | REMOTE_HOST_DOCUMENT => SocketAddr::new(relay.ip(), port),
+        _ => relay,
+    };
     let agent_version = state
         .opts
         .agent_version
@@ -298,6 +329,7 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
             .map(str::to_string),
         relay,
         agent_version,
+        kms_key_id: instance.kms_key_id.clone(),
         started: SystemTime::now(),
         state: Mutex::new(State {
             status: Status::Connecting,

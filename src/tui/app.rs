@@ -48,6 +48,8 @@ pub enum Action {
     CheckPings,
     /// Ctrl-t / F5: open the push dialog for the marked rows, else the selected one.
     OpenPush,
+    /// Ctrl-o: a Session Manager shell on the selected instance instead of ssh.
+    OpenShell,
     /// Progress of the picker's push.
     Transfer(Update, Instant),
     /// A ping check finished; `rechecked` is how many marked rows it was asked about
@@ -63,6 +65,8 @@ pub enum Effect {
     Quit,
     /// The user picked this instance id.
     Select(String),
+    /// Open a Session Manager shell on this instance id.
+    Shell(String),
     /// Push these local paths to `dest` on `hosts` (the event loop sizes them and calls
     /// [`App::start_transfers`]).
     StartPush {
@@ -384,6 +388,16 @@ impl App {
                     .selected_instance()
                     .map(|i| Effect::Select(i.id.clone()));
             }
+            Action::OpenShell => {
+                if self.login.is_none() {
+                    self.notice =
+                        Some("a shell needs the picker's connect mode (not --print)".into());
+                    return None;
+                }
+                return self
+                    .selected_instance()
+                    .map(|i| Effect::Shell(i.id.clone()));
+            }
             Action::OpenPush => {
                 if self.login.is_none() {
                     self.notice =
@@ -550,6 +564,21 @@ mod tests {
         a.update(Action::Backspace);
         a.update(Action::Backspace);
         assert_eq!(a.hits.len(), 4);
+    }
+
+    #[test]
+    fn ctrl_o_opens_a_shell_only_in_connect_mode() {
+        let mut a = app();
+        typed(&mut a, "db");
+        assert_eq!(a.update(Action::OpenShell), None);
+        assert!(a.notice.as_deref().unwrap().contains("not --print"));
+        a.login = Some(Default::default());
+        assert_eq!(
+            a.update(Action::OpenShell),
+            Some(Effect::Shell("i-3".into()))
+        );
+        typed(&mut a, "zzzz");
+        assert_eq!(a.update(Action::OpenShell), None);
     }
 
     #[test]

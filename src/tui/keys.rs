@@ -22,6 +22,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('h') if ctrl => Action::Backspace,
         KeyCode::Char('a') if ctrl => Action::ToggleMarkAll,
         KeyCode::Char('t') if ctrl => Action::OpenPush,
+        KeyCode::Char('o') if ctrl => Action::OpenShell,
         KeyCode::Backspace if ctrl || alt => Action::DeleteWord,
         KeyCode::Char(_) if ctrl || alt => return None,
         KeyCode::Char('?') => Action::ToggleHelp,
@@ -74,6 +75,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("↑ ↓  Ctrl-p Ctrl-n  Ctrl-k Ctrl-j", "move"),
     ("PgUp PgDn  Home End", "move by page / to the ends"),
     ("Enter", "connect to the selected instance"),
+    ("Ctrl-o", "open a Session Manager shell (no ssh)"),
     ("Space", "mark / unmark the row, move down"),
     ("*  Ctrl-a", "mark all shown rows (again: unmark)"),
     ("Ctrl-t  F5", "push files to the marked rows (or this one)"),
@@ -117,6 +119,7 @@ mod tests {
         assert_eq!(key(KeyCode::Char('p'), ctrl), Some(Action::Up));
         assert_eq!(key(KeyCode::Char('k'), ctrl), Some(Action::Up));
         assert_eq!(key(KeyCode::Char('r'), ctrl), Some(Action::Refresh));
+        assert_eq!(key(KeyCode::Char('o'), ctrl), Some(Action::OpenShell));
         assert_eq!(key(KeyCode::Tab, none), Some(Action::ToggleOnline));
         assert_eq!(key(KeyCode::Char('?'), none), Some(Action::ToggleHelp));
         assert_eq!(key(KeyCode::Enter, none), Some(Action::Select));

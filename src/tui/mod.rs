@@ -217,8 +217,9 @@ pub async fn run(
                 };
                 if instance.ping != fleet::Ping::Online {
                     app.notice = Some(format!(
-                        "{name} is not Online in Systems Manager ({}); cannot connect",
-                        instance.ping.label()
+                        "{name} is not Online in Systems Manager ({}); cannot connect · run `ec2ssh doctor {}`",
+                        instance.ping.label(),
+                        instance.id
                     ));
                     continue;
                 }
@@ -254,6 +255,51 @@ pub async fn run(
                         Some(hint) => format!("{} · {hint}", done.summary(&name)),
                         None => done.summary(&name),
                     },
+                    Err(e @ (AppError::Signal(_) | AppError::Interrupted)) => return Err(e),
+                    Err(e) => e
+                        .explain()
+                        .into_iter()
+                        .map(|(what, fix)| match fix {
+                            Some(fix) => format!("{name}: {what} ({fix})"),
+                            None => format!("{name}: {what}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+            Some(Effect::Shell(id)) => {
+                let Some(instance) = app.instances.iter().find(|i| i.id == id).cloned() else {
+                    continue;
+                };
+                let name = match instance.display_name() {
+                    "" => instance.id.clone(),
+                    n => crate::text::sanitize(n).into_owned(),
+                };
+                if instance.ping != fleet::Ping::Online {
+                    app.notice = Some(format!(
+                        "{name} is not Online in Systems Manager ({}); cannot open a shell",
+                        instance.ping.label()
+                    ));
+                    continue;
+                }
+                // As for Enter: the terminal is the shell's until it closes.
+                drop(events);
+                guard.suspend();
+                eprintln!(
+                    "ec2ssh: opening a Session Manager shell on {name} ({})",
+                    instance.id
+                );
+                let result = crate::connect::shell::run(&ctx, &instance, None, &mut signals).await;
+                if let Err(e) = &result {
+                    crate::error::report(e);
+                }
+                if opts.once {
+                    return result.map(|done| Outcome::Connected(done.code));
+                }
+                guard.resume().map_err(io_error)?;
+                events = EventStream::new();
+                app.notice = Some(match result {
+                    Ok(done) => done.summary(&name),
                     Err(e @ (AppError::Signal(_) | AppError::Interrupted)) => return Err(e),
                     Err(e) => e
                         .explain()

@@ -14,6 +14,8 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Raw mode without the picker's screen (a Session Manager shell).
+static RAW: AtomicBool = AtomicBool::new(false);
 
 pub type Term = Terminal<CrosstermBackend<File>>;
 
@@ -72,11 +74,39 @@ impl Drop for TerminalGuard {
 /// Leaves the alternate screen and raw mode. Idempotent, so the guard, the panic
 /// hook and signal paths can all call it.
 pub fn restore() {
+    restore_raw();
     if ACTIVE.swap(false, Ordering::SeqCst) {
         let _ = disable_raw_mode();
         if let Ok(mut out) = tty() {
             let _ = execute!(out, LeaveAlternateScreen, Show);
         }
+    }
+}
+
+/// The controlling terminal in raw mode and nothing else (no alternate screen), for a
+/// remote shell: every key, Ctrl-C included, becomes bytes. Dropping it, a panic, or
+/// [`restore`] puts the terminal back as it was.
+pub struct RawMode(());
+
+impl RawMode {
+    pub fn enter() -> io::Result<RawMode> {
+        install_panic_hook();
+        enable_raw_mode()?;
+        RAW.store(true, Ordering::SeqCst);
+        Ok(RawMode(()))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        restore_raw();
+    }
+}
+
+/// Leaves [`RawMode`]'s raw mode. Idempotent.
+pub fn restore_raw() {
+    if RAW.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
     }
 }
 

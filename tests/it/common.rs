@@ -244,6 +244,42 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Resizes the window (and so its only pane) to `cols` × `rows`.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let ok = self
+            .cmd()
+            .args(["resize-window", "-t", &self.name])
+            .args(["-x", &cols.to_string(), "-y", &rows.to_string()])
+            .status()
+            .expect("tmux resize-window")
+            .success();
+        assert!(ok, "resize-window {cols}x{rows}");
+    }
+
+    /// The process id of the pane's command.
+    pub fn pane_pid(&self) -> u32 {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", &self.name, "#{pane_pid}"])
+            .output()
+            .expect("tmux display-message");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a pane pid")
+    }
+
+    /// The pane's size as `stty size` prints it: "ROWS COLS".
+    pub fn pane_size(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", &self.name])
+            .arg("#{pane_height} #{pane_width}")
+            .output()
+            .expect("tmux display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
         let found = (|| {

@@ -3,11 +3,14 @@
 
 mod common;
 mod connect;
+mod doctor;
+mod forward;
 mod list_moto;
 mod list_sim;
 mod picker;
 mod proxy;
 mod rig;
 mod scp;
+mod shell;
 mod sshd;
 mod status;

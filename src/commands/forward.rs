@@ -1,0 +1,196 @@
+//! `ec2ssh forward TARGET [LOCAL:]REMOTE_PORT [--host HOST]`: listens on
+//! 127.0.0.1:LOCAL and forwards every connection to REMOTE_PORT on the instance (or
+//! on HOST as the instance reaches it) through one Session Manager port session.
+//! The session is terminated on every way out.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::proxy::{tunnel_error, Session};
+use crate::aws::AwsContext;
+use crate::cli::ForwardArgs;
+use crate::error::AppError;
+use crate::fleet::{self, select, Ping};
+use crate::forward::{self, Mode};
+use crate::session::api::{SessionApi, Started};
+use crate::session::client::{version_greater, TERMINATE_FLAG_MIN_AGENT_VERSION};
+use crate::session::driver::{self, Dial, DriverConfig, Finish, Input};
+use crate::session::messages::Flag;
+use crate::signals::{self, Signals};
+use crate::text::sanitize;
+
+/// Bytes of the session's output in flight to the forwarding engine.
+const OUTPUT_BUFFER: usize = 64 * 1024;
+/// After the in-band TerminateSession flag, how long to wait for the service to close.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
+    // Before anything else, so that a signal can never skip the cleanup below.
+    let mut signals = Signals::install();
+    let inventory = fleet::fetch(ctx).await?;
+    let instance = select::find(&inventory.instances, &args.target)?;
+    if instance.ping != Ping::Online {
+        return Err(AppError::other(
+            format!(
+                "{} ({}) is not connected to Systems Manager (ping status: {})",
+                instance.id,
+                sanitize(instance.display_name()),
+                instance.ping.label()
+            ),
+            "it must be running with its SSM agent Online; `ec2ssh list` shows the fleet",
+        ));
+    }
+    let agent_version = instance.agent_version.as_deref();
+    let mode = Mode::for_agent(agent_version);
+    let in_band_goodbye =
+        agent_version.is_some_and(|v| version_greater(v, TERMINATE_FLAG_MIN_AGENT_VERSION));
+
+    // Bound before StartSession: a busy port fails before any session exists.
+    let listener = TcpListener::bind(("127.0.0.1", args.ports.local))
+        .await
+        .map_err(|e| {
+            AppError::other(
+                format!("cannot listen on 127.0.0.1:{}: {e}", args.ports.local),
+                "pick another local port, or 0 for a free one",
+            )
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
+
+    let name = match instance.display_name() {
+        "" => instance.id.clone(),
+        n => sanitize(n).to_string(),
+    };
+    let remote = args.ports.remote;
+    let dest = match &args.host {
+        Some(host) => format!("{}:{remote}", sanitize(host)),
+        None => format!("{name}:{remote}"),
+    };
+
+    let api = SessionApi::new(ctx.ssm(&instance.region), &instance.region);
+    let started = api
+        .start_port_forwarding(&instance.id, args.host.as_deref(), remote, local.port())
+        .await?;
+    tracing::info!(session = %started.session_id, ?mode, "port forwarding session started");
+    let session = Session {
+        api: &api,
+        id: started.session_id.clone(),
+    };
+
+    // From here on every path ends with the session terminated.
+    let outcome = match signals.pending() {
+        Some(n) => Err(signals::as_error(n)),
+        None => {
+            // Scripts read the address from stdout; people read stderr.
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{local}");
+            let _ = stdout.flush();
+            drop(stdout);
+            let via = match &args.host {
+                Some(_) => format!(" via {name}"),
+                None => String::new(),
+            };
+            eprintln!("forwarding {local} → {dest}{via} (Ctrl-C ends)");
+            let plan = Plan {
+                mode,
+                in_band_goodbye,
+                dest: &dest,
+                name: &name,
+            };
+            tunnel(&session, &started, listener, &plan, &mut signals).await
+        }
+    };
+    let closed_by_service = matches!(outcome, Ok(Finish::Closed { .. }));
+    if !closed_by_service {
+        session.terminate().await;
+    }
+    match outcome {
+        Ok(Finish::Closed { reason }) if !reason.is_empty() => Err(AppError::other(
+            format!("the session ended: {}", sanitize(&reason)),
+            format!("check that something listens on {dest} (as seen from {name})"),
+        )),
+        Ok(_) => {
+            eprintln!("ec2ssh: the port forwarding session ended");
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What the tunnel needs to know besides the session.
+struct Plan<'a> {
+    mode: Mode,
+    /// The agent honours the TerminateSession flag.
+    in_band_goodbye: bool,
+    /// Where connections go, for hints (`web-1:80`).
+    dest: &'a str,
+    /// The instance, for error messages.
+    name: &'a str,
+}
+
+/// Runs the driver and the forwarding engine together until the session ends, the
+/// engine fails, or a signal arrives.
+async fn tunnel(
+    session: &Session<'_>,
+    started: &Started,
+    listener: TcpListener,
+    plan: &Plan<'_>,
+    signals: &mut Signals,
+) -> Result<Finish, AppError> {
+    let (mode, dest) = (plan.mode, plan.dest);
+    let dial = Dial {
+        stream_url: started.stream_url.clone(),
+        token: started.token.clone(),
+    };
+    let config = DriverConfig {
+        client_version: mode.client_version(),
+        ..DriverConfig::default()
+    };
+    let (input_tx, input_rx) = mpsc::channel(16);
+    let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+    let (to_engine, from_driver) = tokio::io::duplex(OUTPUT_BUFFER);
+    let driver = driver::run_with(dial, input_rx, to_engine, Some(notice_tx), session, &config);
+    let engine_input = input_tx.clone();
+    let engine = async move {
+        match mode {
+            Mode::Mux { keepalive } => {
+                forward::mux::run(
+                    listener,
+                    engine_input,
+                    from_driver,
+                    notice_rx,
+                    keepalive,
+                    dest,
+                )
+                .await
+            }
+            Mode::Basic => {
+                drop(notice_rx);
+                forward::basic::run(listener, engine_input, from_driver).await;
+                Ok(())
+            }
+        }
+    };
+    tokio::pin!(driver, engine);
+    tokio::select! {
+        result = &mut driver => result.map_err(|e| tunnel_error(e, plan.name)),
+        result = &mut engine => match result {
+            Err(e) => Err(AppError::other(
+                format!("the agent's port forwarding stream is unreadable: {e}"),
+                "update the SSM agent on the instance (AWS-UpdateSSMAgent), or report this with -vv output",
+            )),
+            Ok(()) => Ok(Finish::OutputClosed),
+        },
+        n = signals.recv() => {
+            if plan.in_band_goodbye && input_tx.try_send(Input::Flag(Flag::TerminateSession)).is_ok() {
+                // Give the flag a moment to leave; TerminateSession follows regardless.
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, &mut driver).await;
+            }
+            Err(signals::as_error(n))
+        }
+    }
+}
