@@ -95,7 +95,7 @@ instance (document AWS-StartPortForwardingSession), or with --host to REMOTE_HOS
 the instance reaches it (AWS-StartPortForwardingSessionToRemoteHost). LOCAL 0 or omitted picks a \
 free port.\n\n  \
 ec2ssh forward web-1 8080:80\n  \
-addr=$(ec2ssh forward db-bastion 5432 --host db.internal | head -n1)\n\n\
+ec2ssh forward db-bastion 0:5432 --host db.internal\n\n\
 The local address is printed on stdout (one line); Ctrl-C ends the session."
     )]
     Forward(ForwardArgs),
