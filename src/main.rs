@@ -149,8 +149,7 @@ async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
     let mut opts = commands::pick_options(args, &config);
     if !args.print {
         let mut connector = Connector::new(ctx.clone(), &config, Paths::detect());
-        connector.rules.explicit = args.user.clone();
-        connector.key = args.key.clone();
+        connector.set_login(args.user.clone(), args.key.clone())?;
         opts.connector = Some(connector);
     }
     commands::finish_pick(tui::run(ctx, cache, opts).await?)

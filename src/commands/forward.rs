@@ -13,7 +13,7 @@ use super::proxy::{tunnel_error, Session};
 use crate::aws::AwsContext;
 use crate::cli::ForwardArgs;
 use crate::error::AppError;
-use crate::fleet::{self, select, Ping};
+use crate::fleet::{self, select};
 use crate::forward::{self, Mode};
 use crate::session::api::{SessionApi, Started};
 use crate::session::client::{version_greater, TERMINATE_FLAG_MIN_AGENT_VERSION};
@@ -31,18 +31,7 @@ pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
     let inventory = fleet::fetch(ctx).await?;
-    let instance = select::find(&inventory.instances, &args.target)?;
-    if instance.ping != Ping::Online {
-        return Err(AppError::other(
-            format!(
-                "{} ({}) is not connected to Systems Manager (ping status: {})",
-                instance.id,
-                sanitize(instance.display_name()),
-                instance.ping.label()
-            ),
-            "it must be running with its SSM agent Online; `ec2ssh list` shows the fleet",
-        ));
-    }
+    let instance = select::find_online(&inventory.instances, &args.target)?;
     let agent_version = instance.agent_version.as_deref();
     let mode = Mode::for_agent(agent_version);
     let in_band_goodbye =

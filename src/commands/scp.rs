@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::ScpArgs;
-use crate::connect::{user, Connector};
+use crate::connect::Connector;
 use crate::error::AppError;
 use crate::fleet::{self, select, Instance};
 use crate::signals::{self, Signals};
@@ -28,16 +28,7 @@ pub async fn run(
     let mut signals = Signals::install();
     let spec =
         CopySpec::parse(&args.operands).map_err(|e| AppError::other(e.to_string(), e.fix()))?;
-    if let Some(u) = args.user.clone().or(spec.user.clone()) {
-        if !user::valid(&u) {
-            return Err(AppError::other(
-                format!("{:?} is not a valid login name", sanitize(&u)),
-                "use letters, digits, '.', '_', '-' (e.g. ec2-user)",
-            ));
-        }
-        connector.rules.explicit = Some(u);
-    }
-    connector.key = args.key.clone();
+    connector.set_login(args.user.clone().or(spec.user.clone()), args.key.clone())?;
     hosts_named(&spec, &args.targets)?;
     let total = match spec.direction {
         Direction::Push => Some(transfer::local_size(&spec.sources, args.recursive).map_err(

@@ -5,26 +5,14 @@
 use crate::aws::AwsContext;
 use crate::cli::ShellArgs;
 use crate::error::AppError;
-use crate::fleet::{self, select, Ping};
+use crate::fleet::{self, select};
 use crate::signals::Signals;
-use crate::text::sanitize;
 
 pub async fn run(ctx: &AwsContext, args: &ShellArgs) -> Result<u8, AppError> {
     // First, so that no signal can skip terminating the session.
     let mut signals = Signals::install();
     let inventory = fleet::fetch(ctx).await?;
-    let instance = select::find(&inventory.instances, &args.target)?;
-    if instance.ping != Ping::Online {
-        return Err(AppError::other(
-            format!(
-                "{} ({}) is not connected to Systems Manager (ping status: {})",
-                instance.id,
-                sanitize(instance.display_name()),
-                instance.ping.label()
-            ),
-            "it must be running with its SSM agent Online; `ec2ssh list` shows the fleet",
-        ));
-    }
+    let instance = select::find_online(&inventory.instances, &args.target)?;
     let done =
         crate::connect::shell::run(ctx, instance, args.document.as_deref(), &mut signals).await?;
     Ok(done.code.clamp(0, 255) as u8)

@@ -3,11 +3,10 @@
 //! unique fuzzy match); the exit code is ssh's.
 
 use crate::cli::SshArgs;
-use crate::connect::{user, Connector};
+use crate::connect::Connector;
 use crate::error::AppError;
-use crate::fleet::{self, select, Ping};
+use crate::fleet::{self, select};
 use crate::signals::Signals;
-use crate::text::sanitize;
 
 pub async fn run(mut connector: Connector, args: &SshArgs) -> Result<u8, AppError> {
     let mut signals = Signals::install();
@@ -15,32 +14,12 @@ pub async fn run(mut connector: Connector, args: &SshArgs) -> Result<u8, AppErro
         Some((u, t)) => (Some(u.to_string()), t.to_string()),
         None => (None, args.destination.clone()),
     };
-    if let Some(u) = args.user.clone().or(login) {
-        if !user::valid(&u) {
-            return Err(AppError::other(
-                format!("{:?} is not a valid login name", sanitize(&u)),
-                "use letters, digits, '.', '_', '-' (e.g. ec2-user)",
-            ));
-        }
-        connector.rules.explicit = Some(u);
-    }
-    connector.key = args.key.clone();
+    connector.set_login(args.user.clone().or(login), args.key.clone())?;
     let (options, command) = split_ssh_args(&args.rest);
     connector.ssh_options = options;
 
     let inventory = fleet::fetch(&connector.ctx).await?;
-    let instance = select::find(&inventory.instances, &target)?;
-    if instance.ping != Ping::Online {
-        return Err(AppError::other(
-            format!(
-                "{} ({}) is not connected to Systems Manager (ping status: {})",
-                instance.id,
-                sanitize(instance.display_name()),
-                instance.ping.label()
-            ),
-            "it must be running with its SSM agent Online; `ec2ssh list` shows the fleet",
-        ));
-    }
+    let instance = select::find_online(&inventory.instances, &target)?;
     let finished = connector.connect(instance, &command, &mut signals).await?;
     if let Some(hint) = finished.hint() {
         eprintln!("ec2ssh: {hint}");

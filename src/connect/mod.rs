@@ -90,6 +90,28 @@ impl Connector {
         }
     }
 
+    /// `--user`/`user@` and `--key` from the command line; a malformed login is
+    /// refused before anything is sent.
+    pub fn set_login(
+        &mut self,
+        user: Option<String>,
+        key: Option<PathBuf>,
+    ) -> Result<(), AppError> {
+        if let Some(u) = &user {
+            if !user::valid(u) {
+                return Err(AppError::other(
+                    format!("{:?} is not a valid login name", crate::text::sanitize(u)),
+                    "use letters, digits, '.', '_', '-' (e.g. ec2-user)",
+                ));
+            }
+        }
+        if user.is_some() {
+            self.rules.explicit = user;
+        }
+        self.key = key;
+        Ok(())
+    }
+
     pub fn user_for(&self, instance: &Instance) -> Resolved {
         self.rules.resolve(instance)
     }

@@ -68,6 +68,32 @@ pub fn find<'a>(instances: &'a [Instance], target: &str) -> Result<&'a Instance,
     }
 }
 
+/// `find`, refusing an instance that Systems Manager cannot reach now: nothing (no
+/// session, no key push) would work.
+pub fn find_online<'a>(instances: &'a [Instance], target: &str) -> Result<&'a Instance, AppError> {
+    let instance = find(instances, target)?;
+    if instance.ping != crate::fleet::Ping::Online {
+        return Err(not_online(instance));
+    }
+    Ok(instance)
+}
+
+/// The error for an instance that is not Online, with the way to find out why.
+pub fn not_online(instance: &Instance) -> AppError {
+    AppError::other(
+        format!(
+            "{} ({}) is not connected to Systems Manager (ping status: {})",
+            instance.id,
+            sanitize(instance.display_name()),
+            instance.ping.label()
+        ),
+        format!(
+            "it must be running with its SSM agent Online; `ec2ssh doctor {}` checks why",
+            instance.id
+        ),
+    )
+}
+
 /// Every instance `query` selects, in fleet order: `tag:KEY=VALUE` (VALUE may use `*`
 /// and `?`), an id, an IP, every instance with that exact Name, else every fuzzy match.
 /// Nothing selected is an error naming the query.

@@ -1,6 +1,7 @@
 //! The Session Manager control plane: `StartSession`, `ResumeSession` and
 //! `TerminateSession` over the AWS SDK. The data channel itself is the driver's job.
 
+use aws_sdk_ssm::operation::start_session::builders::StartSessionFluentBuilder;
 use aws_sdk_ssm::Client;
 
 use crate::aws::AwsError;
@@ -52,31 +53,15 @@ impl SessionApi {
 
     /// Opens an `AWS-StartSSHSession` session to `target` on `port`.
     pub async fn start_ssh(&self, target: &str, port: u16) -> Result<Started, AwsError> {
-        let out = self
-            .client
-            .start_session()
-            .target(target)
-            .document_name(SSH_DOCUMENT)
-            .parameters("portNumber", vec![port.to_string()])
-            .reason("ec2ssh")
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ssm:StartSession", &self.region, &e))?;
-        let missing = |what: &str| AwsError {
-            action: "ssm:StartSession".into(),
-            region: self.region.clone(),
-            kind: crate::aws::AwsErrorKind::NotImplemented,
-            code: None,
-            message: format!("the response has no {what}"),
-        };
-        Ok(Started {
-            session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),
-            stream_url: out.stream_url().ok_or_else(|| missing("StreamUrl"))?.into(),
-            token: out
-                .token_value()
-                .ok_or_else(|| missing("TokenValue"))?
-                .into(),
-        })
+        self.start(
+            self.client
+                .start_session()
+                .target(target)
+                .document_name(SSH_DOCUMENT)
+                .parameters("portNumber", vec![port.to_string()])
+                .reason("ec2ssh"),
+        )
+        .await
     }
 
     /// Opens a shell session on `target`: the account's default shell document
@@ -86,30 +71,14 @@ impl SessionApi {
         target: &str,
         document: Option<&str>,
     ) -> Result<Started, AwsError> {
-        let out = self
-            .client
-            .start_session()
-            .target(target)
-            .set_document_name(document.map(str::to_string))
-            .reason("ec2ssh shell")
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ssm:StartSession", &self.region, &e))?;
-        let missing = |what: &str| AwsError {
-            action: "ssm:StartSession".into(),
-            region: self.region.clone(),
-            kind: crate::aws::AwsErrorKind::NotImplemented,
-            code: None,
-            message: format!("the response has no {what}"),
-        };
-        Ok(Started {
-            session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),
-            stream_url: out.stream_url().ok_or_else(|| missing("StreamUrl"))?.into(),
-            token: out
-                .token_value()
-                .ok_or_else(|| missing("TokenValue"))?
-                .into(),
-        })
+        self.start(
+            self.client
+                .start_session()
+                .target(target)
+                .set_document_name(document.map(str::to_string))
+                .reason("ec2ssh shell"),
+        )
+        .await
     }
 
     /// Opens a port-forwarding session to `port` on `target`
@@ -135,6 +104,11 @@ impl SessionApi {
                 .parameters("host", vec![host.to_string()]),
             None => req.document_name(PORT_FORWARDING_DOCUMENT),
         };
+        self.start(req).await
+    }
+
+    /// Sends a StartSession request and reads what a session needs from the answer.
+    async fn start(&self, req: StartSessionFluentBuilder) -> Result<Started, AwsError> {
         let out = req
             .send()
             .await

@@ -137,7 +137,7 @@ async fn one(
                 host.ping.label()
             ),
             format!(
-                "it must be running with its SSM agent Online; `ec2ssh status {}` checks",
+                "it must be running with its SSM agent Online; `ec2ssh doctor {}` checks why",
                 host.id
             ),
         ));

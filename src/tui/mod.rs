@@ -208,21 +208,9 @@ pub async fn run(
                 let Some(connector) = connector.as_mut() else {
                     return Ok(Outcome::Picked(id));
                 };
-                let Some(instance) = app.instances.iter().find(|i| i.id == id).cloned() else {
+                let Some((instance, name)) = reachable(&mut app, &id, "connect") else {
                     continue;
                 };
-                let name = match instance.display_name() {
-                    "" => instance.id.clone(),
-                    n => crate::text::sanitize(n).into_owned(),
-                };
-                if instance.ping != fleet::Ping::Online {
-                    app.notice = Some(format!(
-                        "{name} is not Online in Systems Manager ({}); cannot connect · run `ec2ssh doctor {}`",
-                        instance.ping.label(),
-                        instance.id
-                    ));
-                    continue;
-                }
                 // Hand keyboard and screen to ssh; take them back when it exits.
                 drop(events);
                 guard.suspend();
@@ -250,38 +238,18 @@ pub async fn run(
                 guard.resume().map_err(io_error)?;
                 events = EventStream::new();
                 app.login = Some(connector.rules.clone());
-                app.notice = Some(match result {
-                    Ok(done) => match done.hint() {
+                app.notice = Some(outcome_notice(
+                    result.map(|done| match done.hint() {
                         Some(hint) => format!("{} · {hint}", done.summary(&name)),
                         None => done.summary(&name),
-                    },
-                    Err(e @ (AppError::Signal(_) | AppError::Interrupted)) => return Err(e),
-                    Err(e) => e
-                        .explain()
-                        .into_iter()
-                        .map(|(what, fix)| match fix {
-                            Some(fix) => format!("{name}: {what} ({fix})"),
-                            None => format!("{name}: {what}"),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                });
+                    }),
+                    &name,
+                )?);
             }
             Some(Effect::Shell(id)) => {
-                let Some(instance) = app.instances.iter().find(|i| i.id == id).cloned() else {
+                let Some((instance, name)) = reachable(&mut app, &id, "open a shell") else {
                     continue;
                 };
-                let name = match instance.display_name() {
-                    "" => instance.id.clone(),
-                    n => crate::text::sanitize(n).into_owned(),
-                };
-                if instance.ping != fleet::Ping::Online {
-                    app.notice = Some(format!(
-                        "{name} is not Online in Systems Manager ({}); cannot open a shell",
-                        instance.ping.label()
-                    ));
-                    continue;
-                }
                 // As for Enter: the terminal is the shell's until it closes.
                 drop(events);
                 guard.suspend();
@@ -298,19 +266,10 @@ pub async fn run(
                 }
                 guard.resume().map_err(io_error)?;
                 events = EventStream::new();
-                app.notice = Some(match result {
-                    Ok(done) => done.summary(&name),
-                    Err(e @ (AppError::Signal(_) | AppError::Interrupted)) => return Err(e),
-                    Err(e) => e
-                        .explain()
-                        .into_iter()
-                        .map(|(what, fix)| match fix {
-                            Some(fix) => format!("{name}: {what} ({fix})"),
-                            None => format!("{name}: {what}"),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                });
+                app.notice = Some(outcome_notice(
+                    result.map(|done| done.summary(&name)),
+                    &name,
+                )?);
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
             Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
@@ -348,6 +307,43 @@ pub async fn run(
             }
             None => {}
         }
+    }
+}
+
+/// The instance `id` and its display name, if ssh or a shell can reach it; else the
+/// status line says why (and how to find out more) and there is nothing to do.
+fn reachable(app: &mut App, id: &str, doing: &str) -> Option<(fleet::Instance, String)> {
+    let instance = app.instances.iter().find(|i| i.id == id).cloned()?;
+    let name = match instance.display_name() {
+        "" => instance.id.clone(),
+        n => crate::text::sanitize(n).into_owned(),
+    };
+    if instance.ping != fleet::Ping::Online {
+        app.notice = Some(format!(
+            "{name} is not Online in Systems Manager ({}); cannot {doing} · run `ec2ssh doctor {}`",
+            instance.ping.label(),
+            instance.id
+        ));
+        return None;
+    }
+    Some((instance, name))
+}
+
+/// The status line after a session: its summary, or what failed and the fix.
+/// A signal that ended the session ends the picker too.
+fn outcome_notice(result: Result<String, AppError>, name: &str) -> Result<String, AppError> {
+    match result {
+        Ok(summary) => Ok(summary),
+        Err(e @ (AppError::Signal(_) | AppError::Interrupted)) => Err(e),
+        Err(e) => Ok(e
+            .explain()
+            .into_iter()
+            .map(|(what, fix)| match fix {
+                Some(fix) => format!("{name}: {what} ({fix})"),
+                None => format!("{name}: {what}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")),
     }
 }
 
