@@ -9,13 +9,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::proxy::{tunnel_error, Session};
+use super::proxy::tunnel_error;
 use crate::aws::AwsContext;
 use crate::cli::ForwardArgs;
 use crate::error::AppError;
 use crate::fleet::{self, select};
 use crate::forward::{self, Mode};
-use crate::session::api::{SessionApi, Started};
+use crate::session::api::{Session, SessionApi, Started};
 use crate::session::client::{version_greater, TERMINATE_FLAG_MIN_AGENT_VERSION};
 use crate::session::driver::{self, Dial, DriverConfig, Finish, Input};
 use crate::session::messages::Flag;

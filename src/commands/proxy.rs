@@ -9,18 +9,15 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::aws::{AwsContext, AwsError};
+use crate::aws::AwsContext;
 use crate::cli::ProxyArgs;
 use crate::config::Transport;
 use crate::error::AppError;
-use crate::session::api::{SessionApi, Started, SSH_DOCUMENT};
+use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
 use crate::session::client::version_greater;
-use crate::session::driver::{self, Dial, DriverConfig, Finish, Resume, TunnelError};
+use crate::session::driver::{self, Dial, DriverConfig, Finish, TunnelError};
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
-
-/// How long cleanup (TerminateSession) may take on the way out.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
@@ -86,35 +83,6 @@ async fn run_proxy(
         }
         Ok(Finish::OutputClosed) => Ok(0),
         Err(e) => Err(e),
-    }
-}
-
-/// The session and the API that ends it.
-pub(crate) struct Session<'a> {
-    pub(crate) api: &'a SessionApi,
-    pub(crate) id: String,
-}
-
-impl Session<'_> {
-    pub(crate) async fn terminate(&self) {
-        match tokio::time::timeout(TERMINATE_TIMEOUT, self.api.terminate(&self.id)).await {
-            Ok(Ok(())) => tracing::debug!(session = %self.id, "session terminated"),
-            Ok(Err(e)) => eprintln!(
-                "ec2ssh: warning: could not terminate session {}: {}",
-                self.id,
-                e.summary()
-            ),
-            Err(_) => eprintln!(
-                "ec2ssh: warning: TerminateSession for {} timed out; the session ends at its idle timeout",
-                self.id
-            ),
-        }
-    }
-}
-
-impl Resume for Session<'_> {
-    async fn resume(&self) -> Result<Option<String>, AwsError> {
-        self.api.resume(&self.id).await
     }
 }
 

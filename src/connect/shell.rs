@@ -13,19 +13,15 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::aws::{AwsContext, AwsError};
+use crate::aws::AwsContext;
 use crate::error::AppError;
 use crate::fleet::Instance;
-use crate::session::api::{SessionApi, Started};
+use crate::session::api::{Session, SessionApi, Started};
 use crate::session::codec::MAX_STREAM_PAYLOAD;
-use crate::session::driver::{
-    self, Dial, DriverConfig, Finish, Input, Notice, Resume, TunnelError,
-};
+use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, Notice, TunnelError};
 use crate::signals::{self, Signals};
 use crate::tui::terminal::RawMode;
 
-/// How long cleanup (TerminateSession) may take on the way out.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the stdin reader looks whether it should stop.
 const STDIN_POLL: Duration = Duration::from_millis(50);
 
@@ -68,7 +64,7 @@ pub async fn run(
     let api = SessionApi::new(ctx.ssm(&instance.region), &instance.region);
     let started = api.start_shell(&instance.id, document).await?;
     tracing::info!(session = %started.session_id, instance = %instance.id, "shell session started");
-    let session = Live {
+    let session = Session {
         api: &api,
         id: started.session_id.clone(),
     };
@@ -111,7 +107,7 @@ enum Failure {
 /// restored and the stdin reader stopped before this returns.
 async fn bridge(
     started: &Started,
-    session: &Live<'_>,
+    session: &Session<'_>,
     signals: &mut Signals,
 ) -> Result<(Finish, Option<i32>), Failure> {
     let raw = RawMode::enter().map_err(|e| {
@@ -210,35 +206,6 @@ fn shell_error(e: TunnelError, instance: &Instance) -> AppError {
             ),
         ),
         _ => crate::commands::proxy::tunnel_error(e, &instance.id),
-    }
-}
-
-/// The session and the API that resumes and ends it.
-struct Live<'a> {
-    api: &'a SessionApi,
-    id: String,
-}
-
-impl Live<'_> {
-    async fn terminate(&self) {
-        match tokio::time::timeout(TERMINATE_TIMEOUT, self.api.terminate(&self.id)).await {
-            Ok(Ok(())) => tracing::debug!(session = %self.id, "session terminated"),
-            Ok(Err(e)) => eprintln!(
-                "ec2ssh: warning: could not terminate session {}: {}",
-                self.id,
-                e.summary()
-            ),
-            Err(_) => eprintln!(
-                "ec2ssh: warning: TerminateSession for {} timed out; the session ends at its idle timeout",
-                self.id
-            ),
-        }
-    }
-}
-
-impl Resume for Live<'_> {
-    async fn resume(&self) -> Result<Option<String>, AwsError> {
-        self.api.resume(&self.id).await
     }
 }
 

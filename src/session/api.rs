@@ -157,3 +157,38 @@ impl SessionApi {
         Ok(())
     }
 }
+
+/// How long ending a session (TerminateSession) may take on the way out.
+const TERMINATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A started session and the API that resumes and ends it: every command that opens
+/// one (proxy, shell, forward) ends it the same way.
+pub struct Session<'a> {
+    pub api: &'a SessionApi,
+    pub id: String,
+}
+
+impl Session<'_> {
+    /// TerminateSession, bounded; a failure is a warning (the session then ends at its
+    /// idle timeout), never an error on the way out.
+    pub async fn terminate(&self) {
+        match tokio::time::timeout(TERMINATE_TIMEOUT, self.api.terminate(&self.id)).await {
+            Ok(Ok(())) => tracing::debug!(session = %self.id, "session terminated"),
+            Ok(Err(e)) => eprintln!(
+                "ec2ssh: warning: could not terminate session {}: {}",
+                self.id,
+                e.summary()
+            ),
+            Err(_) => eprintln!(
+                "ec2ssh: warning: TerminateSession for {} timed out; the session ends at its idle timeout",
+                self.id
+            ),
+        }
+    }
+}
+
+impl super::driver::Resume for Session<'_> {
+    async fn resume(&self) -> Result<Option<String>, AwsError> {
+        self.api.resume(&self.id).await
+    }
+}
