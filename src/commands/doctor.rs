@@ -25,9 +25,25 @@ use crate::fleet::{self, Instance};
 use crate::tui::unix_now;
 
 pub async fn run(ctx: &AwsContext, args: &DoctorArgs) -> Result<u8, AppError> {
+    let list = diagnose(ctx, args.target.as_deref()).await;
+    if args.json {
+        println!("{}", to_json(&list));
+    } else {
+        let color = crate::commands::list::use_color(crate::cli::ColorChoice::Auto, true)
+            && std::io::stdout().is_terminal();
+        for l in render(&list, color) {
+            println!("{l}");
+        }
+    }
+    Ok(if crate::doctor::all_ok(&list) { 0 } else { 1 })
+}
+
+/// The whole checklist: local, permissions and, for `target`, the instance and its
+/// network path. Also what the picker's diagnose key shows.
+pub async fn diagnose(ctx: &AwsContext, target: Option<&str>) -> Vec<Check> {
     let region = ctx.regions.first().cloned().unwrap_or_default();
     let (local, probes, target) = tokio::join!(local_facts(ctx, &region), probes(ctx), async {
-        match &args.target {
+        match target {
             Some(t) => Some(target_facts(ctx, t).await),
             None => None,
         }
@@ -40,16 +56,7 @@ pub async fn run(ctx: &AwsContext, args: &DoctorArgs) -> Result<u8, AppError> {
         Some(Err(c)) => list.push(c),
         None => {}
     }
-    if args.json {
-        println!("{}", to_json(&list));
-    } else {
-        let color = crate::commands::list::use_color(crate::cli::ColorChoice::Auto, true)
-            && std::io::stdout().is_terminal();
-        for l in render(&list, color) {
-            println!("{l}");
-        }
-    }
-    Ok(if crate::doctor::all_ok(&list) { 0 } else { 1 })
+    list
 }
 
 /// Remembers the `Date` header of the responses it sees.

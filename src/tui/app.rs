@@ -48,6 +48,10 @@ pub enum Action {
     CheckPings,
     /// Ctrl-t / F5: open the push dialog for the marked rows, else the selected one.
     OpenPush,
+    /// F2 / Ctrl-g: run `ec2ssh doctor` for the selected row.
+    Diagnose,
+    /// The diagnosis of this instance (display name, checks) is ready.
+    Diagnosed(String, Vec<crate::doctor::Check>),
     /// Ctrl-o: a Session Manager shell on the selected instance instead of ssh.
     OpenShell,
     /// Progress of the picker's push.
@@ -77,6 +81,8 @@ pub enum Effect {
     },
     /// Stop the push under way.
     CancelPush,
+    /// Diagnose this instance (id) in the background.
+    Diagnose(String),
     /// Start a background refresh.
     Refresh,
     /// Ask SSM for fresh ping status: of everything, or only of these.
@@ -127,6 +133,8 @@ pub struct App {
     pub push: Option<Push>,
     /// The last push destination, offered again (per session).
     pub last_dest: String,
+    /// A finished diagnosis on screen (the instance's name, the checks); any key closes.
+    pub diagnosis: Option<(String, Vec<crate::doctor::Check>)>,
 }
 
 /// The picker's push, from the dialog to the results.
@@ -163,6 +171,7 @@ impl App {
             ping_warnings: Vec::new(),
             push: None,
             last_dest: String::new(),
+            diagnosis: None,
         }
     }
 
@@ -343,18 +352,20 @@ impl App {
     }
 
     pub fn update(&mut self, action: Action) -> Option<Effect> {
-        if self.help
-            && !matches!(
-                action,
-                Action::Tick(_)
-                    | Action::Loaded(..)
-                    | Action::Viewport(_)
-                    | Action::CheckPings
-                    | Action::Pings { .. }
-            )
-        {
-            // Any key closes the help overlay and does nothing else.
+        let background = matches!(
+            action,
+            Action::Tick(_)
+                | Action::Loaded(..)
+                | Action::Viewport(_)
+                | Action::CheckPings
+                | Action::Pings { .. }
+                | Action::Transfer(..)
+                | Action::Diagnosed(..)
+        );
+        if (self.help || self.diagnosis.is_some()) && !background {
+            // Any key closes an overlay (help, a diagnosis) and does nothing else.
             self.help = false;
+            self.diagnosis = None;
             return None;
         }
         match action {
@@ -412,6 +423,24 @@ impl App {
                 if !hosts.is_empty() {
                     self.push = Some(Push::Dialog(Dialog::new(hosts, &self.last_dest)));
                 }
+            }
+            Action::Diagnose => {
+                let target = self.selected_instance().map(|i| (i.id.clone(), label(i)));
+                if let Some((id, name)) = target {
+                    self.notice = Some(format!("diagnosing {name}…"));
+                    return Some(Effect::Diagnose(id));
+                }
+            }
+            Action::Diagnosed(name, checks) => {
+                let failed = checks
+                    .iter()
+                    .filter(|c| c.status == crate::doctor::Status::Fail)
+                    .count();
+                self.notice = Some(match failed {
+                    0 => format!("{name}: nothing wrong found"),
+                    n => format!("{name}: {n} problem{} found", if n == 1 { "" } else { "s" }),
+                });
+                self.diagnosis = Some((name, checks));
             }
             Action::Transfer(update, at) => {
                 if let Some(Push::Running(t)) = &mut self.push {
@@ -509,6 +538,14 @@ impl App {
             }
         }
         None
+    }
+}
+
+/// An instance's name as the status line shows it (sanitized), else its id.
+fn label(i: &Instance) -> String {
+    match i.display_name() {
+        "" => i.id.clone(),
+        n => crate::text::sanitize(n).into_owned(),
     }
 }
 
@@ -939,5 +976,27 @@ mod tests {
         a.push_key(DialogKey::Enter, &Disk);
         assert!(a.push.is_none());
         assert_eq!(a.notice.as_deref(), Some("push to /srv: 1 ok, 1 failed"));
+    }
+
+    #[test]
+    fn diagnose_asks_for_the_selected_row_and_any_key_closes_the_result() {
+        use crate::doctor::Check;
+        let mut a = app();
+        assert_eq!(
+            a.update(Action::Diagnose),
+            Some(Effect::Diagnose("i-1".into()))
+        );
+        assert_eq!(a.notice.as_deref(), Some("diagnosing web-1…"));
+        let checks = vec![
+            Check::ok("local", "credentials", "me"),
+            Check::fail("target", "agent ping", "ConnectionLost", "start it"),
+        ];
+        a.update(Action::Diagnosed("web-1".into(), checks));
+        assert!(a.diagnosis.is_some());
+        assert_eq!(a.notice.as_deref(), Some("web-1: 1 problem found"));
+        a.update(Action::Tick(1001));
+        assert!(a.diagnosis.is_some(), "background actions leave it open");
+        assert_eq!(a.update(Action::Quit), None, "the key only closes it");
+        assert!(a.diagnosis.is_none());
     }
 }

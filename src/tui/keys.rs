@@ -23,6 +23,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('a') if ctrl => Action::ToggleMarkAll,
         KeyCode::Char('t') if ctrl => Action::OpenPush,
         KeyCode::Char('o') if ctrl => Action::OpenShell,
+        KeyCode::Char('g') if ctrl => Action::Diagnose,
         KeyCode::Backspace if ctrl || alt => Action::DeleteWord,
         KeyCode::Char(_) if ctrl || alt => return None,
         KeyCode::Char('?') => Action::ToggleHelp,
@@ -42,6 +43,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Tab => Action::ToggleOnline,
         KeyCode::F(1) => Action::ToggleHelp,
         KeyCode::F(5) => Action::OpenPush,
+        KeyCode::F(2) => Action::Diagnose,
         KeyCode::F(3) => Action::ToggleDetails,
         _ => return None,
     })
@@ -79,6 +81,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Space", "mark / unmark the row, move down"),
     ("*  Ctrl-a", "mark all shown rows (again: unmark)"),
     ("Ctrl-t  F5", "push files to the marked rows (or this one)"),
+    ("F2  Ctrl-g", "diagnose the selected row (ec2ssh doctor)"),
     ("Tab", "show only Online instances / all"),
     ("Ctrl-d  F3", "detail pane"),
     ("Ctrl-r", "refresh from AWS; marked: re-check ping"),

@@ -240,7 +240,7 @@ pub async fn run(
                 app.login = Some(connector.rules.clone());
                 app.notice = Some(outcome_notice(
                     result.map(|done| match done.hint() {
-                        Some(hint) => format!("{} · {hint}", done.summary(&name)),
+                        Some(hint) => format!("{} · {hint} · F2 diagnoses", done.summary(&name)),
                         None => done.summary(&name),
                     }),
                     &name,
@@ -270,6 +270,22 @@ pub async fn run(
                     result.map(|done| done.summary(&name)),
                     &name,
                 )?);
+            }
+            Some(Effect::Diagnose(id)) => {
+                let (ctx, tx) = (ctx.clone(), tx.clone());
+                let name = app
+                    .instances
+                    .iter()
+                    .find(|i| i.id == id)
+                    .map(|i| match i.display_name() {
+                        "" => i.id.clone(),
+                        n => crate::text::sanitize(n).into_owned(),
+                    })
+                    .unwrap_or_else(|| id.clone());
+                tokio::spawn(async move {
+                    let checks = crate::commands::doctor::diagnose(&ctx, Some(&id)).await;
+                    let _ = tx.send(Action::Diagnosed(name, checks));
+                });
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
             Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
@@ -320,9 +336,8 @@ fn reachable(app: &mut App, id: &str, doing: &str) -> Option<(fleet::Instance, S
     };
     if instance.ping != fleet::Ping::Online {
         app.notice = Some(format!(
-            "{name} is not Online in Systems Manager ({}); cannot {doing} · run `ec2ssh doctor {}`",
+            "{name} is not Online in Systems Manager ({}); cannot {doing} · F2 diagnoses",
             instance.ping.label(),
-            instance.id
         ));
         return None;
     }
@@ -343,7 +358,8 @@ fn outcome_notice(result: Result<String, AppError>, name: &str) -> Result<String
                 None => format!("{name}: {what}"),
             })
             .collect::<Vec<_>>()
-            .join("; ")),
+            .join("; ")
+            + " · F2 diagnoses"),
     }
 }
 

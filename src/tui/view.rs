@@ -213,11 +213,118 @@ pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
     if app.help {
         render_help(frame, theme);
     }
+    if let Some((name, checks)) = &app.diagnosis {
+        render_diagnosis(frame, name, checks, theme);
+    }
     match &app.push {
         Some(Push::Dialog(d)) => render_push_dialog(frame, d, theme),
         Some(Push::Running(t)) => render_transfers(frame, t, theme),
         None => {}
     }
+}
+
+/// `ec2ssh doctor`'s checklist for one instance, coloured by mark.
+fn render_diagnosis(frame: &mut Frame, name: &str, checks: &[crate::doctor::Check], theme: Theme) {
+    // What needs attention first: the checks that failed or could not run, with their
+    // fixes; the ones that passed are counted (all of them show when none failed).
+    use crate::doctor::Status;
+    let attention: Vec<crate::doctor::Check> = checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .cloned()
+        .collect();
+    let passed = checks.len() - attention.len();
+    let mut lines: Vec<String> = if attention.is_empty() {
+        crate::doctor::render(checks, false)
+    } else {
+        // Failures first, then what could not be checked; each part without render's
+        // own summary (it would count only what is shown).
+        let part = |status: Status| -> Vec<String> {
+            let these: Vec<_> = attention
+                .iter()
+                .filter(|c| c.status == status)
+                .cloned()
+                .collect();
+            if these.is_empty() {
+                return Vec::new();
+            }
+            let mut l = crate::doctor::render(&these, false);
+            l.truncate(l.len().saturating_sub(2));
+            l.push(String::new());
+            l
+        };
+        let failed = attention
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count();
+        let summary = format!(
+            "{failed} failed, {} not checked, {passed} ok (`ec2ssh doctor` lists every check)",
+            attention.len() - failed
+        );
+        [summary, String::new()]
+            .into_iter()
+            .chain(part(Status::Fail))
+            .chain(part(Status::Unknown))
+            .collect()
+    };
+    let area = frame.area();
+    let w = area.width.saturating_sub(4).max(40).min(area.width);
+    let inner = w.saturating_sub(2).max(1) as usize;
+    // Long lines wrap; leave the status line visible.
+    let rows = |l: &String| wrapped_rows(l, inner);
+    let room = area.height.saturating_sub(2);
+    while lines.iter().map(rows).sum::<u16>() + 2 > room && lines.len() > 1 {
+        lines.truncate(lines.len() - 2);
+        lines.push("… (`ec2ssh doctor ID` shows all)".into());
+    }
+    let h = lines.iter().map(rows).sum::<u16>() + 2;
+    let rect = centered(frame, w, h.min(room));
+    let styled: Vec<Line> = lines
+        .iter()
+        .map(|l| {
+            let t = l.trim_start();
+            let style = if t.starts_with('✗') {
+                theme.fg(Color::Red).add_modifier(Modifier::BOLD)
+            } else if t.starts_with('✓') {
+                theme.fg(Color::Green)
+            } else if t.starts_with('?') {
+                theme.fg(Color::Yellow)
+            } else if t.starts_with("fix:") || t.starts_with("check:") {
+                theme.dim()
+            } else {
+                Style::default().add_modifier(Modifier::BOLD)
+            };
+            Line::from(Span::styled(l.clone(), style))
+        })
+        .collect();
+    let title = format!(" ec2ssh doctor {} · any key closes ", sanitize(name));
+    let block = Block::default().borders(Borders::ALL).title(title);
+    frame.render_widget(
+        Paragraph::new(styled)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        rect,
+    );
+}
+
+/// How many rows `text` takes when word-wrapped to `cols` cells (greedy, like
+/// ratatui's word wrapper).
+fn wrapped_rows(text: &str, cols: usize) -> u16 {
+    let mut rows = 1u16;
+    let mut used = 0usize;
+    for word in text.split(' ') {
+        let w = width(word);
+        let need = if used == 0 { w } else { used + 1 + w };
+        if need <= cols {
+            used = need;
+        } else {
+            rows += 1;
+            // A word longer than a row is broken across rows.
+            rows += (w.saturating_sub(1) / cols.max(1)) as u16;
+            used = w % cols.max(1);
+        }
+    }
+    rows
 }
 
 /// A box of at most `w`×`h` cells in the middle of the screen, cleared.

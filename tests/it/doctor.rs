@@ -228,3 +228,42 @@ fn iam_policy_is_json_naming_every_action() {
         "conflicting flags are a usage error"
     );
 }
+
+/// In the picker: Enter on an instance that is not Online says why and offers F2;
+/// F2 shows doctor's checklist for it in an overlay; any key closes it.
+#[test]
+fn the_picker_diagnoses_the_selected_row() {
+    let home = tempfile::tempdir().unwrap();
+    let sim = sim(home.path(), &[]);
+    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
+    let t = crate::common::in_tmux(
+        home.path(),
+        &env,
+        "--region us-east-1 pick --ping-refresh off --filter no-way-out",
+        false,
+    );
+    t.wait_screen("the row", |sc| {
+        sc.lines().nth(2).is_some_and(|l| l.contains("no-way-out"))
+    });
+    t.send(&["Enter"]);
+    t.wait_screen("the refusal", |sc| {
+        sc.contains("no-way-out is not Online") && sc.contains("F2 diagnoses")
+    });
+    t.send(&["F2"]);
+    let screen = t.wait_screen("the checklist", |sc| {
+        sc.contains("ec2ssh doctor no-way-out") && sc.contains("fix:")
+    });
+    assert!(screen.contains("✗"), "{screen}");
+    assert!(screen.contains("network path"), "{screen}");
+    assert!(
+        screen.contains("ok (`ec2ssh doctor` lists every check)"),
+        "{screen}"
+    );
+    t.wait_screen("the count", |sc| sc.contains("problems found"));
+    t.send(&["x"]);
+    t.wait_screen("the overlay closed", |sc| {
+        !sc.contains("ec2ssh doctor no-way-out")
+    });
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(home.path()).1, 130);
+}
