@@ -4,7 +4,7 @@
 # built-in simulator's Session Manager gateway with its own key store and home:
 #   - `ec2ssh scp -t tag:Role=bench FILE :` of a SIZE_MB (default 64) MiB file to all
 #     of them (a one-time key pushed per host, scp through `ec2ssh proxy`, up to
-#     `--parallel` hosts at once), total wall time;
+#     PARALLEL (default HOSTS) hosts at once), total wall time;
 #   - the same file with HOSTS sequential plain `scp`s over direct loopback ssh;
 #   - their ratio. Best of ROUNDS (default 2) each, alternating.
 # Every copy is checked by SHA-256 on every host. Writes target/bench-push-report.txt.
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-64}
 HOSTS=${HOSTS:-8}
 ROUNDS=${ROUNDS:-2}
+PARALLEL=${PARALLEL:-$HOSTS}
 report=target/bench-push-report.txt
 if [ -z "${EC2SSH_BIN:-}" ]; then
     cargo build --release --quiet
@@ -115,7 +116,7 @@ sequential_once() {
 ec2ssh_once() {
     local t0 t1
     t0=$(now_ns)
-    "$EC2SSH_BIN" --region us-east-1 scp --parallel "$HOSTS" -t tag:Role=bench "$work/payload" : >"$work/scp.out"
+    "$EC2SSH_BIN" --region us-east-1 scp --parallel "$PARALLEL" -t tag:Role=bench "$work/payload" : >"$work/scp.out"
     t1=$(now_ns)
     grep -q "$HOSTS hosts: $HOSTS ok, 0 failed" "$work/scp.out" || { cat "$work/scp.out" >&2; exit 1; }
     echo $(( (t1 - t0) / 1000000 ))
@@ -131,6 +132,6 @@ ec2_ms=$(best "${ec2_times[@]}")
 ratio=$(python3 -c "print(f'{$seq_ms / $ec2_ms:.2f}')")
 {
     echo "ec2ssh scp push benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $EC2SSH_BIN"
-    echo "push ${SIZE_MB} MiB to $HOSTS hosts: ec2ssh scp (one-time key per host, tunnel, $HOSTS at once) $ec2_ms ms vs $HOSTS sequential plain scp over loopback ssh $seq_ms ms (best of $ROUNDS each)"
+    echo "push ${SIZE_MB} MiB to $HOSTS hosts: ec2ssh scp (one-time key per host, tunnel, $PARALLEL at once) $ec2_ms ms vs $HOSTS sequential plain scp over loopback ssh $seq_ms ms (best of $ROUNDS each)"
     echo "speed-up of ec2ssh scp over the sequential plain scps: ${ratio}x (all tunnels share this machine's $(nproc) cores with sshd and the simulator)"
 } | tee "$report"
