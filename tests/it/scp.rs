@@ -335,3 +335,47 @@ fn the_picker_marks_rows_and_pushes_to_them() {
     assert_eq!(t.finished(d).1, 130);
     f.assert_clean();
 }
+
+/// Esc while the picker's copies run ends them: each host's result says so, and no
+/// session or key is left behind.
+#[test]
+fn esc_cancels_a_push_from_the_picker() {
+    // Slow frames, so the copies are still running when Esc comes.
+    let f = fleet(2, &["--faults", "delay=1.0,delay-ms=20,seed=5"]);
+    let (file, _) = f.payload("big.bin", 32 << 20);
+    let d = f.dir.path();
+    let (run, data, state) = (d.join("run"), d.join("data"), d.join("state"));
+    let env = [
+        ("AWS_ENDPOINT_URL", f.sim.endpoint.as_str()),
+        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ];
+    let t = in_tmux(
+        d,
+        &env,
+        "--region us-east-1 pick --ping-refresh off --filter web",
+        false,
+    );
+    t.wait_screen("the web hosts", |sc| sc.contains("2/4 shown"));
+    t.type_text("*");
+    t.send(&["C-t"]);
+    t.wait_screen("the push dialog", |sc| sc.contains("Push to 2 hosts"));
+    t.type_text(file.to_str().unwrap());
+    t.send(&["Enter"]);
+    t.send(&["Enter"]);
+    t.wait_screen("the copies under way", |sc| sc.contains("Esc cancel"));
+    wait_for("both sessions", Duration::from_secs(30), || {
+        (active_sessions(&f.sim).len() == 2).then_some(())
+    });
+    t.send(&["Escape"]);
+    let screen = t.wait_screen("the cancelled copies", |sc| sc.contains("0 ok, 2 failed"));
+    assert_eq!(screen.matches("FAILED  cancelled").count(), 2, "{screen}");
+    assert_no_active_sessions(&f.sim);
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| sc.contains("0 ok, 2 failed"));
+    t.send(&["Escape"]);
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(d).1, 130);
+    f.assert_clean();
+}
