@@ -379,3 +379,37 @@ fn esc_cancels_a_push_from_the_picker() {
     assert_eq!(t.finished(d).1, 130);
     f.assert_clean();
 }
+
+/// On a terminal each host gets a progress bar (bytes, rate, ETA) fed by its tunnel,
+/// then the per-host lines and the count.
+#[test]
+fn progress_bars_on_a_terminal() {
+    let f = fleet(2, &["--faults", "delay=1.0,delay-ms=10,seed=7"]);
+    let (file, sum) = f.payload("bar.bin", 6 << 20);
+    let d = f.dir.path();
+    let (run, data, state) = (d.join("run"), d.join("data"), d.join("state"));
+    let env = [
+        ("AWS_ENDPOINT_URL", f.sim.endpoint.as_str()),
+        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ];
+    let args = format!(
+        "--region us-east-1 scp -t tag:Role=web {} :",
+        file.display()
+    );
+    let t = in_tmux(d, &env, &args, false);
+    let bars = t.wait_screen("the progress bars", |sc| {
+        sc.lines()
+            .filter(|l| l.contains("ETA") && l.contains("MiB"))
+            .count()
+            == 2
+    });
+    assert!(bars.contains("web-1") && bars.contains("web-2"), "{bars}");
+    t.wait_screen("the count", |sc| sc.contains("2 hosts: 2 ok, 0 failed"));
+    assert_eq!(t.finished(d).1, 0);
+    for h in &f.hosts[..2] {
+        assert_eq!(file_sha(&h.home.join("bar.bin")), sum);
+    }
+    f.assert_clean();
+}
