@@ -113,6 +113,19 @@ impl Fleet {
         (path, sha256(&data))
     }
 
+    /// `ec2ssh ARGS` in tmux, with this fleet's simulator and private XDG dirs.
+    fn tmux(&self, args: &str) -> crate::common::Tmux {
+        let d = self.dir.path();
+        let (run, data, state) = (d.join("run"), d.join("data"), d.join("state"));
+        let env = [
+            ("AWS_ENDPOINT_URL", self.sim.endpoint.as_str()),
+            ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+            ("XDG_DATA_HOME", data.to_str().unwrap()),
+            ("XDG_STATE_HOME", state.to_str().unwrap()),
+        ];
+        in_tmux(d, &env, args, false)
+    }
+
     /// Nothing left in ec2ssh's runtime dir: no key, no progress socket.
     fn assert_clean(&self) {
         let dir = self.dir.path().join("run/ec2ssh");
@@ -297,14 +310,7 @@ fn the_picker_marks_rows_and_pushes_to_them() {
     let f = fleet(2, &[]);
     let (_, sum) = f.payload("build.bin", 2 << 20);
     let d = f.dir.path();
-    let (run, data, state) = (d.join("run"), d.join("data"), d.join("state"));
-    let env = [
-        ("AWS_ENDPOINT_URL", f.sim.endpoint.as_str()),
-        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
-        ("XDG_DATA_HOME", data.to_str().unwrap()),
-        ("XDG_STATE_HOME", state.to_str().unwrap()),
-    ];
-    let t = in_tmux(d, &env, "--region us-east-1 pick --ping-refresh off", false);
+    let t = f.tmux("--region us-east-1 pick --ping-refresh off");
     t.wait_screen("the fleet", |sc| sc.contains(" shown ·"));
     t.type_text("web");
     t.wait_screen("the web hosts", |sc| sc.contains("2/4 shown"));
@@ -344,19 +350,7 @@ fn esc_cancels_a_push_from_the_picker() {
     let f = fleet(2, &["--faults", "delay=1.0,delay-ms=20,seed=5"]);
     let (file, _) = f.payload("big.bin", 32 << 20);
     let d = f.dir.path();
-    let (run, data, state) = (d.join("run"), d.join("data"), d.join("state"));
-    let env = [
-        ("AWS_ENDPOINT_URL", f.sim.endpoint.as_str()),
-        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
-        ("XDG_DATA_HOME", data.to_str().unwrap()),
-        ("XDG_STATE_HOME", state.to_str().unwrap()),
-    ];
-    let t = in_tmux(
-        d,
-        &env,
-        "--region us-east-1 pick --ping-refresh off --filter web",
-        false,
-    );
+    let t = f.tmux("--region us-east-1 pick --ping-refresh off --filter web");
     t.wait_screen("the web hosts", |sc| sc.contains("2/4 shown"));
     t.type_text("*");
     t.send(&["C-t"]);
@@ -387,18 +381,11 @@ fn progress_bars_on_a_terminal() {
     let f = fleet(2, &["--faults", "delay=1.0,delay-ms=10,seed=7"]);
     let (file, sum) = f.payload("bar.bin", 6 << 20);
     let d = f.dir.path();
-    let (run, data, state) = (d.join("run"), d.join("data"), d.join("state"));
-    let env = [
-        ("AWS_ENDPOINT_URL", f.sim.endpoint.as_str()),
-        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
-        ("XDG_DATA_HOME", data.to_str().unwrap()),
-        ("XDG_STATE_HOME", state.to_str().unwrap()),
-    ];
     let args = format!(
         "--region us-east-1 scp -t tag:Role=web {} :",
         file.display()
     );
-    let t = in_tmux(d, &env, &args, false);
+    let t = f.tmux(&args);
     let bars = t.wait_screen("the progress bars", |sc| {
         sc.lines()
             .filter(|l| l.contains("ETA") && l.contains("MiB"))
