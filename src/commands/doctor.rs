@@ -253,22 +253,8 @@ fn filter(name: &str, value: &str) -> Filter {
 async fn network_facts(ctx: &AwsContext, i: &Instance, vpc: &str, subnet: &str) -> NetworkFacts {
     let region = i.region.as_str();
     let ec2 = ctx.ec2(region);
-    let groups = async {
-        let out = ec2
-            .describe_instances()
-            .instance_ids(&i.id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
-        Ok::<_, AwsError>(
-            out.reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .flat_map(|i| i.security_groups())
-                .filter_map(|g| g.group_id().map(str::to_string))
-                .collect::<Vec<_>>(),
-        )
-    };
+    // Listed with the fleet (DescribeInstances): no second call.
+    let instance_groups: Fact<Vec<String>> = Ok(i.security_groups.clone());
     let route_table = async {
         let explicit = ec2
             .describe_route_tables()
@@ -356,8 +342,7 @@ async fn network_facts(ctx: &AwsContext, i: &Instance, vpc: &str, subnet: &str) 
             Ok::<_, AwsError>(value.and_then(|v| v.value()).unwrap_or(false))
         }
     };
-    let (instance_groups, route_table, endpoints, dns_support, dns_hostnames) = tokio::join!(
-        groups,
+    let (route_table, endpoints, dns_support, dns_hostnames) = tokio::join!(
         route_table,
         endpoints,
         attribute(VpcAttributeName::EnableDnsSupport),

@@ -120,6 +120,11 @@ fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
             .map(str::to_string),
         vpc_id: i.vpc_id().map(str::to_string),
         subnet_id: i.subnet_id().map(str::to_string),
+        security_groups: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect(),
         tags,
     }
 }

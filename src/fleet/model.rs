@@ -93,6 +93,9 @@ pub struct Instance {
     pub iam_instance_profile: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
+    /// Security group ids (`sg-…`) of an EC2 instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
 }
 
 impl Instance {

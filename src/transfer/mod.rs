@@ -131,16 +131,7 @@ async fn one(
     let started = std::time::Instant::now();
     let fail = |e: AppError| HostResult::failed(host, &e, started.elapsed().as_secs_f64());
     if host.ping != Ping::Online {
-        return fail(AppError::other(
-            format!(
-                "not connected to Systems Manager (ping status: {})",
-                host.ping.label()
-            ),
-            format!(
-                "it must be running with its SSM agent Online; `ec2ssh doctor {}` checks why",
-                host.id
-            ),
-        ));
+        return fail(crate::fleet::select::not_online(host));
     }
     // Several hosts' files must not land on top of each other here: DEST/<id>/.
     let local_dest = match req.spec.direction {

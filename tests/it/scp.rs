@@ -243,6 +243,17 @@ fn a_pull_from_several_hosts_lands_per_host() {
     for (h, sum) in f.hosts[..2].iter().zip(&sums) {
         assert_eq!(&file_sha(&out_dir.join(&h.id).join("app.log")), sum);
     }
+    // A directory, recursively, from one host.
+    let tree = f.hosts[0].home.join("conf.d");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/app.conf"), "x=1\n").unwrap();
+    let got = f.dir.path().join("got");
+    let out = f.scp(&["-r", "web-1:conf.d", got.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        std::fs::read_to_string(got.join("sub/app.conf")).unwrap(),
+        "x=1\n"
+    );
     // A missing remote file is that host's failure, with scp's own words.
     let out = f.scp(&["web-1:no-such.log", out_dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
