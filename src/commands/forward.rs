@@ -145,7 +145,7 @@ async fn tunnel(
     let (input_tx, input_rx) = mpsc::channel(16);
     let (notice_tx, notice_rx) = mpsc::unbounded_channel();
     let (to_engine, from_driver) = tokio::io::duplex(OUTPUT_BUFFER);
-    let driver = driver::run_with(dial, input_rx, to_engine, Some(notice_tx), session, &config);
+    let driver = driver::run(dial, input_rx, to_engine, Some(notice_tx), session, &config);
     let engine_input = input_tx.clone();
     let engine = async move {
         match mode {

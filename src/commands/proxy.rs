@@ -15,7 +15,7 @@ use crate::config::Transport;
 use crate::error::AppError;
 use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
 use crate::session::client::version_greater;
-use crate::session::driver::{self, Dial, DriverConfig, Finish, TunnelError};
+use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, TunnelError};
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
 
@@ -108,7 +108,7 @@ async fn tunnel(
         .map(|p| progress::report(p.clone(), counters.clone()));
     let input = stdin_chunks(counters.clone());
     let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
-    let result = driver::run(dial, input, output, session, &DriverConfig::default())
+    let result = driver::run(dial, input, output, None, session, &DriverConfig::default())
         .await
         .map_err(|e| tunnel_error(e, &args.target));
     if let Some(task) = reporter {
@@ -119,7 +119,7 @@ async fn tunnel(
 
 /// Reads stdin on a plain thread (a blocked read must not hold up the runtime's exit)
 /// and hands the chunks over; the channel closes at end of input.
-fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Vec<u8>> {
+fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Input> {
     let (tx, rx) = mpsc::channel(4);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
@@ -132,7 +132,7 @@ fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Vec<u8>> {
                 }
                 Ok(n) => {
                     counters.add_up(n);
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                    if tx.blocking_send(Input::Data(buf[..n].to_vec())).is_err() {
                         tracing::debug!("stdin: the tunnel no longer takes input");
                         break;
                     }

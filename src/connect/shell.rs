@@ -134,7 +134,7 @@ async fn bridge(
     };
     let config = DriverConfig::default();
     let result = {
-        let driver = driver::run_with(
+        let driver = driver::run(
             dial,
             rx,
             tokio::io::stdout(),

@@ -127,43 +127,11 @@ pub trait Resume {
     fn resume(&self) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
 }
 
-/// Runs the tunnel until the service closes it, input ends, or it fails.
+/// Runs the tunnel until the service closes it, input ends (the channel closes), or
+/// it fails. Input carries bytes, flags and window sizes; the agent's flags, exit code
+/// and handshake are reported on `notices`. Standard-error output goes to `output`
+/// too, as the reference plugin does for shells.
 pub async fn run<O, R>(
-    dial: Dial,
-    input: mpsc::Receiver<Vec<u8>>,
-    output: O,
-    resumer: &R,
-    config: &DriverConfig,
-) -> Result<Finish, TunnelError>
-where
-    O: AsyncWrite + Unpin,
-    R: Resume,
-{
-    // Plain bytes in: adapt to the general input.
-    let (tx, rx) = mpsc::channel(4);
-    let mut input = input;
-    let forward = async move {
-        while let Some(chunk) = input.recv().await {
-            if tx.send(Input::Data(chunk)).await.is_err() {
-                break;
-            }
-        }
-    };
-    let driver = run_with(dial, rx, output, None, resumer, config);
-    tokio::pin!(driver, forward);
-    let mut forwarding = true;
-    loop {
-        tokio::select! {
-            result = &mut driver => return result,
-            _ = &mut forward, if forwarding => forwarding = false,
-        }
-    }
-}
-
-/// [`run`] with flags and window sizes as input, and the agent's flags, exit code and
-/// handshake reported on `notices`. Standard-error output goes to `output` too, as the
-/// reference plugin does for shells.
-pub async fn run_with<O, R>(
     dial: Dial,
     mut input: mpsc::Receiver<Input>,
     mut output: O,

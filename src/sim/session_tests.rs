@@ -88,12 +88,12 @@ async fn echo_through(api: &SessionApi, started: &Started, size: usize, seed: u6
         connect_attempts: 8,
         ..DriverConfig::default()
     };
-    let tunnel = driver::run(dial, rx, out_w, &resumer, &config);
+    let tunnel = driver::run(dial, rx, out_w, None, &resumer, &config);
     let input = data.clone();
     let check = async move {
         let feed = async {
             for chunk in input.chunks(7_000) {
-                tx.send(chunk.to_vec()).await.unwrap();
+                tx.send(driver::Input::Data(chunk.to_vec())).await.unwrap();
             }
             tx
         };
@@ -294,7 +294,7 @@ async fn the_handshake_times_out_when_the_agent_never_answers() {
         stream_url: format!("ws://{addr}/v1/data-channel/x"),
         token: "t".into(),
     };
-    let err = driver::run(dial, rx, tokio::io::sink(), &NoResume, &config)
+    let err = driver::run(dial, rx, tokio::io::sink(), None, &NoResume, &config)
         .await
         .unwrap_err();
     assert!(

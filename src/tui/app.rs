@@ -199,7 +199,7 @@ impl App {
                     })
                 }
             },
-            Push::Running(t) if t.finished => {
+            Push::Running(t) if t.finished() => {
                 if matches!(key, DialogKey::Esc | DialogKey::Enter) {
                     self.notice = Some(format!("push to {}: {}", dest_label(&t.dest), t.summary()));
                     self.push = None;

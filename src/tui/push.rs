@@ -305,7 +305,6 @@ pub struct Transfers {
     pub total: u64,
     pub dest: String,
     pub cancelling: bool,
-    pub finished: bool,
 }
 
 impl Transfers {
@@ -327,7 +326,6 @@ impl Transfers {
             total,
             dest: dest.to_string(),
             cancelling: false,
-            finished: false,
         }
     }
 
@@ -351,9 +349,13 @@ impl Transfers {
                     }
                     r.result = Some(result);
                 }
-                self.finished = self.rows.iter().all(|r| r.result.is_some());
             }
         }
+    }
+
+    /// Every host has its result.
+    pub fn finished(&self) -> bool {
+        self.rows.iter().all(|r| r.result.is_some())
     }
 
     /// `3 ok, 1 failed` once finished; `2 of 4 done` while running.
@@ -364,7 +366,7 @@ impl Transfers {
             .iter()
             .filter(|r| r.result.as_ref().is_some_and(|x| x.ok))
             .count();
-        if self.finished {
+        if self.finished() {
             format!("{ok} ok, {} failed", done - ok)
         } else if self.cancelling {
             format!("cancelling… {done} of {} done", self.rows.len())
@@ -523,7 +525,7 @@ mod tests {
         };
         t.apply(Update::Done(0, result(true)), later);
         t.apply(Update::Done(1, result(false)), later);
-        assert!(t.finished);
+        assert!(t.finished());
         assert_eq!(t.summary(), "1 ok, 1 failed");
     }
 }

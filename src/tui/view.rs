@@ -524,7 +524,7 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
         lines.push(Line::from(spans));
     }
     lines.push(Line::default());
-    let keys = if t.finished {
+    let keys = if t.finished() {
         "Enter / Esc close"
     } else if t.cancelling {
         "ending the copies…"
