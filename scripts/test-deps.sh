@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs: tmux and OpenSSH (Debian packages) and a
-# project-local Python venv with moto's server. Idempotent; quick when all is there.
+# Installs what the test suite needs: tmux, OpenSSH and tinyproxy (Debian packages)
+# and a project-local Python venv with moto's server. Idempotent; quick when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+# The HTTP proxy of the proxy tests; tinyproxy-bin is the program without the system service.
+command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy-bin)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "test-deps: need root to install: ${need_apt[*]}" >&2

@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod fleet;
 pub mod forward;
+pub mod net;
 pub mod session;
 pub mod signals;
 pub mod sim;

@@ -132,6 +132,10 @@ async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
         .into_iter()
         .filter(|r| seen.insert(r.clone()))
         .collect();
+    // A proxy variable that cannot be used fails here, before any call, with its fix.
+    ec2ssh::net::ProxyEnv::current()
+        .check()
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let ctx = AwsContext::load(profile.as_deref(), &regions).await?;
     Ok((config, ctx))
 }

@@ -4,7 +4,10 @@
 use std::fmt;
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use serde::Serialize;
+
+use crate::net::ProxyError;
 
 /// The broad reason a call failed; it decides the advice we give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -15,6 +18,8 @@ pub enum AwsErrorKind {
     InvalidCredentials,
     ExpiredCredentials,
     Unreachable,
+    /// The HTTP proxy in the way refused or failed (the message says which, and why).
+    Proxy,
     Throttled,
     NotImplemented,
     /// Session Manager cannot reach the target's agent (`TargetNotConnected`).
@@ -64,6 +69,7 @@ impl AwsError {
                     self.message
                 )
             }
+            AwsErrorKind::Proxy => format!("{action} in {region}: {}", self.message),
             AwsErrorKind::Throttled => format!("{action} was throttled in {region}{code}"),
             AwsErrorKind::NotImplemented => {
                 format!("the endpoint for {region} does not implement {action}{code}")
@@ -94,6 +100,7 @@ impl AwsError {
             AwsErrorKind::InvalidCredentials => "check the access key and profile in use (`aws sts get-caller-identity`), or pick another with --profile".to_string(),
             AwsErrorKind::ExpiredCredentials => "refresh them: `aws sso login --profile NAME` for SSO, or renew your session credentials".to_string(),
             AwsErrorKind::Unreachable => "check the network or proxy, the region name, and any AWS_ENDPOINT_URL* override; from a private VPC you need its interface endpoints".to_string(),
+            AwsErrorKind::Proxy => "check https_proxy/HTTPS_PROXY, http_proxy, ALL_PROXY and NO_PROXY (see the README's \"Proxies\"): the proxy must allow CONNECT to the AWS endpoints on port 443".to_string(),
             AwsErrorKind::Throttled => "wait a moment and press Ctrl-r (or run again); fewer regions at once also helps".to_string(),
             AwsErrorKind::NotImplemented => "point AWS_ENDPOINT_URL* at a service that implements it, or unset the override".to_string(),
             AwsErrorKind::TargetNotConnected => "check that `ec2ssh list` shows it Online: the instance must be running, its SSM agent started, and able to reach the ssm, ssmmessages and ec2messages endpoints (NAT, or VPC interface endpoints)".to_string(),
@@ -117,7 +124,9 @@ impl AwsError {
             }
             SdkError::TimeoutError(_) => (AwsErrorKind::Unreachable, None, "timed out".into()),
             SdkError::DispatchFailure(df) => {
-                if let Some(kind) = credentials_kind(&context) {
+                if let Some(e) = df.as_connector_error().and_then(proxy_error) {
+                    (AwsErrorKind::Proxy, None, e.to_string())
+                } else if let Some(kind) = credentials_kind(&context) {
                     (kind, None, context.clone())
                 } else if df.is_io() || df.is_timeout() {
                     (AwsErrorKind::Unreachable, None, io_reason(&context))
@@ -173,6 +182,18 @@ fn kind_for_code(code: Option<&str>, message: &str) -> AwsErrorKind {
         }
         _ => AwsErrorKind::Other,
     }
+}
+
+/// The proxy's own account of a failed connection, if a proxy was in the way.
+fn proxy_error(e: &ConnectorError) -> Option<&ProxyError> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(p) = err.downcast_ref::<ProxyError>() {
+            return Some(p);
+        }
+        next = err.source();
+    }
+    None
 }
 
 fn credentials_kind(context: &str) -> Option<AwsErrorKind> {

@@ -28,7 +28,7 @@ impl AwsContext {
     /// Loads the standard chain. `regions` from the command line or config win over
     /// the chain's own region (env, profile, IMDS).
     pub async fn load(profile: Option<&str>, regions: &[String]) -> Result<Self, NoRegion> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
         if let Some(p) = profile {
             loader = loader.profile_name(p);
         }
@@ -67,6 +67,7 @@ impl AwsContext {
         let creds = Credentials::new("AKIDEC2SSHDEMO", "demo-secret", None, None, "ec2ssh-demo");
         let base = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(http_client())
             .credentials_provider(SharedCredentialsProvider::new(creds))
             .endpoint_url(endpoint)
             .region(Region::new(regions.first().cloned().unwrap_or_default()))
@@ -139,4 +140,10 @@ impl AwsContext {
             .build();
         aws_sdk_ec2instanceconnect::Client::from_conf(conf)
     }
+}
+
+/// The HTTP client of every SDK call: the SDK's default one, through the proxy that
+/// the environment names for each endpoint (curl's rules, as the data channel).
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    crate::net::sdk::http_client(crate::net::ProxyEnv::current())
 }

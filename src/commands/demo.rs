@@ -38,6 +38,8 @@ async fn start(source: &FleetSource, opts: SimOptions) -> Result<sim::SimHandle,
 /// instance, reached through the simulated Session Manager tunnel with a key pushed by
 /// the simulated Instance Connect.
 pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
+    // Everything the demo talks to is this process's own simulator on loopback.
+    crate::net::ProxyEnv::use_direct_only();
     let dir = tempfile::Builder::new()
         .prefix("ec2ssh-demo-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -112,6 +114,8 @@ fn demo_connector(
         set("AWS_CONFIG_FILE", "/dev/null"),
         set("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
         set("EC2SSH_CONFIG", &config_file.to_string_lossy()),
+        // The proxy ssh runs talks to the demo's simulator only: never through a proxy.
+        set("no_proxy", "*"),
         ("AWS_PROFILE".into(), None),
         ("AWS_SESSION_TOKEN".into(), None),
         ("EC2SSH_PROFILE".into(), None),

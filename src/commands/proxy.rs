@@ -154,6 +154,7 @@ pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {
         TunnelError::HandshakeTimeout(_) | TunnelError::Handshake(_) => format!("check the SSM agent on {target} (`ec2ssh list` shows its version; update it with the AWS-UpdateSSMAgent document)"),
         TunnelError::Lost(_) | TunnelError::Expired | TunnelError::Unacknowledged(_) => "the network to AWS dropped for too long; connect again".to_string(),
         TunnelError::Resume(err) => return AppError::Aws(err.clone()),
+        TunnelError::Proxy(err) => err.fix(),
         TunnelError::Output(_) => "the program reading the tunnel (ssh) went away".to_string(),
     };
     AppError::other(e.to_string(), fix)

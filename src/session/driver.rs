@@ -7,23 +7,22 @@
 //! input. Output bytes are written verbatim, in order, exactly once.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::client::{ClientSession, Event};
 use super::messages::Flag;
 use crate::aws::AwsError;
+use crate::net::websocket::{self, DialError};
+use crate::net::ProxyError;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = websocket::WebSocket;
 
 /// Timing and retry knobs; `Default` gives the values ec2ssh uses.
 #[derive(Debug, Clone)]
@@ -76,6 +75,9 @@ pub enum Finish {
 pub enum TunnelError {
     #[error("cannot open the data channel {url}: {reason}")]
     Connect { url: String, reason: String },
+    /// The proxy in the way failed or refused (it says which, and what to do).
+    #[error(transparent)]
+    Proxy(ProxyError),
     #[error("the agent did not complete the session handshake within {0:?}")]
     HandshakeTimeout(Duration),
     #[error("the session handshake failed: {0}")]
@@ -399,7 +401,7 @@ async fn connect<R: Resume>(
 ) -> Result<Ws, TunnelError> {
     let mut token = token.to_string();
     let mut delay = Duration::from_millis(rand::rng().random_range(100..200));
-    let mut last = String::new();
+    let mut last = DialError::Other(String::new());
     for attempt in 0..config.connect_attempts.max(1) {
         if attempt > 0 {
             tokio::time::sleep(delay).await;
@@ -412,64 +414,32 @@ async fn connect<R: Resume>(
             Ok(ws) => return Ok(ws),
             Err(e) => {
                 tracing::debug!(attempt, error = %e, "data channel dial failed");
+                let permanent = matches!(&e, DialError::Proxy(p) if p.is_permanent());
                 last = e;
+                if permanent {
+                    break;
+                }
             }
         }
     }
-    Err(TunnelError::Connect {
-        url: redact(url),
-        reason: last,
+    Err(match last {
+        DialError::Proxy(e) => TunnelError::Proxy(e),
+        DialError::Other(reason) => TunnelError::Connect {
+            url: redact(url),
+            reason,
+        },
     })
 }
 
-async fn dial_once(url: &str, session: &ClientSession, token: &str) -> Result<Ws, String> {
-    let ws_config = WebSocketConfig::default();
-    let connector = if url.starts_with("wss:") {
-        Some(Connector::Rustls(tls_config()?))
-    } else {
-        None
-    };
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), true, connector)
-            .await
-            .map_err(|e| describe(&e))?;
+async fn dial_once(url: &str, session: &ClientSession, token: &str) -> Result<Ws, DialError> {
+    let mut ws = websocket::dial(url, WebSocketConfig::default()).await?;
     ws.send(WsMessage::Text(session.open_data_channel(token).into()))
-        .await
-        .map_err(|e| describe(&e))?;
+        .await?;
     Ok(ws)
-}
-
-fn describe(e: &tungstenite::Error) -> String {
-    match e {
-        tungstenite::Error::Http(resp) => format!("HTTP {}", resp.status()),
-        other => other.to_string(),
-    }
 }
 
 /// The query string of a stream URL can carry opaque routing data; keep it out of
 /// messages.
 fn redact(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
-}
-
-/// TLS for `wss://`: the system's trust store, rustls with aws-lc (the SDK's provider).
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err("no trusted CA certificates found on this system (install ca-certificates, or set SSL_CERT_FILE)".into());
-            }
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Arc::new(config))
-        })
-        .clone()
 }

@@ -1,6 +1,6 @@
 //! Shared fixtures: the built binary, free ports, waiting with deadlines, a moto
-//! server, the simulator as a child process, and tmux sessions. Every fixture
-//! binds 127.0.0.1 only and cleans up on drop.
+//! server, the simulator as a child process, tmux sessions and an HTTP proxy
+//! (tinyproxy). Every fixture binds 127.0.0.1 only and cleans up on drop.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -48,7 +48,13 @@ pub fn ec2ssh(home: &Path) -> Command {
 
 pub fn hermetic(c: &mut Command, home: &Path) {
     for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k.starts_with("EC2SSH_") || k == "NO_COLOR" || k == "RUST_LOG" {
+        let proxy = k.to_ascii_lowercase().ends_with("_proxy");
+        if k.starts_with("AWS_")
+            || k.starts_with("EC2SSH_")
+            || proxy
+            || k == "NO_COLOR"
+            || k == "RUST_LOG"
+        {
             c.env_remove(k);
         }
     }
@@ -375,5 +381,75 @@ impl Tmux {
             std::fs::read_to_string(dir.join("out")).unwrap_or_default(),
             code.trim().parse().unwrap(),
         )
+    }
+}
+
+/// tinyproxy (Debian's tinyproxy-bin) on a free loopback port with its own config and
+/// log under `dir`, killed on drop. `extra` lines go into its config, e.g.
+/// `BasicAuth USER PASSWORD` or `ConnectPort 443` (without one, CONNECT may reach any port).
+pub struct Tinyproxy {
+    pub port: u16,
+    log: PathBuf,
+    _child: Guarded,
+}
+
+impl Tinyproxy {
+    pub fn start(dir: &Path, extra: &[&str]) -> Tinyproxy {
+        let program = which("tinyproxy")
+            .unwrap_or_else(|| panic!("tinyproxy not found: run scripts/test-deps.sh first"));
+        let port = free_port();
+        let dir = dir.join(format!("tinyproxy-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("tinyproxy.log");
+        let config = dir.join("tinyproxy.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\n\
+                 LogFile \"{}\"\nLogLevel Info\nAllow 127.0.0.1\n{}\n",
+                log.display(),
+                extra.join("\n")
+            ),
+        )
+        .unwrap();
+        let child = Command::new(program)
+            .arg("-d")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tinyproxy");
+        let child = Guarded(child);
+        wait_for("tinyproxy to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Tinyproxy {
+            port,
+            log,
+            _child: child,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `METHOD TARGET` of every request it was asked to proxy, in order, from its log
+    /// (`Request (file descriptor N): CONNECT 127.0.0.1:40000 HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once("): ").filter(|_| l.contains(" Request (")))
+            .map(|(_, r)| {
+                r.trim_end_matches(" HTTP/1.1")
+                    .trim_end_matches(" HTTP/1.0")
+                    .to_string()
+            })
+            .collect()
     }
 }
