@@ -3,6 +3,12 @@
 //! default client (hyper, rustls with aws-lc) with the SDK's own proxy support, pointed
 //! at exactly that proxy, so only the choice is ours. When a request through a proxy
 //! fails to connect, the proxy is asked once more by us to say why, in its own words.
+//!
+//! Why not the SDK's `ProxyConfig::from_env()` (its default since behavior version
+//! 2025-08-07)? It reads the variables with hyper-util's rules, which are not curl's:
+//! upper case before lower case, `HTTP_PROXY` read, `*` matching inside a `NO_PROXY`
+//! list, port 80 for a proxy URL without one. The data channel would then disagree
+//! with the API calls about the same variables.
 
 use std::sync::Arc;
 use std::time::Duration;

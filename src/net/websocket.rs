@@ -33,19 +33,22 @@ impl From<tungstenite::Error> for DialError {
     }
 }
 
-/// A websocket to `url` (`ws://` or `wss://`), through the proxy that this process's
-/// environment names for it.
-pub async fn dial(url: &str, config: WebSocketConfig) -> Result<WebSocket, DialError> {
-    dial_with(&ProxyEnv::current(), url, config).await
+/// A websocket to `request` (a `ws://` or `wss://` URL, or a request with extra
+/// headers), through the proxy that this process's environment names for it.
+pub async fn dial(
+    request: impl IntoClientRequest,
+    config: WebSocketConfig,
+) -> Result<WebSocket, DialError> {
+    dial_with(&ProxyEnv::current(), request, config).await
 }
 
 /// [`dial`] with an explicit proxy environment.
 pub async fn dial_with(
     env: &ProxyEnv,
-    url: &str,
+    request: impl IntoClientRequest,
     config: WebSocketConfig,
 ) -> Result<WebSocket, DialError> {
-    let request = url.into_client_request()?;
+    let request = request.into_client_request()?;
     let uri = request.uri();
     let (scheme, default_port) = match uri.scheme_str() {
         Some("wss") => ("wss", 443),
