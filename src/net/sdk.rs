@@ -28,7 +28,6 @@ use aws_smithy_runtime_api::client::runtime_components::{
 };
 use aws_smithy_types::config_bag::ConfigBag;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use super::proxy::{authority, Proxy, ProxyEnv, ProxyError, Route};
@@ -226,17 +225,12 @@ async fn explain(
     tunnelled: bool,
 ) -> ConnectorError {
     let probe = async {
-        let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port))
-            .await
-            .map_err(|e| ProxyError::Unreachable {
-                proxy: proxy.url(),
-                var: proxy.var,
-                reason: e.to_string(),
-            })?;
-        if tunnelled {
-            tunnel::open(&mut stream, proxy, target).await?;
+        match tunnelled {
+            true => tunnel::through(proxy, target, PROBE_TIMEOUT)
+                .await
+                .map(drop),
+            false => tunnel::reach(proxy).await.map(drop),
         }
-        Ok::<(), ProxyError>(())
     };
     match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
         Ok(Err(e)) if e.is_permanent() => ConnectorError::user(e.into()),

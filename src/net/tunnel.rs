@@ -3,7 +3,10 @@
 //! way, `ws://` included, as RFC 6455 §4.1 asks and curl does, so the proxy sees an
 //! opaque tunnel and needs no websocket support of its own.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::proxy::{Credentials, Proxy, ProxyError};
 
@@ -98,6 +101,36 @@ fn head_end(buf: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// A TCP connection to `proxy`.
+pub async fn reach(proxy: &Proxy) -> Result<TcpStream, ProxyError> {
+    TcpStream::connect((proxy.host.as_str(), proxy.port))
+        .await
+        .map_err(|e| ProxyError::Unreachable {
+            proxy: proxy.url(),
+            var: proxy.var,
+            reason: e.to_string(),
+        })
+}
+
+/// A tunnel to `target` (`host:port`) through `proxy`, which has `answer_within` to
+/// answer the CONNECT.
+pub async fn through(
+    proxy: &Proxy,
+    target: &str,
+    answer_within: Duration,
+) -> Result<TcpStream, ProxyError> {
+    let mut stream = reach(proxy).await?;
+    tokio::time::timeout(answer_within, open(&mut stream, proxy, target))
+        .await
+        .map_err(|_| ProxyError::BadAnswer {
+            proxy: proxy.url(),
+            var: proxy.var,
+            target: target.to_string(),
+            reason: format!("it did not answer within {answer_within:?}"),
+        })??;
+    Ok(stream)
 }
 
 /// Asks `proxy`, over `stream` (already connected to it), for a tunnel to `target`.
@@ -335,6 +368,27 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the proxy at http://127.0.0.1:3128 gave no usable answer to CONNECT h:1: it closed the connection without answering"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_never_answers_is_given_up_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (_silent, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let p = Proxy {
+            port,
+            ..proxy(None)
+        };
+        let err = through(&p, "h:1", Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("the proxy at http://127.0.0.1:{port} gave no usable answer to CONNECT h:1: it did not answer within 200ms")
         );
     }
 }

@@ -69,28 +69,7 @@ pub async fn dial_with(
             .map_err(|e| DialError::Other(format!("cannot connect to {target}: {e}")))?,
         Route::Proxy(proxy) => {
             tracing::debug!(proxy = %proxy.url(), var = proxy.var, %target, "dialing through a proxy");
-            let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port))
-                .await
-                .map_err(|e| ProxyError::Unreachable {
-                    proxy: proxy.url(),
-                    var: proxy.var,
-                    reason: e.to_string(),
-                })?;
-            tokio::time::timeout(
-                CONNECT_ANSWER_TIMEOUT,
-                tunnel::open(&mut stream, &proxy, &target),
-            )
-            .await
-            .map_err(|_| ProxyError::BadAnswer {
-                proxy: proxy.url(),
-                var: proxy.var,
-                target: target.clone(),
-                reason: format!(
-                    "it did not answer within {} s",
-                    CONNECT_ANSWER_TIMEOUT.as_secs()
-                ),
-            })??;
-            stream
+            tunnel::through(&proxy, &target, CONNECT_ANSWER_TIMEOUT).await?
         }
     };
     stream
