@@ -3,9 +3,11 @@
 //! `NO_PROXY` exempts a host, and what the proxy URL means (host, port, Basic
 //! credentials). The README's "Proxies" section is the user-facing description.
 //!
-//! Precedence (curl's): the lower-case variable first, then the upper-case one, except
-//! that `HTTP_PROXY` is never read (a CGI program gets it from a request's `Proxy:`
-//! header, "httpoxy"). The first variable that is set decides, even when it is set
+//! Precedence (curl's): the lower-case variable first, then the upper-case one.
+//! `HTTP_PROXY` is read like the others (as Go's net/http, which the
+//! session-manager-plugin uses, and botocore do) except in a CGI program
+//! (`REQUEST_METHOD` set), which gets it from a request's `Proxy:` header
+//! ("httpoxy"). The first variable that is set decides, even when it is set
 //! to the empty string (which means "no proxy"). There is no implicit exemption for
 //! loopback or `localhost`.
 
@@ -17,7 +19,7 @@ use base64::Engine;
 use percent_encoding::percent_decode_str;
 
 /// Every variable read, so a snapshot holds exactly these.
-const VARIABLES: [&str; 11] = [
+const VARIABLES: [&str; 12] = [
     "wss_proxy",
     "WSS_PROXY",
     "ws_proxy",
@@ -25,6 +27,7 @@ const VARIABLES: [&str; 11] = [
     "https_proxy",
     "HTTPS_PROXY",
     "http_proxy",
+    "HTTP_PROXY",
     "all_proxy",
     "ALL_PROXY",
     "no_proxy",
@@ -210,7 +213,11 @@ impl ProxyEnv {
     /// Reads this process's variables (non-UTF-8 values are kept lossily and then
     /// fail to parse as URLs, which is reported).
     pub fn from_env() -> ProxyEnv {
+        let cgi = std::env::var_os("REQUEST_METHOD").is_some();
         ProxyEnv::from_pairs(VARIABLES.iter().filter_map(|&name| {
+            if cgi && name == "HTTP_PROXY" {
+                return None; // "httpoxy": a request header, not the user's setting
+            }
             std::env::var_os(name).map(|v| (name, v.to_string_lossy().into_owned()))
         }))
     }
@@ -294,7 +301,7 @@ impl ProxyEnv {
 fn proxy_variables(scheme: &str) -> &'static [&'static str] {
     match scheme {
         "https" => &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"],
-        "http" => &["http_proxy", "all_proxy", "ALL_PROXY"],
+        "http" => &["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"],
         "wss" => &[
             "wss_proxy",
             "WSS_PROXY",
@@ -307,6 +314,7 @@ fn proxy_variables(scheme: &str) -> &'static [&'static str] {
             "ws_proxy",
             "WS_PROXY",
             "http_proxy",
+            "HTTP_PROXY",
             "all_proxy",
             "ALL_PROXY",
         ],
@@ -499,11 +507,17 @@ mod tests {
     }
 
     #[test]
-    fn upper_case_http_proxy_is_never_read() {
-        let e = env(&[("HTTP_PROXY", "http://evil:1")]);
-        assert_eq!(via(&e, "http", "127.0.0.1"), None);
-        assert_eq!(via(&e, "ws", "127.0.0.1"), None);
-        let e = env(&[("http_proxy", "http://ok:1")]);
+    fn upper_case_http_proxy_is_read_after_the_lower_case_one() {
+        let e = env(&[("HTTP_PROXY", "http://upper:1")]);
+        assert_eq!(
+            via(&e, "http", "127.0.0.1"),
+            Some(("http://upper:1".into(), "HTTP_PROXY"))
+        );
+        assert_eq!(via(&e, "ws", "127.0.0.1").unwrap().1, "HTTP_PROXY");
+        let e = env(&[
+            ("HTTP_PROXY", "http://upper:1"),
+            ("http_proxy", "http://ok:1"),
+        ]);
         assert_eq!(
             via(&e, "http", "127.0.0.1"),
             Some(("http://ok:1".into(), "http_proxy"))
@@ -707,7 +721,10 @@ mod tests {
         assert!(env(&[("https_proxy", ""), ("HTTPS_PROXY", "socks5://x:1")])
             .check()
             .is_ok());
-        assert!(env(&[("HTTP_PROXY", "socks5://x:1")]).check().is_ok());
+        assert!(env(&[("http_proxy", ""), ("HTTP_PROXY", "socks5://x:1")])
+            .check()
+            .is_ok());
+        assert!(env(&[("HTTP_PROXY", "socks5://x:1")]).check().is_err());
         assert!(env(&[("http_proxy", "http://ok:1")]).check().is_ok());
     }
 

@@ -6,7 +6,7 @@
 //!
 //! Why not the SDK's `ProxyConfig::from_env()` (its default since behavior version
 //! 2025-08-07)? It reads the variables with hyper-util's rules, which are not curl's:
-//! upper case before lower case, `HTTP_PROXY` read, `*` matching inside a `NO_PROXY`
+//! upper case before lower case, `HTTP_PROXY` read even in CGI, `*` matching inside a `NO_PROXY`
 //! list, port 80 for a proxy URL without one. The data channel would then disagree
 //! with the API calls about the same variables.
 
