@@ -11,6 +11,7 @@ use crate::fleet::ping::{self, PingReport, Targets};
 use crate::fleet::{FetchError, Instance, Inventory, Ping};
 use crate::transfer::Update;
 
+use super::columns::Widths;
 use super::push::{Dialog, DialogKey, DialogOutcome, LocalFs, Transfers};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +32,10 @@ pub enum Action {
     Quit,
     /// Ctrl-r: a full refresh, or with marks a ping check of the marked rows.
     Refresh,
-    /// Marks or unmarks the selected row and moves down.
+    /// Tab: marks or unmarks the selected row and moves down.
     ToggleMark,
+    /// Shift-Tab: marks or unmarks the selected row and moves up.
+    ToggleMarkUp,
     /// Marks every row shown, or unmarks them if all already are.
     ToggleMarkAll,
     ToggleOnline,
@@ -135,6 +138,8 @@ pub struct App {
     pub last_dest: String,
     /// A finished diagnosis on screen (the instance's name, the checks); any key closes.
     pub diagnosis: Option<(String, Vec<crate::doctor::Check>)>,
+    /// The widest cell of each table column over every row (measured per data change).
+    pub widths: Widths,
 }
 
 /// The picker's push, from the dialog to the results.
@@ -172,6 +177,7 @@ impl App {
             push: None,
             last_dest: String::new(),
             diagnosis: None,
+            widths: Widths::default(),
         }
     }
 
@@ -244,6 +250,7 @@ impl App {
         }
         self.online_count = instances.iter().filter(|i| i.ping == Ping::Online).count();
         self.index = SearchIndex::new(&instances);
+        self.widths = Widths::measure(&instances);
         self.instances = instances;
         self.source = source;
         self.refilter();
@@ -299,6 +306,8 @@ impl App {
             .iter()
             .filter(|i| i.ping == Ping::Online)
             .count();
+        // An agent version may have changed.
+        self.widths = Widths::measure(&self.instances);
         let known = |w: &AwsError| {
             self.warnings
                 .iter()
@@ -331,6 +340,16 @@ impl App {
         };
         self.selected = 0;
         self.offset = 0;
+    }
+
+    /// Marks or unmarks the selected row, then moves `step` rows.
+    fn toggle_mark(&mut self, step: isize) {
+        if let Some(id) = self.selected_instance().map(|i| i.id.clone()) {
+            if !self.marked.remove(&id) {
+                self.marked.insert(id);
+            }
+            self.move_by(step);
+        }
     }
 
     fn move_by(&mut self, delta: isize) {
@@ -463,14 +482,8 @@ impl App {
                     return Some(Effect::Refresh);
                 }
             }
-            Action::ToggleMark => {
-                if let Some(id) = self.selected_instance().map(|i| i.id.clone()) {
-                    if !self.marked.remove(&id) {
-                        self.marked.insert(id);
-                    }
-                    self.move_by(1);
-                }
-            }
+            Action::ToggleMark => self.toggle_mark(1),
+            Action::ToggleMarkUp => self.toggle_mark(-1),
             Action::ToggleMarkAll => {
                 let shown: Vec<String> = self.shown_ids().cloned().collect();
                 if shown.iter().all(|id| self.marked.contains(id)) {
@@ -734,7 +747,7 @@ mod tests {
     }
 
     #[test]
-    fn space_marks_the_row_and_moves_down() {
+    fn tab_marks_the_row_and_moves_down_shift_tab_up() {
         let mut a = app();
         a.update(Action::ToggleMark);
         assert_eq!(a.selected_instance().unwrap().id, "i-2");
@@ -747,7 +760,28 @@ mod tests {
         a.update(Action::ToggleMark);
         assert_eq!(a.selected_instance().unwrap().id, "i-4");
         assert_eq!(ids(a.marked_instances()), ["i-1", "i-4"]);
+        // Shift-Tab marks and moves up.
+        a.update(Action::ToggleMarkUp); // unmarks i-4
+        a.update(Action::ToggleMarkUp); // marks i-3
+        assert_eq!(a.selected_instance().unwrap().id, "i-2");
+        assert_eq!(ids(a.marked_instances()), ["i-1", "i-3"]);
         assert_eq!(a.query, "", "marking is not typing");
+    }
+
+    #[test]
+    fn space_is_query_text_and_every_word_must_match() {
+        let mut a = app();
+        typed(&mut a, "web 2");
+        assert_eq!(a.query, "web 2");
+        assert!(a.marked.is_empty(), "space does not mark");
+        let shown: Vec<&str> = a
+            .hits
+            .iter()
+            .map(|h| a.instances[h.index as usize].id.as_str())
+            .collect();
+        assert_eq!(shown, ["i-2"], "web AND 2");
+        typed(&mut a, " x");
+        assert!(a.hits.is_empty(), "a third word that matches nothing");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! refresh results, ticks and signals into actions and carries out the effects.
 
 pub mod app;
+pub mod columns;
 pub mod keys;
 pub mod push;
 pub mod terminal;
