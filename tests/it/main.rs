@@ -4,6 +4,7 @@
 mod common;
 mod connect;
 mod doctor;
+mod errors;
 mod forward;
 mod list_moto;
 mod list_sim;
