@@ -6,6 +6,7 @@ mod connect;
 mod doctor;
 mod errors;
 mod forward;
+mod instance_connect;
 mod list_moto;
 mod list_sim;
 mod picker;
