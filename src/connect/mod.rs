@@ -112,6 +112,13 @@ impl Connector {
         Ok(())
     }
 
+    /// Whether connecting pushes a key with Instance Connect: always, except the
+    /// user's own key (`--key`) to a hybrid node, which Instance Connect cannot serve
+    /// (the key must already be trusted there).
+    pub fn pushes_key(&self, instance: &Instance) -> bool {
+        !(instance.is_hybrid() && self.key.is_some())
+    }
+
     pub fn user_for(&self, instance: &Instance) -> Resolved {
         self.rules.resolve(instance)
     }
@@ -140,12 +147,10 @@ impl Connector {
                 "check the permissions of the directory named above",
             )
         })?;
-        if instance.is_hybrid() && !key.is_ephemeral() {
-            // Instance Connect cannot serve hybrid nodes; the user's own key must
-            // already be trusted there.
-            tracing::info!(instance = %instance.id, "hybrid node: using --key without a push");
-        } else {
+        if self.pushes_key(instance) {
             push::push(&self.ctx, instance, &user.user, &key.public).await?;
+        } else {
+            tracing::info!(instance = %instance.id, "hybrid node: using --key without a push");
         }
         let known_hosts = self.known_hosts()?;
         let exe = std::env::current_exe().map_err(|e| {

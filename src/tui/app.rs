@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use crate::aws::AwsError;
+use crate::doctor::evidence::Evidence;
 use crate::filter::{Hit, SearchIndex};
 use crate::fleet::ping::{self, PingReport, Targets};
 use crate::fleet::{FetchError, Instance, Inventory, Ping};
@@ -140,6 +141,8 @@ pub struct App {
     pub diagnosis: Option<(String, Vec<crate::doctor::Check>)>,
     /// The widest cell of each table column over every row (measured per data change).
     pub widths: Widths,
+    /// What this run's connections, shells and pushes proved, for the diagnosis.
+    pub evidence: Evidence,
 }
 
 /// The picker's push, from the dialog to the results.
@@ -178,6 +181,7 @@ impl App {
             last_dest: String::new(),
             diagnosis: None,
             widths: Widths::default(),
+            evidence: Evidence::default(),
         }
     }
 

@@ -267,3 +267,44 @@ fn the_picker_diagnoses_the_selected_row() {
     t.send(&["Escape"]);
     assert_eq!(t.finished(home.path()).1, 130);
 }
+
+/// What the picker's own sessions proved counts: after a shell on `healthy` opened and
+/// closed, F2 no longer calls ssm:StartSession "not tried"; the one action this run
+/// did not use (pushing a key) still is.
+#[test]
+fn the_picker_diagnosis_counts_the_session_that_just_ran() {
+    let home = tempfile::tempdir().unwrap();
+    let sim = sim(home.path(), &[]);
+    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
+    let t = crate::common::in_tmux(
+        home.path(),
+        &env,
+        "--region us-east-1 pick --ping-refresh off --filter healthy",
+        false,
+    );
+    t.wait_screen("the row", |sc| {
+        sc.lines().nth(2).is_some_and(|l| l.contains("healthy"))
+    });
+    t.send(&["C-o"]);
+    // The simulated shell's prompt (`sim::shell::PROMPT`).
+    t.wait_screen("the remote prompt", |sc| sc.contains("sim$"));
+    t.type_text("exit");
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("healthy: shell closed after")
+    });
+    t.send(&["F2"]);
+    let screen = t.wait_screen("the checklist", |sc| {
+        sc.contains("ec2ssh doctor healthy") && sc.contains("1 not checked")
+    });
+    assert!(!screen.contains("ssm:StartSession"), "{screen}");
+    assert!(
+        screen.contains("ec2-instance-connect:SendSSHPublicKey")
+            && screen.contains("not tried: it would push a key"),
+        "{screen}"
+    );
+    t.send(&["x"]);
+    t.wait_screen("the overlay closed", |sc| !sc.contains("ec2ssh doctor"));
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(home.path()).1, 130);
+}
