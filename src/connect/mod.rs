@@ -231,19 +231,32 @@ impl Connector {
     }
 
     /// Pushes a key and runs scp for `spec` to or from `instance` (a pull into
-    /// `local_dest` when given). `bytes` hears the (up, down) totals the tunnel
+    /// `local_dest` when given); with `mkdir`, a push first creates the remote
+    /// directory it copies into. `bytes` hears the (up, down) totals the tunnel
     /// carried; when `cancel` turns true scp is ended (it ends its ssh, ssh its
     /// proxy, the proxy its session) and the result is `Interrupted`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn copy(
         &self,
         instance: &Instance,
         flags: &[&str],
         spec: &crate::transfer::CopySpec,
         local_dest: Option<&str>,
+        mkdir: bool,
         bytes: impl Fn(u64, u64),
         mut cancel: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<Copied, AppError> {
+    ) -> Result<Copied, copy::CopyError> {
+        let pushing = spec.direction == crate::transfer::Direction::Push;
+        let create = if mkdir && pushing {
+            copy::dir_to_create(&spec.dest, spec.sources.len())
+                .map_err(|e| AppError::other(e.to_string(), "create it first with `ec2ssh ssh`"))?
+        } else {
+            None
+        };
         let p = self.prepare(instance).await?;
+        if let Some(dir) = create {
+            self.make_dir(instance, &p, &dir).await?;
+        }
         let dir = key::private_dir(
             &key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref())),
             "xfer-",
@@ -263,7 +276,7 @@ impl Connector {
                 "check the permissions of the directory named above",
             )
         })?;
-        let scp = scp_program(&self.ssh_program);
+        let scp = sibling_program(&self.ssh_program, "scp");
         let ssh = p.spec(self, instance, &scp, &[], Some(&listener.path));
         let operands = spec.operands(&p.user.user, &instance.id, local_dest);
         tracing::info!(instance = %instance.id, user = %p.user.user, ?operands, "running scp");
@@ -304,7 +317,7 @@ impl Connector {
                 }
                 _ = &mut cancelled => {
                     copy::terminate(&mut child).await;
-                    return Err(AppError::Interrupted);
+                    return Err(AppError::Interrupted.into());
                 }
             }
         }
@@ -326,8 +339,7 @@ impl Connector {
         };
         let code = exit_code(status);
         if code != 0 {
-            let (what, fix) = copy::explain(&lines, code, &instance.id, &p.user);
-            return Err(AppError::other(what, fix));
+            return Err(copy::explain(&lines, code, &instance.id, &p.user, pushing));
         }
         Ok(Copied {
             user: p.user.user,
@@ -335,6 +347,59 @@ impl Connector {
             up: carried.0,
             down: carried.1,
         })
+    }
+
+    /// Creates `dir` (and its parents) on `instance` with `sftp -b -`, over the same
+    /// key and tunnel scp uses: no remote shell is involved (see `copy::mkdir_batch`).
+    async fn make_dir(&self, instance: &Instance, p: &Prepared, dir: &str) -> Result<(), AppError> {
+        let batch = copy::mkdir_batch(dir)
+            .map_err(|e| AppError::other(e.to_string(), "create it first with `ec2ssh ssh`"))?;
+        let sftp = sibling_program(&self.ssh_program, "sftp");
+        let ssh = p.spec(self, instance, &sftp, &[], None);
+        let dest = [format!("{}@{}", p.user.user, instance.id)];
+        tracing::info!(instance = %instance.id, dir, "creating the destination directory");
+        let mut child = self
+            .command(&sftp)
+            .args(ssh::scp_args(&ssh, &["-b", "-"], &dest))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                AppError::other(
+                    format!("cannot run {}: {e}", sftp.display()),
+                    "install OpenSSH's client (Debian/Ubuntu: apt install openssh-client)",
+                )
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            // sftp reads the whole batch; a write error shows as its failure below.
+            let _ = stdin.write_all(batch.as_bytes()).await;
+        }
+        let lines = match child.stderr.take() {
+            Some(e) => copy::last_lines(e).await,
+            None => Vec::new(),
+        };
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| AppError::other(format!("sftp failed: {e}"), "run again with -v"))?;
+        match exit_code(status) {
+            0 => Ok(()),
+            code => {
+                // Not the directory but the connection: say that, as for scp.
+                let failure = copy::classify(&lines);
+                if matches!(
+                    failure,
+                    copy::Failure::Proxy { .. }
+                        | copy::Failure::KeyRefused
+                        | copy::Failure::HostKeyChanged
+                ) {
+                    return Err(copy::explain(&lines, code, &instance.id, &p.user, true).error);
+                }
+                Err(copy::explain_mkdir(&lines, dir, &instance.id, &p.user.user))
+            }
+        }
     }
 }
 
@@ -384,12 +449,12 @@ pub struct Copied {
     pub down: u64,
 }
 
-/// `scp` next to the configured ssh (`/opt/ssh/bin/ssh` → `/opt/ssh/bin/scp`), else
-/// `scp` from PATH.
-fn scp_program(ssh: &std::path::Path) -> PathBuf {
+/// `scp` or `sftp` next to the configured ssh (`/opt/ssh/bin/ssh` →
+/// `/opt/ssh/bin/scp`), else that name from PATH.
+fn sibling_program(ssh: &std::path::Path, name: &str) -> PathBuf {
     match ssh.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join("scp"),
-        _ => PathBuf::from("scp"),
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => PathBuf::from(name),
     }
 }
 

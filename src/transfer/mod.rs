@@ -25,6 +25,8 @@ pub struct Request {
     pub preserve: bool,
     /// Hosts at once (at least 1).
     pub parallel: usize,
+    /// A push first creates the remote directory it copies into (`--mkdir`).
+    pub mkdir: bool,
 }
 
 impl Request {
@@ -53,6 +55,9 @@ pub struct HostResult {
     pub seconds: f64,
     pub error: Option<String>,
     pub fix: Option<String>,
+    /// The remote directory the copy needed and did not find (`--mkdir` creates it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_dir: Option<String>,
 }
 
 impl HostResult {
@@ -71,6 +76,7 @@ impl HostResult {
             seconds,
             error: Some(error),
             fix,
+            missing_dir: None,
         }
     }
 }
@@ -154,6 +160,7 @@ async fn one(
             &req.flags(),
             &req.spec,
             local_dest.as_deref(),
+            req.mkdir,
             |up, down| {
                 let b = if direction == Direction::Push {
                     up
@@ -179,8 +186,12 @@ async fn one(
             seconds: done.elapsed.as_secs_f64(),
             error: None,
             fix: None,
+            missing_dir: None,
         },
-        Err(e) => fail(e),
+        Err(e) => HostResult {
+            missing_dir: e.missing_dir,
+            ..fail(e.error)
+        },
     }
 }
 

@@ -306,33 +306,33 @@ pub async fn run(
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
             Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
-            Some(Effect::StartPush {
-                hosts,
-                sources,
-                dest,
-                recursive,
-            }) => match transfer::local_size(&sources, recursive) {
-                Err(e) => app.push_refused(format!("cannot read {}: {e}", sources.join(" "))),
-                Ok(total) => {
-                    let Some(connector) = connector.clone() else {
-                        continue;
-                    };
-                    app.start_transfers(total);
-                    let req = Request {
-                        spec: CopySpec {
-                            direction: Direction::Push,
-                            sources,
-                            dest,
-                            host: None,
-                            user: None,
-                        },
-                        recursive,
-                        preserve: false,
-                        parallel: opts.parallel.max(1),
-                    };
-                    pushing = Some(Pushing::start(connector, hosts, req, &tx));
+            Some(Effect::StartPush { hosts, job }) => {
+                match transfer::local_size(&job.sources, job.recursive) {
+                    Err(e) => {
+                        app.push_refused(format!("cannot read {}: {e}", job.sources.join(" ")))
+                    }
+                    Ok(total) => {
+                        let Some(connector) = connector.clone() else {
+                            continue;
+                        };
+                        app.start_transfers(&hosts, total, job.clone());
+                        let req = Request {
+                            spec: CopySpec {
+                                direction: Direction::Push,
+                                sources: job.sources,
+                                dest: job.dest,
+                                host: None,
+                                user: None,
+                            },
+                            recursive: job.recursive,
+                            preserve: false,
+                            parallel: opts.parallel.max(1),
+                            mkdir: job.mkdir,
+                        };
+                        pushing = Some(Pushing::start(connector, hosts, req, &tx));
+                    }
                 }
-            },
+            }
             Some(Effect::CancelPush) => {
                 if let Some(p) = &pushing {
                     let _ = p.cancel.send(true);

@@ -306,7 +306,7 @@ fn host_list(names: &[String], room: usize) -> String {
 }
 
 fn render_push_dialog(frame: &mut Frame, d: &Dialog, theme: Theme) {
-    let rect = centered(frame, 84, 10);
+    let rect = centered(frame, 84, 11);
     let inner = rect.width.saturating_sub(2) as usize;
     let names: Vec<String> = d
         .hosts
@@ -373,6 +373,25 @@ fn render_push_dialog(frame: &mut Frame, d: &Dialog, theme: Theme) {
     let mut dest = vec![label(PushField::Dest, "remote dest")];
     dest.extend(field(PushField::Dest, &d.dest, "~ (the login's home)"));
     lines.push(Line::from(dest));
+    let mut mkdir = vec![label(PushField::Mkdir, "create dir")];
+    let focused = d.focus == PushField::Mkdir;
+    mkdir.push(Span::styled(
+        if d.mkdir { "[x]" } else { "[ ]" },
+        if focused {
+            theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        },
+    ));
+    mkdir.push(Span::styled(
+        truncate(
+            " create the destination directory if it is missing (Space)",
+            inner.saturating_sub(18),
+        )
+        .into_owned(),
+        theme.dim(),
+    ));
+    lines.push(Line::from(mkdir));
     lines.push(Line::default());
     if let Some(note) = &d.note {
         lines.push(Line::from(Span::styled(
@@ -426,7 +445,12 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
                     truncate(&sanitize(&why), room).to_string(),
                     theme.fg(Color::Red).add_modifier(Modifier::BOLD),
                 ));
-                if let Some(fix) = &res.fix {
+                // A missing directory: the picker's own offer, not the command line's flag.
+                let fix = match &res.missing_dir {
+                    Some(dir) => Some(format!("press m to create {dir} and push again")),
+                    None => res.fix.clone(),
+                };
+                if let Some(fix) = &fix {
                     lines.push(Line::from(spans));
                     spans = vec![
                         Span::raw(" ".repeat(name_w + 2)),
@@ -469,7 +493,17 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
         lines.push(Line::from(spans));
     }
     lines.push(Line::default());
-    let keys = if t.finished() {
+    let offer;
+    let keys = if let (true, Some((ids, dir))) = (t.finished(), t.missing_dir()) {
+        offer = format!(
+            "m create {dir} and push again to {} · Enter / Esc close",
+            match ids.len() {
+                1 => "that host".to_string(),
+                n => format!("those {n}"),
+            }
+        );
+        offer.as_str()
+    } else if t.finished() {
         "Enter / Esc close"
     } else if t.cancelling {
         "ending the copies…"
@@ -483,7 +517,7 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
         ),
         Span::styled(format!(" · {keys}"), theme.dim()),
     ]));
-    let title = format!(" Pushing to {} ", dest_label(&t.dest));
+    let title = format!(" Pushing to {} ", dest_label(&t.job.dest));
     let block = Block::default().borders(Borders::ALL).title(title);
     frame.render_widget(Paragraph::new(lines).block(block), rect);
 }
@@ -953,16 +987,23 @@ mod tests {
         d.paths = "dist/app.tar.gz".into();
         d.focus = PushField::Dest;
         d.dest = "/srv/app".into();
+        d.mkdir = true;
+        let hosts = d.hosts.clone();
         insta::assert_snapshot!("push_dialog", draw(&a, 100, 18).backend());
-        a.last_dest = "/srv/app".into();
-        a.start_transfers(64 << 20);
+        let job = crate::tui::push::Job {
+            sources: vec!["dist/app.tar.gz".into()],
+            dest: "/srv/app".into(),
+            recursive: false,
+            mkdir: false,
+        };
+        a.start_transfers(&hosts, 64 << 20, job);
         let Some(Push::Running(t)) = &a.push else {
             panic!("not running")
         };
         let n = t.rows.len();
         let at = std::time::Instant::now();
         for i in 0..n {
-            let ok = i != 1;
+            let ok = i != 1 && i != 2;
             let r = HostResult {
                 id: format!("i-{i}"),
                 name: None,
@@ -974,10 +1015,36 @@ mod tests {
                     "not connected to Systems Manager (ping status: ConnectionLost)".into()
                 }),
                 fix: (!ok).then(|| "start it".into()),
+                missing_dir: None,
+            };
+            let r = if i == 2 {
+                HostResult {
+                    error: Some("the directory /srv/app does not exist on i-2".into()),
+                    fix: Some(
+                        "add --mkdir to create it (and its parents), or check the path".into(),
+                    ),
+                    missing_dir: Some("/srv/app".into()),
+                    ..r
+                }
+            } else {
+                r
             };
             a.update(Action::Transfer(Update::Done(i, r), at));
         }
-        insta::assert_snapshot!("push_results", draw(&a, 100, 18).backend());
+        let t = draw(&a, 100, 18);
+        insta::assert_snapshot!("push_results", t.backend());
+        let screen: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains("fix: press m to create /srv/app and push again"));
+        assert!(
+            !screen.contains("--mkdir"),
+            "the command line's fix is not the picker's"
+        );
     }
 
     #[test]
