@@ -281,19 +281,8 @@ impl Connector {
         let operands = spec.operands(&p.user.user, &instance.id, local_dest);
         tracing::info!(instance = %instance.id, user = %p.user.user, ?operands, "running scp");
         let started = Instant::now();
-        let mut child = self
-            .command(&scp)
-            .args(ssh::scp_args(&ssh, flags, &operands))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                AppError::other(
-                    format!("cannot run {}: {e}", scp.display()),
-                    "install OpenSSH's client (Debian/Ubuntu: apt install openssh-client)",
-                )
-            })?;
+        let mut child =
+            self.spawn_quiet(&scp, ssh::scp_args(&ssh, flags, &operands), Stdio::null())?;
         let stderr = child
             .stderr
             .take()
@@ -349,6 +338,28 @@ impl Connector {
         })
     }
 
+    /// Starts scp or sftp with no terminal: stdout discarded, stderr piped (the reason
+    /// of a failure is in its last lines).
+    fn spawn_quiet(
+        &self,
+        program: &std::path::Path,
+        args: Vec<std::ffi::OsString>,
+        stdin: Stdio,
+    ) -> Result<tokio::process::Child, AppError> {
+        self.command(program)
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                AppError::other(
+                    format!("cannot run {}: {e}", program.display()),
+                    "install OpenSSH's client (Debian/Ubuntu: apt install openssh-client)",
+                )
+            })
+    }
+
     /// Creates `dir` (and its parents) on `instance` with `sftp -b -`, over the same
     /// key and tunnel scp uses: no remote shell is involved (see `copy::mkdir_batch`).
     async fn make_dir(&self, instance: &Instance, p: &Prepared, dir: &str) -> Result<(), AppError> {
@@ -358,19 +369,11 @@ impl Connector {
         let ssh = p.spec(self, instance, &sftp, &[], None);
         let dest = [format!("{}@{}", p.user.user, instance.id)];
         tracing::info!(instance = %instance.id, dir, "creating the destination directory");
-        let mut child = self
-            .command(&sftp)
-            .args(ssh::scp_args(&ssh, &["-b", "-"], &dest))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                AppError::other(
-                    format!("cannot run {}: {e}", sftp.display()),
-                    "install OpenSSH's client (Debian/Ubuntu: apt install openssh-client)",
-                )
-            })?;
+        let mut child = self.spawn_quiet(
+            &sftp,
+            ssh::scp_args(&ssh, &["-b", "-"], &dest),
+            Stdio::piped(),
+        )?;
         if let Some(mut stdin) = child.stdin.take() {
             use tokio::io::AsyncWriteExt;
             // sftp reads the whole batch; a write error shows as its failure below.

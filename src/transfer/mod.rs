@@ -61,6 +61,22 @@ pub struct HostResult {
 }
 
 impl HostResult {
+    /// A result with nothing but `ok` set, for tests of what shows results.
+    #[cfg(test)]
+    pub fn bare(ok: bool) -> HostResult {
+        HostResult {
+            id: String::new(),
+            name: None,
+            ok,
+            user: None,
+            bytes: 0,
+            seconds: 0.0,
+            error: None,
+            fix: None,
+            missing_dir: None,
+        }
+    }
+
     fn failed(i: &Instance, err: &AppError, seconds: f64) -> HostResult {
         let (error, fix) = err
             .explain()

@@ -1000,17 +1000,9 @@ mod tests {
     }
 
     fn done(n: usize, ok: bool, missing_dir: Option<&str>) -> Action {
-        use crate::transfer::HostResult;
-        let r = HostResult {
-            id: String::new(),
-            name: None,
-            ok,
-            user: None,
-            bytes: 0,
-            seconds: 0.0,
-            error: None,
-            fix: None,
+        let r = crate::transfer::HostResult {
             missing_dir: missing_dir.map(Into::into),
+            ..crate::transfer::HostResult::bare(ok)
         };
         Action::Transfer(Update::Done(n, r), Instant::now())
     }

@@ -602,17 +602,7 @@ mod tests {
         t.apply(Update::Bytes(0, 5000), later);
         assert_eq!(t.rows[0].bytes, 1000, "capped at the payload size");
         assert_eq!(t.summary(), "0 of 2 done");
-        let result = |ok| HostResult {
-            id: String::new(),
-            name: None,
-            ok,
-            user: None,
-            bytes: 0,
-            seconds: 0.0,
-            error: None,
-            fix: None,
-            missing_dir: None,
-        };
+        let result = HostResult::bare;
         t.apply(Update::Done(0, result(true)), later);
         assert_eq!(t.missing_dir(), None);
         t.apply(

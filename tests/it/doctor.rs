@@ -229,22 +229,28 @@ fn iam_policy_is_json_naming_every_action() {
     );
 }
 
+/// The picker in tmux, filtered to `name`, once its row shows.
+fn picker_on(sim: &Sim, home: &Path, name: &str) -> crate::common::Tmux {
+    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
+    let t = crate::common::in_tmux(
+        home,
+        &env,
+        &format!("--region us-east-1 pick --ping-refresh off --filter {name}"),
+        false,
+    );
+    t.wait_screen("the row", |sc| {
+        sc.lines().nth(2).is_some_and(|l| l.contains(name))
+    });
+    t
+}
+
 /// In the picker: Enter on an instance that is not Online says why and offers F2;
 /// F2 shows doctor's checklist for it in an overlay; any key closes it.
 #[test]
 fn the_picker_diagnoses_the_selected_row() {
     let home = tempfile::tempdir().unwrap();
     let sim = sim(home.path(), &[]);
-    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
-    let t = crate::common::in_tmux(
-        home.path(),
-        &env,
-        "--region us-east-1 pick --ping-refresh off --filter no-way-out",
-        false,
-    );
-    t.wait_screen("the row", |sc| {
-        sc.lines().nth(2).is_some_and(|l| l.contains("no-way-out"))
-    });
+    let t = picker_on(&sim, home.path(), "no-way-out");
     t.send(&["Enter"]);
     t.wait_screen("the refusal", |sc| {
         sc.contains("no-way-out is not Online") && sc.contains("F2 diagnoses")
@@ -275,16 +281,7 @@ fn the_picker_diagnoses_the_selected_row() {
 fn the_picker_diagnosis_counts_the_session_that_just_ran() {
     let home = tempfile::tempdir().unwrap();
     let sim = sim(home.path(), &[]);
-    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
-    let t = crate::common::in_tmux(
-        home.path(),
-        &env,
-        "--region us-east-1 pick --ping-refresh off --filter healthy",
-        false,
-    );
-    t.wait_screen("the row", |sc| {
-        sc.lines().nth(2).is_some_and(|l| l.contains("healthy"))
-    });
+    let t = picker_on(&sim, home.path(), "healthy");
     t.send(&["C-o"]);
     // The simulated shell's prompt (`sim::shell::PROMPT`).
     t.wait_screen("the remote prompt", |sc| sc.contains("sim$"));
