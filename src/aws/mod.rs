@@ -18,13 +18,14 @@ pub use error::{AwsError, AwsErrorKind};
 pub struct NoRegion;
 
 /// How long a call may take to connect, then to get AWS's answer, before it counts as
-/// unreachable: `EC2SSH_AWS_TIMEOUT` (e.g. `10s`), default 30 s. The SDK's own default
-/// has no read timeout, so an endpoint that accepts and never answers hung for ever.
+/// unreachable: `EC2SSH_AWS_TIMEOUT` (e.g. `10s`), default 60 s as the AWS CLI's read
+/// timeout. The SDK's own default has no read timeout, so an endpoint that accepts and
+/// never answers hung for ever.
 fn timeouts() -> TimeoutConfig {
-    const DEFAULT: Duration = Duration::from_secs(30);
+    const DEFAULT: Duration = Duration::from_secs(60);
     let read = match std::env::var("EC2SSH_AWS_TIMEOUT") {
         Ok(v) => humantime::parse_duration(&v).unwrap_or_else(|e| {
-            tracing::warn!(value = %v, error = %e, "EC2SSH_AWS_TIMEOUT is not a duration; using 30s");
+            tracing::warn!(value = %v, error = %e, "EC2SSH_AWS_TIMEOUT is not a duration; using 60s");
             DEFAULT
         }),
         Err(_) => DEFAULT,
