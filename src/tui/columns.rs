@@ -3,6 +3,8 @@
 //! columns do not jump while the query changes what is shown); when the content is
 //! wider than the terminal, the columns that would be cut share what is left. Pure.
 
+use std::borrow::Cow;
+
 use crate::filter::Field;
 use crate::fleet::Instance;
 use crate::text::{sanitize, width};
@@ -96,7 +98,7 @@ impl Widths {
         let mut w = Widths::default();
         for i in instances {
             for (n, spec) in SPECS.iter().enumerate() {
-                w.0[n] = w.0[n].max(width(&cell_text(i, spec.field)));
+                w.0[n] = w.0[n].max(cell_width(&raw(i, spec.field)));
             }
         }
         w
@@ -105,18 +107,33 @@ impl Widths {
 
 /// The text of one cell, sanitized (what the screen shows before cutting).
 pub fn cell_text(i: &Instance, field: Option<Field>) -> String {
+    sanitize(&raw(i, field)).into_owned()
+}
+
+/// The cells `text` takes on screen, sanitized. This runs over every row: printable
+/// ASCII, the common case, is one cell a byte and needs no sanitizing.
+fn cell_width(text: &str) -> usize {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        text.len()
+    } else {
+        width(&sanitize(text))
+    }
+}
+
+/// A cell's text as stored (only the platform label is built).
+fn raw(i: &Instance, field: Option<Field>) -> Cow<'_, str> {
     let s: &str = match field {
         Some(Field::Name) if i.name.is_none() => "–",
         Some(Field::Name) => i.display_name(),
         Some(Field::Id) => &i.id,
         Some(Field::PrivateIp) => i.private_ip.as_deref().unwrap_or_default(),
         Some(Field::PublicIp) => i.public_ip.as_deref().unwrap_or_default(),
-        Some(Field::Platform) => return sanitize(&i.platform_label()).into_owned(),
+        Some(Field::Platform) => return Cow::Owned(i.platform_label()),
         Some(Field::Type) => i.instance_type.as_deref().unwrap_or_default(),
         Some(Field::Zone) => i.availability_zone.as_deref().unwrap_or_default(),
         None => i.agent_version.as_deref().unwrap_or_default(),
     };
-    sanitize(s).into_owned()
+    Cow::Borrowed(s)
 }
 
 /// The columns for a table `total` cells wide. Each column is followed by `SEP` cells.
