@@ -255,7 +255,11 @@ impl Connector {
         };
         let p = self.prepare(instance).await?;
         if let Some(dir) = create {
-            self.make_dir(instance, &p, &dir).await?;
+            // Cancelled meanwhile: dropping the future kills sftp (kill_on_drop).
+            tokio::select! {
+                made = self.make_dir(instance, &p, &dir) => made?,
+                Ok(_) = cancel.wait_for(|c| *c) => return Err(AppError::Interrupted.into()),
+            }
         }
         let dir = key::private_dir(
             &key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref())),

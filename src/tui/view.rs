@@ -515,7 +515,7 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
             t.summary(),
             theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
         ),
-        Span::styled(format!(" · {keys}"), theme.dim()),
+        Span::styled(sanitize(&format!(" · {keys}")).into_owned(), theme.dim()),
     ]));
     let title = format!(" Pushing to {} ", dest_label(&t.job.dest));
     let block = Block::default().borders(Borders::ALL).title(title);
