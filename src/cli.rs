@@ -281,6 +281,10 @@ pub struct ScpArgs {
     #[arg(short = 'p', long)]
     pub preserve: bool,
 
+    /// Create the remote directory a push copies into (and its parents) when missing
+    #[arg(long)]
+    pub mkdir: bool,
+
     /// Hosts copied at once (default: the config file's `parallel`, else 8)
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: Option<u16>,
@@ -293,7 +297,7 @@ pub struct ScpArgs {
     #[arg(long, short = 'i')]
     pub key: Option<PathBuf>,
 
-    /// Results as JSON on stdout: {version, ok, results: [{id, name, ok, bytes, seconds, error, fix}]}
+    /// Results as JSON on stdout: {version, ok, results: [{id, name, ok, bytes, seconds, error, fix, missing_dir?}]}
     #[arg(long)]
     pub json: bool,
 }

@@ -112,9 +112,10 @@ impl AwsError {
     pub fn from_sdk<E, R>(action: &str, region: &str, err: &SdkError<E, R>) -> AwsError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug,
+        R: fmt::Debug + 'static,
     {
-        let context = DisplayErrorContext(err).to_string();
+        // The Display of every layer, never the Debug dump DisplayErrorContext ends with.
+        let context = chain_text(err);
         let (kind, code, message) = match err {
             SdkError::ServiceError(se) => {
                 let e = se.err();
@@ -122,14 +123,19 @@ impl AwsError {
                 let message = e.message().unwrap_or_default().to_string();
                 (kind_for_code(code.as_deref(), &message), code, message)
             }
-            SdkError::TimeoutError(_) => (AwsErrorKind::Unreachable, None, "timed out".into()),
+            SdkError::TimeoutError(_) => (
+                AwsErrorKind::Unreachable,
+                None,
+                format!("timed out waiting for {}", endpoint_host(action, region)),
+            ),
             SdkError::DispatchFailure(df) => {
                 if let Some(e) = df.as_connector_error().and_then(proxy_error) {
                     (AwsErrorKind::Proxy, None, e.to_string())
                 } else if let Some(kind) = credentials_kind(&context) {
                     (kind, None, context.clone())
                 } else if df.is_io() || df.is_timeout() {
-                    (AwsErrorKind::Unreachable, None, io_reason(&context))
+                    let host = endpoint_host(action, region);
+                    (AwsErrorKind::Unreachable, None, network_reason(err, &host))
                 } else {
                     (AwsErrorKind::Other, None, context.clone())
                 }
@@ -145,7 +151,7 @@ impl AwsError {
                 context.clone(),
             ),
         };
-        tracing::debug!(action, region, error = %context, "AWS call failed");
+        tracing::debug!(action, region, error = %DisplayErrorContext(err), "AWS call failed");
         AwsError {
             action: action.to_string(),
             region: region.to_string(),
@@ -153,6 +159,119 @@ impl AwsError {
             code,
             message,
         }
+    }
+
+    /// The same failure, whichever call and region hit it: what the user reads (the
+    /// summary without action and region) and does about it is the same.
+    fn same_failure(&self, other: &AwsError) -> bool {
+        let call_independent = matches!(
+            self.kind,
+            AwsErrorKind::NoCredentials
+                | AwsErrorKind::InvalidCredentials
+                | AwsErrorKind::ExpiredCredentials
+                | AwsErrorKind::Unreachable
+        );
+        self.kind == other.kind
+            && self.code == other.code
+            && (self.action == other.action || (call_independent && self.message == other.message))
+    }
+}
+
+/// One error per distinct failure, naming every action and region it happened in:
+/// a denied action in five regions is one line, and missing credentials (which sink
+/// every call alike) are said once, not once per service.
+pub fn merge(errors: Vec<AwsError>) -> Vec<AwsError> {
+    fn add(list: &mut String, item: &str) {
+        if !list.split(", ").any(|x| x == item) {
+            list.push_str(", ");
+            list.push_str(item);
+        }
+    }
+    let mut out: Vec<AwsError> = Vec::new();
+    for e in errors {
+        match out.iter_mut().find(|o| o.same_failure(&e)) {
+            Some(o) => {
+                add(&mut o.action, &e.action);
+                add(&mut o.region, &e.region);
+            }
+            None => out.push(e),
+        }
+    }
+    out
+}
+
+/// The host a call to `action` in `region` goes to: the endpoint override from the
+/// environment (`AWS_ENDPOINT_URL_<SERVICE>`, `AWS_ENDPOINT_URL`) or AWS's regional
+/// endpoint. (An `endpoint_url` set only in the AWS config file is not seen here.)
+fn endpoint_host(action: &str, region: &str) -> String {
+    let service = action.split(':').next().unwrap_or(action);
+    let var = format!(
+        "AWS_ENDPOINT_URL_{}",
+        service.to_ascii_uppercase().replace('-', "_")
+    );
+    let url = [var.as_str(), "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+    match url {
+        Some(u) => {
+            let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
+            rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+        }
+        None if region.starts_with("cn-") => format!("{service}.{region}.amazonaws.com.cn"),
+        None => format!("{service}.{region}.amazonaws.com"),
+    }
+}
+
+/// The Display of `err` and each of its sources, joined by ": ", a layer left out
+/// when the next one already says it.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let layers: Vec<String> = std::iter::successors(Some(err), |e| e.source())
+        .map(|e| e.to_string())
+        .collect();
+    let mut parts: Vec<&str> = Vec::new();
+    for (n, l) in layers.iter().enumerate() {
+        if layers
+            .get(n + 1)
+            .is_some_and(|next| l.contains(next.as_str()))
+        {
+            continue;
+        }
+        parts.push(l);
+    }
+    parts.join(": ")
+}
+
+/// Why a request never got an answer, in words, from the error's source chain: name
+/// resolution, a refused or reset connection, TLS, a timeout; else the innermost cause.
+fn network_reason(err: &(dyn std::error::Error + 'static), host: &str) -> String {
+    let chain: Vec<&(dyn std::error::Error + 'static)> =
+        std::iter::successors(Some(err), |e| e.source()).collect();
+    let layer = |prefix: &str| chain.iter().any(|e| e.to_string().starts_with(prefix));
+    let innermost = chain.last().map(|e| e.to_string()).unwrap_or_default();
+    let io = chain
+        .iter()
+        .rev()
+        .find_map(|e| e.downcast_ref::<std::io::Error>());
+    use std::io::ErrorKind as K;
+    if layer("dns error") {
+        return format!("name resolution failed for {host} ({innermost})");
+    }
+    if layer("TLS handshake failed") || layer("tls") {
+        return format!("TLS error with {host}: {innermost}");
+    }
+    match io.map(std::io::Error::kind) {
+        Some(K::ConnectionRefused) => format!("connection refused by {host}"),
+        Some(K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe) => {
+            format!("{host} closed the connection ({innermost})")
+        }
+        Some(K::TimedOut) => format!("timed out connecting to {host}"),
+        _ if chain
+            .iter()
+            .any(|e| e.to_string() == "timeout" || e.to_string().contains("timed out")) =>
+        {
+            format!("timed out waiting for {host}")
+        }
+        _ => format!("{host}: {innermost}"),
     }
 }
 
@@ -209,16 +328,6 @@ fn credentials_kind(context: &str) -> Option<AwsErrorKind> {
     } else {
         None
     }
-}
-
-/// The innermost part of an I/O error chain, e.g. "Connection refused (os error 111)".
-fn io_reason(context: &str) -> String {
-    context
-        .rsplit(": ")
-        .next()
-        .unwrap_or(context)
-        .trim()
-        .to_string()
 }
 
 #[cfg(test)]
@@ -279,11 +388,136 @@ mod tests {
         assert_eq!(credentials_kind("connection refused"), None);
     }
 
+    fn failure(action: &str, region: &str, kind: AwsErrorKind, message: &str) -> AwsError {
+        AwsError {
+            action: action.into(),
+            region: region.into(),
+            kind,
+            code: None,
+            message: message.into(),
+        }
+    }
+
     #[test]
-    fn io_reason_keeps_the_innermost_cause() {
+    fn merge_says_a_call_independent_failure_once() {
+        let no_creds = |a: &str, r: &str| failure(a, r, AwsErrorKind::NoCredentials, "x");
+        let merged = merge(vec![
+            no_creds("ec2:DescribeInstances", "us-east-1"),
+            no_creds("ssm:DescribeInstanceInformation", "us-east-1"),
+            no_creds("ec2:DescribeInstances", "eu-west-1"),
+        ]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].region, "us-east-1, eu-west-1");
+        assert_eq!(merged[0].summary(), "no AWS credentials were found");
+        // Unreachable: one line when the reason is the same, two when it differs.
+        let down = |a: &str, m: &str| failure(a, "us-east-1", AwsErrorKind::Unreachable, m);
+        let merged = merge(vec![
+            down("ec2:DescribeInstances", "connection refused by 127.0.0.1:9"),
+            down(
+                "ssm:DescribeInstanceInformation",
+                "connection refused by 127.0.0.1:9",
+            ),
+            down("sts:GetCallerIdentity", "timed out waiting for 127.0.0.1:9"),
+        ]);
+        assert_eq!(merged.len(), 2);
         assert_eq!(
-            io_reason("dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111)"),
-            "Connection refused (os error 111)"
+            merged[0].summary(),
+            "could not reach AWS for ec2:DescribeInstances, ssm:DescribeInstanceInformation in us-east-1: connection refused by 127.0.0.1:9"
         );
+        // A denial is per action.
+        let denied = |a: &str| AwsError {
+            code: Some("AccessDenied".into()),
+            ..failure(a, "us-east-1", AwsErrorKind::AccessDenied, "")
+        };
+        assert_eq!(merge(vec![denied("ec2:A"), denied("ssm:B")]).len(), 2);
+    }
+
+    /// An error with a source chain, like the HTTP client's.
+    #[derive(Debug)]
+    struct Layer(
+        &'static str,
+        Option<Box<dyn std::error::Error + Send + Sync>>,
+    );
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn chain(layers: &[&'static str], inner: std::io::Error) -> Layer {
+        let mut e: Box<dyn std::error::Error + Send + Sync> = Box::new(inner);
+        for l in layers[1..].iter().rev() {
+            e = Box::new(Layer(l, Some(e)));
+        }
+        Layer(layers[0], Some(e))
+    }
+
+    #[test]
+    fn network_failures_are_named_from_the_source_chain() {
+        use std::io::{Error, ErrorKind};
+        let head = ["dispatch failure", "io error", "client error (Connect)"];
+        let with = |last: &'static str, inner: Error| {
+            let mut l = head.to_vec();
+            l.push(last);
+            network_reason(&chain(&l, inner), "h:1")
+        };
+        assert_eq!(
+            with(
+                "tcp connect error",
+                Error::from(ErrorKind::ConnectionRefused)
+            ),
+            "connection refused by h:1"
+        );
+        assert_eq!(
+            with(
+                "dns error",
+                Error::other("failed to lookup address information: Name or service not known")
+            ),
+            "name resolution failed for h:1 (failed to lookup address information: Name or service not known)"
+        );
+        assert_eq!(
+            with(
+                "TLS handshake failed",
+                Error::other("received corrupt message of type InvalidContentType")
+            ),
+            "TLS error with h:1: received corrupt message of type InvalidContentType"
+        );
+        assert_eq!(
+            with(
+                "timeout",
+                Error::other("HTTP read timeout occurred after 1s")
+            ),
+            "timed out waiting for h:1"
+        );
+        let text = chain_text(&chain(&head, Error::other("boom")));
+        assert_eq!(
+            text,
+            "dispatch failure: io error: client error (Connect): boom"
+        );
+        assert!(!text.contains('}'), "no Debug dump");
+    }
+
+    #[test]
+    fn endpoint_hosts() {
+        // Tests run in parallel: only the default form, with no override set for sts.
+        if std::env::var_os("AWS_ENDPOINT_URL").is_none()
+            && std::env::var_os("AWS_ENDPOINT_URL_STS").is_none()
+        {
+            assert_eq!(
+                endpoint_host("sts:GetCallerIdentity", "eu-west-1"),
+                "sts.eu-west-1.amazonaws.com"
+            );
+            assert_eq!(
+                endpoint_host("sts:GetCallerIdentity", "cn-north-1"),
+                "sts.cn-north-1.amazonaws.com.cn"
+            );
+        }
     }
 }

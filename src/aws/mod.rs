@@ -4,6 +4,9 @@
 
 pub mod error;
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
 
@@ -13,6 +16,25 @@ pub use error::{AwsError, AwsErrorKind};
 #[derive(Debug, thiserror::Error)]
 #[error("no AWS region is set")]
 pub struct NoRegion;
+
+/// How long a call may take to connect, then to get AWS's answer, before it counts as
+/// unreachable: `EC2SSH_AWS_TIMEOUT` (e.g. `10s`), default 60 s as the AWS CLI's read
+/// timeout. The SDK's own default has no read timeout, so an endpoint that accepts and
+/// never answers hung for ever.
+fn timeouts() -> TimeoutConfig {
+    const DEFAULT: Duration = Duration::from_secs(60);
+    let read = match std::env::var("EC2SSH_AWS_TIMEOUT") {
+        Ok(v) => humantime::parse_duration(&v).unwrap_or_else(|e| {
+            tracing::warn!(value = %v, error = %e, "EC2SSH_AWS_TIMEOUT is not a duration; using 60s");
+            DEFAULT
+        }),
+        Err(_) => DEFAULT,
+    };
+    TimeoutConfig::builder()
+        .connect_timeout(read.min(Duration::from_millis(3100)))
+        .read_timeout(read)
+        .build()
+}
 
 /// Shared AWS configuration plus the regions this run covers.
 #[derive(Clone, Debug)]
@@ -35,7 +57,7 @@ impl AwsContext {
         if let Some(first) = regions.first() {
             loader = loader.region(Region::new(first.clone()));
         }
-        let base = loader.load().await;
+        let base = loader.timeout_config(timeouts()).load().await;
         let regions = if regions.is_empty() {
             match base.region() {
                 Some(r) => vec![r.to_string()],
@@ -71,6 +93,7 @@ impl AwsContext {
             .credentials_provider(SharedCredentialsProvider::new(creds))
             .endpoint_url(endpoint)
             .region(Region::new(regions.first().cloned().unwrap_or_default()))
+            .timeout_config(timeouts())
             .build();
         AwsContext {
             cache_key: format!("demo|{endpoint}|{}", regions.join(",")),

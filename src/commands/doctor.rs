@@ -15,6 +15,7 @@ use futures::future::join_all;
 
 use crate::aws::{AwsContext, AwsError};
 use crate::cli::DoctorArgs;
+use crate::doctor::evidence::Evidence;
 use crate::doctor::facts::{
     Endpoint, Fact, Identity, LocalFacts, NetworkFacts, Probe, Route, RouteTable, Rule,
     SecurityGroup, TargetFacts,
@@ -25,7 +26,7 @@ use crate::fleet::{self, Instance};
 use crate::tui::unix_now;
 
 pub async fn run(ctx: &AwsContext, args: &DoctorArgs) -> Result<u8, AppError> {
-    let list = diagnose(ctx, args.target.as_deref()).await;
+    let list = diagnose(ctx, args.target.as_deref(), &Evidence::default()).await;
     if args.json {
         println!("{}", to_json(&list));
     } else {
@@ -39,8 +40,9 @@ pub async fn run(ctx: &AwsContext, args: &DoctorArgs) -> Result<u8, AppError> {
 }
 
 /// The whole checklist: local, permissions and, for `target`, the instance and its
-/// network path. Also what the picker's diagnose key shows.
-pub async fn diagnose(ctx: &AwsContext, target: Option<&str>) -> Vec<Check> {
+/// network path. Also what the picker's diagnose key shows, with what the picker's
+/// connections already proved (`evidence`).
+pub async fn diagnose(ctx: &AwsContext, target: Option<&str>, evidence: &Evidence) -> Vec<Check> {
     let region = ctx.regions.first().cloned().unwrap_or_default();
     let (local, probes, target) = tokio::join!(local_facts(ctx, &region), probes(ctx), async {
         match target {
@@ -50,7 +52,11 @@ pub async fn diagnose(ctx: &AwsContext, target: Option<&str>) -> Vec<Check> {
     });
     let mut list: Vec<Check> = checks::local(&local);
     let arn = local.identity.as_ref().ok().map(|i| i.arn.as_str());
-    list.extend(checks::permissions(&probes, arn));
+    let id = match &target {
+        Some(Ok(t)) => Some(t.instance.id.as_str()),
+        _ => None,
+    };
+    list.extend(checks::permissions(&probes, arn, evidence, id));
     match target {
         Some(Ok(t)) => list.extend(checks::target(&t)),
         Some(Err(c)) => list.push(c),
@@ -226,7 +232,11 @@ async fn target_facts(ctx: &AwsContext, target: &str) -> Result<TargetFacts, Che
         inventory
             .warnings
             .iter()
-            .find(|w| w.action == action && w.region.split(", ").any(|r| r == instance.region))
+            .find(|w| {
+                // Merged errors name every call and region they hit, ", "-separated.
+                w.action.split(", ").any(|a| a == action)
+                    && w.region.split(", ").any(|r| r == instance.region)
+            })
             .cloned()
     };
     let ec2 = failed("ec2:DescribeInstances").map_or(Ok(()), Err);

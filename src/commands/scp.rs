@@ -30,6 +30,12 @@ pub async fn run(
         CopySpec::parse(&args.operands).map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     connector.set_login(args.user.clone().or(spec.user.clone()), args.key.clone())?;
     hosts_named(&spec, &args.targets)?;
+    if args.mkdir && spec.direction == Direction::Pull {
+        return Err(AppError::other(
+            "--mkdir creates the remote directory of a push; this is a pull",
+            "create the local directory yourself (`mkdir -p DIR`), or drop --mkdir",
+        ));
+    }
     let total = match spec.direction {
         Direction::Push => Some(transfer::local_size(&spec.sources, args.recursive).map_err(
             |e| {
@@ -56,6 +62,7 @@ pub async fn run(
         spec,
         recursive: args.recursive,
         preserve: args.preserve,
+        mkdir: args.mkdir,
         parallel: args
             .parallel
             .or(config_parallel)
@@ -301,6 +308,7 @@ mod tests {
             seconds: 1.5,
             error: None,
             fix: None,
+            missing_dir: None,
         };
         let bad = HostResult {
             id: "i-02".into(),

@@ -112,6 +112,13 @@ impl Connector {
         Ok(())
     }
 
+    /// Whether connecting pushes a key with Instance Connect: always, except the
+    /// user's own key (`--key`) to a hybrid node, which Instance Connect cannot serve
+    /// (the key must already be trusted there).
+    pub fn pushes_key(&self, instance: &Instance) -> bool {
+        !(instance.is_hybrid() && self.key.is_some())
+    }
+
     pub fn user_for(&self, instance: &Instance) -> Resolved {
         self.rules.resolve(instance)
     }
@@ -140,12 +147,10 @@ impl Connector {
                 "check the permissions of the directory named above",
             )
         })?;
-        if instance.is_hybrid() && !key.is_ephemeral() {
-            // Instance Connect cannot serve hybrid nodes; the user's own key must
-            // already be trusted there.
-            tracing::info!(instance = %instance.id, "hybrid node: using --key without a push");
-        } else {
+        if self.pushes_key(instance) {
             push::push(&self.ctx, instance, &user.user, &key.public).await?;
+        } else {
+            tracing::info!(instance = %instance.id, "hybrid node: using --key without a push");
         }
         let known_hosts = self.known_hosts()?;
         let exe = std::env::current_exe().map_err(|e| {
@@ -226,19 +231,36 @@ impl Connector {
     }
 
     /// Pushes a key and runs scp for `spec` to or from `instance` (a pull into
-    /// `local_dest` when given). `bytes` hears the (up, down) totals the tunnel
+    /// `local_dest` when given); with `mkdir`, a push first creates the remote
+    /// directory it copies into. `bytes` hears the (up, down) totals the tunnel
     /// carried; when `cancel` turns true scp is ended (it ends its ssh, ssh its
     /// proxy, the proxy its session) and the result is `Interrupted`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn copy(
         &self,
         instance: &Instance,
         flags: &[&str],
         spec: &crate::transfer::CopySpec,
         local_dest: Option<&str>,
+        mkdir: bool,
         bytes: impl Fn(u64, u64),
         mut cancel: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<Copied, AppError> {
+    ) -> Result<Copied, copy::CopyError> {
+        let pushing = spec.direction == crate::transfer::Direction::Push;
+        let create = if mkdir && pushing {
+            copy::dir_to_create(&spec.dest, spec.sources.len())
+                .map_err(|e| AppError::other(e.to_string(), "create it first with `ec2ssh ssh`"))?
+        } else {
+            None
+        };
         let p = self.prepare(instance).await?;
+        if let Some(dir) = create {
+            // Cancelled meanwhile: dropping the future kills sftp (kill_on_drop).
+            tokio::select! {
+                made = self.make_dir(instance, &p, &dir) => made?,
+                Ok(_) = cancel.wait_for(|c| *c) => return Err(AppError::Interrupted.into()),
+            }
+        }
         let dir = key::private_dir(
             &key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref())),
             "xfer-",
@@ -258,24 +280,13 @@ impl Connector {
                 "check the permissions of the directory named above",
             )
         })?;
-        let scp = scp_program(&self.ssh_program);
+        let scp = sibling_program(&self.ssh_program, "scp");
         let ssh = p.spec(self, instance, &scp, &[], Some(&listener.path));
         let operands = spec.operands(&p.user.user, &instance.id, local_dest);
         tracing::info!(instance = %instance.id, user = %p.user.user, ?operands, "running scp");
         let started = Instant::now();
-        let mut child = self
-            .command(&scp)
-            .args(ssh::scp_args(&ssh, flags, &operands))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                AppError::other(
-                    format!("cannot run {}: {e}", scp.display()),
-                    "install OpenSSH's client (Debian/Ubuntu: apt install openssh-client)",
-                )
-            })?;
+        let mut child =
+            self.spawn_quiet(&scp, ssh::scp_args(&ssh, flags, &operands), Stdio::null())?;
         let stderr = child
             .stderr
             .take()
@@ -299,7 +310,7 @@ impl Connector {
                 }
                 _ = &mut cancelled => {
                     copy::terminate(&mut child).await;
-                    return Err(AppError::Interrupted);
+                    return Err(AppError::Interrupted.into());
                 }
             }
         }
@@ -321,8 +332,7 @@ impl Connector {
         };
         let code = exit_code(status);
         if code != 0 {
-            let (what, fix) = copy::explain(&lines, code, &instance.id, &p.user);
-            return Err(AppError::other(what, fix));
+            return Err(copy::explain(&lines, code, &instance.id, &p.user, pushing));
         }
         Ok(Copied {
             user: p.user.user,
@@ -330,6 +340,73 @@ impl Connector {
             up: carried.0,
             down: carried.1,
         })
+    }
+
+    /// Starts scp or sftp with no terminal: stdout discarded, stderr piped (the reason
+    /// of a failure is in its last lines).
+    fn spawn_quiet(
+        &self,
+        program: &std::path::Path,
+        args: Vec<std::ffi::OsString>,
+        stdin: Stdio,
+    ) -> Result<tokio::process::Child, AppError> {
+        self.command(program)
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                AppError::other(
+                    format!("cannot run {}: {e}", program.display()),
+                    "install OpenSSH's client (Debian/Ubuntu: apt install openssh-client)",
+                )
+            })
+    }
+
+    /// Creates `dir` (and its parents) on `instance` with `sftp -b -`, over the same
+    /// key and tunnel scp uses: no remote shell is involved (see `copy::mkdir_batch`).
+    async fn make_dir(&self, instance: &Instance, p: &Prepared, dir: &str) -> Result<(), AppError> {
+        let batch = copy::mkdir_batch(dir)
+            .map_err(|e| AppError::other(e.to_string(), "create it first with `ec2ssh ssh`"))?;
+        let sftp = sibling_program(&self.ssh_program, "sftp");
+        let ssh = p.spec(self, instance, &sftp, &[], None);
+        let dest = [format!("{}@{}", p.user.user, instance.id)];
+        tracing::info!(instance = %instance.id, dir, "creating the destination directory");
+        let mut child = self.spawn_quiet(
+            &sftp,
+            ssh::scp_args(&ssh, &["-b", "-"], &dest),
+            Stdio::piped(),
+        )?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            // sftp reads the whole batch; a write error shows as its failure below.
+            let _ = stdin.write_all(batch.as_bytes()).await;
+        }
+        let lines = match child.stderr.take() {
+            Some(e) => copy::last_lines(e).await,
+            None => Vec::new(),
+        };
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| AppError::other(format!("sftp failed: {e}"), "run again with -v"))?;
+        match exit_code(status) {
+            0 => Ok(()),
+            code => {
+                // Not the directory but the connection: say that, as for scp.
+                let failure = copy::classify(&lines);
+                if matches!(
+                    failure,
+                    copy::Failure::Proxy { .. }
+                        | copy::Failure::KeyRefused
+                        | copy::Failure::HostKeyChanged
+                ) {
+                    return Err(copy::explain(&lines, code, &instance.id, &p.user, true).error);
+                }
+                Err(copy::explain_mkdir(&lines, dir, &instance.id, &p.user.user))
+            }
+        }
     }
 }
 
@@ -379,12 +456,12 @@ pub struct Copied {
     pub down: u64,
 }
 
-/// `scp` next to the configured ssh (`/opt/ssh/bin/ssh` → `/opt/ssh/bin/scp`), else
-/// `scp` from PATH.
-fn scp_program(ssh: &std::path::Path) -> PathBuf {
+/// `scp` or `sftp` next to the configured ssh (`/opt/ssh/bin/ssh` →
+/// `/opt/ssh/bin/scp`), else that name from PATH.
+fn sibling_program(ssh: &std::path::Path, name: &str) -> PathBuf {
     match ssh.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join("scp"),
-        _ => PathBuf::from("scp"),
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => PathBuf::from(name),
     }
 }
 

@@ -2,6 +2,7 @@
 //! decision of how an instance reaches Systems Manager (public IP through an internet
 //! gateway, a NAT gateway, or VPC interface endpoints) and what that path needs.
 
+use super::evidence::Evidence;
 use super::facts::{Endpoint, LocalFacts, NetworkFacts, Probe, RouteTable, TargetFacts};
 use super::Check;
 use crate::aws::{AwsError, AwsErrorKind};
@@ -128,8 +129,14 @@ fn openssh(ssh: &Result<String, String>) -> Check {
     }
 }
 
-/// One check per probed action, plus the two actions that cannot be tried harmlessly.
-pub fn permissions(probes: &[Probe], identity: Option<&str>) -> Vec<Check> {
+/// One check per probed action, plus the two actions that cannot be tried harmlessly
+/// (proved by `evidence` when this run already did them, on `target` or elsewhere).
+pub fn permissions(
+    probes: &[Probe],
+    identity: Option<&str>,
+    evidence: &Evidence,
+    target: Option<&str>,
+) -> Vec<Check> {
     const G: &str = "permissions";
     let mut out = Vec::new();
     for p in probes {
@@ -168,17 +175,33 @@ pub fn permissions(probes: &[Probe], identity: Option<&str>) -> Vec<Check> {
             identity.unwrap_or("YOUR_ROLE_OR_USER_ARN")
         )
     };
-    out.push(Check::unknown(
-        G,
+    // Not tried here (they would open a session, push a key), unless this run already
+    // did it: that counts.
+    let untried = |action: &str, proved: &str, not_tried: &str| match evidence.proof(action, target)
+    {
+        Some((p, here)) => {
+            let elsewhere = if here || target.is_none() {
+                ""
+            } else {
+                "; not yet on this instance (policies can differ per instance)"
+            };
+            Check::ok(
+                G,
+                action,
+                format!("{proved} {} ({}) in this run{elsewhere}", p.label, p.id),
+            )
+        }
+        None => Check::unknown(G, action, not_tried, simulate(action)),
+    };
+    out.push(untried(
         "ssm:StartSession",
+        "allowed: a session started on",
         "not tried: it would open a session (needs document AWS-StartSSHSession)",
-        simulate("ssm:StartSession"),
     ));
-    out.push(Check::unknown(
-        G,
+    out.push(untried(
         "ec2-instance-connect:SendSSHPublicKey",
+        "allowed: a key was pushed to",
         "not tried: it would push a key",
-        simulate("ec2-instance-connect:SendSSHPublicKey"),
     ));
     out
 }

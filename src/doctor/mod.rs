@@ -1,9 +1,11 @@
 //! `ec2ssh doctor`'s core: the checklist model, its rendering (text and JSON), the
 //! facts gathered from AWS and the machine, and the pure evaluation of those facts into
-//! checks (including which network path an instance uses to reach Systems Manager).
+//! checks (including which network path an instance uses to reach Systems Manager),
+//! and what the run itself proved (`evidence`).
 //! The AWS calls live in `commands::doctor`; everything here is testable offline.
 
 pub mod checks;
+pub mod evidence;
 pub mod facts;
 pub mod policy;
 

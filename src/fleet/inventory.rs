@@ -43,20 +43,10 @@ pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
     Ok(inv)
 }
 
-/// One error per distinct failure, naming every region it happened in, so a denied
-/// action in five regions reads as one line, not five.
+/// One error per distinct failure, naming every region (and call) it happened in
+/// (see [`crate::aws::error::merge`]).
 pub fn merge_regions(errors: Vec<AwsError>) -> Vec<AwsError> {
-    let mut out: Vec<AwsError> = Vec::new();
-    for e in errors {
-        match out
-            .iter_mut()
-            .find(|o| o.action == e.action && o.kind == e.kind && o.code == e.code)
-        {
-            Some(o) => o.region = format!("{}, {}", o.region, e.region),
-            None => out.push(e),
-        }
-    }
-    out
+    crate::aws::error::merge(errors)
 }
 
 async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {

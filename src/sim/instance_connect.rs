@@ -23,23 +23,65 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "InvalidArgsException", message)
 }
 
-/// The service's pattern for OS user names.
+/// The service model's pattern for `InstanceOSUser` (botocore's service-2.json):
+/// `^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$`, or 2–32 characters of digits
+/// then `[A-Za-z@._-]`, then `[A-Za-z0-9@._-]*`, then an optional `[A-Za-z0-9$_-]`.
 fn valid_user(user: &str) -> bool {
-    let mut chars = user.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    first_ok
-        && user.len() <= 32
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@._-$".contains(c))
+    let middle = |c: char| c.is_ascii_alphanumeric() || "@._-".contains(c);
+    let last = |c: char| c.is_ascii_alphanumeric() || "$_-".contains(c);
+    // Everything but an optional last character is `middle`; `$` only at the end.
+    let body_ok = |body: &str| {
+        let mut chars: Vec<char> = body.chars().collect();
+        if chars.last().is_some_and(|&c| !middle(c)) {
+            if !chars.last().is_some_and(|&c| last(c)) {
+                return false;
+            }
+            chars.pop();
+        }
+        chars.into_iter().all(middle)
+    };
+    let Some(first) = user.chars().next() else {
+        return false;
+    };
+    if first.is_ascii_alphabetic() || first == '_' {
+        user.len() <= 32 && body_ok(&user[1..])
+    } else if first.is_ascii_digit() {
+        let digits = user.chars().take_while(char::is_ascii_digit).count();
+        let rest = &user[digits..];
+        (2..=32).contains(&user.len())
+            && rest
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || "@._-".contains(c))
+            && body_ok(&rest[1..])
+    } else {
+        false
+    }
 }
 
-/// `type base64 [comment]` with a known type and base64 that decodes.
+/// The service model's `InstanceId`: `^i-[a-f0-9]+$`, 10 to 32 characters.
+fn valid_instance_id(id: &str) -> bool {
+    (10..=32).contains(&id.len())
+        && id
+            .strip_prefix("i-")
+            .is_some_and(|hex| hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// One OpenSSH public key line, `type base64 [comment]`, with a known type and
+/// base64 that decodes, 80 to 4096 characters as the model says. Trailing whitespace
+/// is accepted: `--ssh-public-key file://key.pub`, the documented usage, sends the
+/// file with its final newline. A second line (another key) is not. Whether the
+/// service also takes leading whitespace is not documented; this refuses it.
 fn valid_key(key: &str) -> bool {
     use base64::Engine;
-    let mut parts = key.split_whitespace();
+    if !(80..=4096).contains(&key.len()) {
+        return false;
+    }
+    let line = key.trim_end();
+    if line.contains(['\n', '\r']) || line.starts_with(char::is_whitespace) {
+        return false;
+    }
+    let mut parts = line.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
         return false;
     };
@@ -47,7 +89,6 @@ fn valid_key(key: &str) -> bool {
         && base64::engine::general_purpose::STANDARD
             .decode(blob)
             .is_ok_and(|b| b.len() > 16)
-        && !key.contains(['\n', '\r'])
 }
 
 pub fn send_ssh_public_key(state: &SimState, region: &str, req: &Value) -> Result<Value, ApiError> {
@@ -57,10 +98,7 @@ pub fn send_ssh_public_key(state: &SimState, region: &str, req: &Value) -> Resul
         field("InstanceOSUser"),
         field("SSHPublicKey"),
     );
-    let id_ok = id
-        .strip_prefix("i-")
-        .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !id_ok {
+    if !valid_instance_id(id) {
         return Err(invalid(format!("Invalid instance ID: {id}")));
     }
     if !valid_user(user) {
@@ -134,23 +172,64 @@ fn store(dir: &Path, user: &str, id: &str, key: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPQjlJmOafhCXDxgY9QOv2zaZ6O8y5aIxJSPocfb+/qF";
+
     #[test]
-    fn users_and_keys_are_validated_like_the_service() {
-        assert!(valid_user("ec2-user") && valid_user("_svc") && valid_user("a.b@c"));
-        for bad in ["", "9lives", "-x", "a b", "x/../y", &"a".repeat(33)] {
-            assert!(!valid_user(bad), "{bad}");
+    fn users_follow_the_service_models_pattern() {
+        for ok in [
+            "ec2-user", "_svc", "a.b@c", "ubuntu", "9lives", "12.x", "user$", "a", "x_-$",
+        ] {
+            assert!(valid_user(ok), "{ok}");
         }
-        let ok =
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPQjlJmOafhCXDxgY9QOv2zaZ6O8y5aIxJSPocfb+/qF c";
-        assert!(valid_key(ok));
         for bad in [
             "",
-            "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
-            "ssh-ed25519 !!!",
-            "ssh-ed25519",
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPQjlJmOafhCXDxgY9QOv2zaZ6O8y5aIxJSPocfb+/qF\nssh-rsa x",
+            "9",
+            "123",
+            "-x",
+            "a b",
+            "x/../y",
+            "us$er",
+            "$x",
+            &"a".repeat(33),
         ] {
-            assert!(!valid_key(bad), "{bad}");
+            assert!(!valid_user(bad), "{bad}");
+        }
+        assert!(valid_user(&"a".repeat(32)));
+    }
+
+    #[test]
+    fn instance_ids_follow_the_service_models_pattern() {
+        assert!(valid_instance_id("i-0123456789abcdef0"));
+        assert!(valid_instance_id("i-01234567"));
+        for bad in [
+            "i-0123456",
+            "i-0123456789ABCDEF0",
+            "mi-0123456789abcdef0",
+            "i-",
+        ] {
+            assert!(!valid_instance_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_as_the_cli_sends_them_from_a_file_are_accepted() {
+        assert!(valid_key(KEY));
+        let with_comment = format!("{KEY} me@laptop");
+        assert!(valid_key(&with_comment));
+        // `--ssh-public-key file://key.pub`: the file's trailing newline comes along.
+        assert!(valid_key(&format!("{with_comment}\n")));
+        assert!(valid_key(&format!("{KEY}\r\n")));
+        for bad in [
+            String::new(),
+            "ssh-dss AAAAB3NzaC1kc3MAAACBAP".into(),
+            format!("ssh-ed25519 !!!{}", "A".repeat(80)),
+            "ssh-ed25519".into(),
+            format!("{KEY}\n{KEY}"),
+            format!(" {KEY}"),
+            format!("{KEY} {}", "c".repeat(4096)),
+        ] {
+            assert!(!valid_key(&bad), "{bad}");
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Request {
     pub preserve: bool,
     /// Hosts at once (at least 1).
     pub parallel: usize,
+    /// A push first creates the remote directory it copies into (`--mkdir`).
+    pub mkdir: bool,
 }
 
 impl Request {
@@ -53,9 +55,28 @@ pub struct HostResult {
     pub seconds: f64,
     pub error: Option<String>,
     pub fix: Option<String>,
+    /// The remote directory the copy needed and did not find (`--mkdir` creates it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_dir: Option<String>,
 }
 
 impl HostResult {
+    /// A result with nothing but `ok` set, for tests of what shows results.
+    #[cfg(test)]
+    pub fn bare(ok: bool) -> HostResult {
+        HostResult {
+            id: String::new(),
+            name: None,
+            ok,
+            user: None,
+            bytes: 0,
+            seconds: 0.0,
+            error: None,
+            fix: None,
+            missing_dir: None,
+        }
+    }
+
     fn failed(i: &Instance, err: &AppError, seconds: f64) -> HostResult {
         let (error, fix) = err
             .explain()
@@ -71,6 +92,7 @@ impl HostResult {
             seconds,
             error: Some(error),
             fix,
+            missing_dir: None,
         }
     }
 }
@@ -154,6 +176,7 @@ async fn one(
             &req.flags(),
             &req.spec,
             local_dest.as_deref(),
+            req.mkdir,
             |up, down| {
                 let b = if direction == Direction::Push {
                     up
@@ -179,8 +202,12 @@ async fn one(
             seconds: done.elapsed.as_secs_f64(),
             error: None,
             fix: None,
+            missing_dir: None,
         },
-        Err(e) => fail(e),
+        Err(e) => HostResult {
+            missing_dir: e.missing_dir,
+            ..fail(e.error)
+        },
     }
 }
 

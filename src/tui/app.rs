@@ -6,12 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use crate::aws::AwsError;
+use crate::doctor::evidence::Evidence;
 use crate::filter::{Hit, SearchIndex};
 use crate::fleet::ping::{self, PingReport, Targets};
 use crate::fleet::{FetchError, Instance, Inventory, Ping};
 use crate::transfer::Update;
 
-use super::push::{Dialog, DialogKey, DialogOutcome, LocalFs, Transfers};
+use super::columns::Widths;
+use super::push::{Dialog, DialogKey, DialogOutcome, Job, LocalFs, Transfers};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -31,8 +33,10 @@ pub enum Action {
     Quit,
     /// Ctrl-r: a full refresh, or with marks a ping check of the marked rows.
     Refresh,
-    /// Marks or unmarks the selected row and moves down.
+    /// Tab: marks or unmarks the selected row and moves down.
     ToggleMark,
+    /// Shift-Tab: marks or unmarks the selected row and moves up.
+    ToggleMarkUp,
     /// Marks every row shown, or unmarks them if all already are.
     ToggleMarkAll,
     ToggleOnline,
@@ -71,13 +75,11 @@ pub enum Effect {
     Select(String),
     /// Open a Session Manager shell on this instance id.
     Shell(String),
-    /// Push these local paths to `dest` on `hosts` (the event loop sizes them and calls
+    /// Push `job` to `hosts` (the event loop sizes it and calls
     /// [`App::start_transfers`]).
     StartPush {
         hosts: Vec<Instance>,
-        sources: Vec<String>,
-        dest: String,
-        recursive: bool,
+        job: Job,
     },
     /// Stop the push under way.
     CancelPush,
@@ -131,10 +133,16 @@ pub struct App {
     pub ping_warnings: Vec<AwsError>,
     /// The push dialog, or the copies it started.
     pub push: Option<Push>,
-    /// The last push destination, offered again (per session).
+    /// The push dialog's fields as last left (local paths, destination), offered
+    /// again (per session).
+    pub last_paths: String,
     pub last_dest: String,
     /// A finished diagnosis on screen (the instance's name, the checks); any key closes.
     pub diagnosis: Option<(String, Vec<crate::doctor::Check>)>,
+    /// The widest cell of each table column over every row (measured per data change).
+    pub widths: Widths,
+    /// What this run's connections, shells and pushes proved, for the diagnosis.
+    pub evidence: Evidence,
 }
 
 /// The picker's push, from the dialog to the results.
@@ -170,8 +178,11 @@ impl App {
             pings_in_flight: 0,
             ping_warnings: Vec::new(),
             push: None,
+            last_paths: String::new(),
             last_dest: String::new(),
             diagnosis: None,
+            widths: Widths::default(),
+            evidence: Evidence::default(),
         }
     }
 
@@ -179,29 +190,48 @@ impl App {
     /// disk (for completion and checks).
     pub fn push_key(&mut self, key: DialogKey, fs: &dyn LocalFs) -> Option<Effect> {
         match self.push.as_mut()? {
-            Push::Dialog(d) => match d.key(key, fs) {
-                DialogOutcome::Stay => None,
-                DialogOutcome::Cancel => {
-                    self.push = None;
-                    None
+            Push::Dialog(d) => {
+                let outcome = d.key(key, fs);
+                if outcome != DialogOutcome::Stay {
+                    // Opened again, the dialog shows what it was left with.
+                    self.last_paths = d.paths.clone();
+                    self.last_dest = d.dest.trim().to_string();
                 }
-                DialogOutcome::Start {
-                    sources,
-                    dest,
-                    recursive,
-                } => {
-                    self.last_dest = dest.clone();
-                    Some(Effect::StartPush {
+                match outcome {
+                    DialogOutcome::Stay => None,
+                    DialogOutcome::Cancel => {
+                        self.push = None;
+                        None
+                    }
+                    DialogOutcome::Start(job) => Some(Effect::StartPush {
                         hosts: d.hosts.clone(),
-                        sources,
-                        dest,
-                        recursive,
-                    })
+                        job,
+                    }),
                 }
-            },
+            }
             Push::Running(t) if t.finished() => {
+                if key == DialogKey::Char('m') {
+                    // The offer: create the missing directory and push again to the
+                    // hosts that lacked it.
+                    let (ids, _) = t.missing_dir()?;
+                    let hosts: Vec<Instance> = self
+                        .instances
+                        .iter()
+                        .filter(|i| ids.contains(&i.id.as_str()))
+                        .cloned()
+                        .collect();
+                    let job = Job {
+                        mkdir: true,
+                        ..t.job.clone()
+                    };
+                    return (!hosts.is_empty()).then_some(Effect::StartPush { hosts, job });
+                }
                 if matches!(key, DialogKey::Esc | DialogKey::Enter) {
-                    self.notice = Some(format!("push to {}: {}", dest_label(&t.dest), t.summary()));
+                    self.notice = Some(format!(
+                        "push to {}: {}",
+                        dest_label(&t.job.dest),
+                        t.summary()
+                    ));
                     self.push = None;
                 }
                 None
@@ -216,21 +246,19 @@ impl App {
         }
     }
 
-    /// The dialog's copies have started: show their progress.
-    pub fn start_transfers(&mut self, total: u64) {
-        if let Some(Push::Dialog(d)) = &self.push {
-            self.push = Some(Push::Running(Transfers::new(
-                &d.hosts,
-                total,
-                &self.last_dest,
-            )));
+    /// The copies of `job` to `hosts` have started: show their progress.
+    pub fn start_transfers(&mut self, hosts: &[Instance], total: u64, job: Job) {
+        if self.push.is_some() {
+            self.push = Some(Push::Running(Transfers::new(hosts, total, job)));
         }
     }
 
-    /// The dialog could not start (e.g. a path it cannot read): say so in it.
+    /// The push could not start (e.g. a path it cannot read): say so in the dialog, or
+    /// on the status line for a push again.
     pub fn push_refused(&mut self, why: String) {
-        if let Some(Push::Dialog(d)) = &mut self.push {
-            d.note = Some(why);
+        match &mut self.push {
+            Some(Push::Dialog(d)) => d.note = Some(why),
+            _ => self.notice = Some(why),
         }
     }
 
@@ -244,6 +272,7 @@ impl App {
         }
         self.online_count = instances.iter().filter(|i| i.ping == Ping::Online).count();
         self.index = SearchIndex::new(&instances);
+        self.widths = Widths::measure(&instances);
         self.instances = instances;
         self.source = source;
         self.refilter();
@@ -299,6 +328,8 @@ impl App {
             .iter()
             .filter(|i| i.ping == Ping::Online)
             .count();
+        // An agent version may have changed.
+        self.widths = Widths::measure(&self.instances);
         let known = |w: &AwsError| {
             self.warnings
                 .iter()
@@ -331,6 +362,16 @@ impl App {
         };
         self.selected = 0;
         self.offset = 0;
+    }
+
+    /// Marks or unmarks the selected row, then moves `step` rows.
+    fn toggle_mark(&mut self, step: isize) {
+        if let Some(id) = self.selected_instance().map(|i| i.id.clone()) {
+            if !self.marked.remove(&id) {
+                self.marked.insert(id);
+            }
+            self.move_by(step);
+        }
     }
 
     fn move_by(&mut self, delta: isize) {
@@ -421,7 +462,11 @@ impl App {
                     hosts.extend(self.selected_instance().cloned());
                 }
                 if !hosts.is_empty() {
-                    self.push = Some(Push::Dialog(Dialog::new(hosts, &self.last_dest)));
+                    self.push = Some(Push::Dialog(Dialog::new(
+                        hosts,
+                        &self.last_paths,
+                        &self.last_dest,
+                    )));
                 }
             }
             Action::Diagnose => {
@@ -463,14 +508,8 @@ impl App {
                     return Some(Effect::Refresh);
                 }
             }
-            Action::ToggleMark => {
-                if let Some(id) = self.selected_instance().map(|i| i.id.clone()) {
-                    if !self.marked.remove(&id) {
-                        self.marked.insert(id);
-                    }
-                    self.move_by(1);
-                }
-            }
+            Action::ToggleMark => self.toggle_mark(1),
+            Action::ToggleMarkUp => self.toggle_mark(-1),
             Action::ToggleMarkAll => {
                 let shown: Vec<String> = self.shown_ids().cloned().collect();
                 if shown.iter().all(|id| self.marked.contains(id)) {
@@ -734,7 +773,7 @@ mod tests {
     }
 
     #[test]
-    fn space_marks_the_row_and_moves_down() {
+    fn tab_marks_the_row_and_moves_down_shift_tab_up() {
         let mut a = app();
         a.update(Action::ToggleMark);
         assert_eq!(a.selected_instance().unwrap().id, "i-2");
@@ -747,7 +786,28 @@ mod tests {
         a.update(Action::ToggleMark);
         assert_eq!(a.selected_instance().unwrap().id, "i-4");
         assert_eq!(ids(a.marked_instances()), ["i-1", "i-4"]);
+        // Shift-Tab marks and moves up.
+        a.update(Action::ToggleMarkUp); // unmarks i-4
+        a.update(Action::ToggleMarkUp); // marks i-3
+        assert_eq!(a.selected_instance().unwrap().id, "i-2");
+        assert_eq!(ids(a.marked_instances()), ["i-1", "i-3"]);
         assert_eq!(a.query, "", "marking is not typing");
+    }
+
+    #[test]
+    fn space_is_query_text_and_every_word_must_match() {
+        let mut a = app();
+        typed(&mut a, "web 2");
+        assert_eq!(a.query, "web 2");
+        assert!(a.marked.is_empty(), "space does not mark");
+        let shown: Vec<&str> = a
+            .hits
+            .iter()
+            .map(|h| a.instances[h.index as usize].id.as_str())
+            .collect();
+        assert_eq!(shown, ["i-2"], "web AND 2");
+        typed(&mut a, " x");
+        assert!(a.hits.is_empty(), "a third word that matches nothing");
     }
 
     #[test]
@@ -930,9 +990,25 @@ mod tests {
         assert_eq!(a.query, "");
     }
 
+    fn job(dest: &str) -> Job {
+        Job {
+            sources: vec!["f".into()],
+            dest: dest.into(),
+            recursive: false,
+            mkdir: false,
+        }
+    }
+
+    fn done(n: usize, ok: bool, missing_dir: Option<&str>) -> Action {
+        let r = crate::transfer::HostResult {
+            missing_dir: missing_dir.map(Into::into),
+            ..crate::transfer::HostResult::bare(ok)
+        };
+        Action::Transfer(Update::Done(n, r), Instant::now())
+    }
+
     #[test]
     fn the_push_goes_from_dialog_to_transfers_to_a_notice() {
-        use crate::transfer::HostResult;
         use crate::tui::push::Disk;
         let mut a = app();
         a.update(Action::OpenPush);
@@ -952,30 +1028,75 @@ mod tests {
         let Some(Push::Dialog(d)) = &a.push else {
             panic!()
         };
-        let ids: Vec<&str> = d.hosts.iter().map(|h| h.id.as_str()).collect();
+        let hosts = d.hosts.clone();
+        let ids: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids, ["i-1", "i-2"], "the marked rows");
-        a.last_dest = "/srv".into();
-        a.start_transfers(10);
+        a.start_transfers(&hosts, 10, job("/srv"));
         assert_eq!(a.push_key(DialogKey::Esc, &Disk), Some(Effect::CancelPush));
         assert_eq!(a.push_key(DialogKey::Esc, &Disk), None, "once");
-        let done = |n| {
-            let r = HostResult {
-                id: String::new(),
-                name: None,
-                ok: n == 0,
-                user: None,
-                bytes: 0,
-                seconds: 0.0,
-                error: None,
-                fix: None,
-            };
-            Action::Transfer(Update::Done(n, r), Instant::now())
-        };
-        a.update(done(0));
-        a.update(done(1));
+        a.update(done(0, true, None));
+        a.update(done(1, false, None));
+        assert_eq!(
+            a.push_key(DialogKey::Char('m'), &Disk),
+            None,
+            "nothing to create"
+        );
         a.push_key(DialogKey::Enter, &Disk);
         assert!(a.push.is_none());
         assert_eq!(a.notice.as_deref(), Some("push to /srv: 1 ok, 1 failed"));
+    }
+
+    #[test]
+    fn the_dialog_reopens_with_the_last_paths_and_destination() {
+        use crate::tui::push::Disk;
+        let mut a = app();
+        a.login = Some(Default::default());
+        a.update(Action::OpenPush);
+        for c in "dist/app.tar.gz".chars() {
+            a.push_key(DialogKey::Char(c), &Disk);
+        }
+        a.push_key(DialogKey::Down, &Disk);
+        for c in "/srv/app".chars() {
+            a.push_key(DialogKey::Char(c), &Disk);
+        }
+        a.push_key(DialogKey::Esc, &Disk);
+        a.update(Action::OpenPush);
+        let Some(Push::Dialog(d)) = &a.push else {
+            panic!()
+        };
+        assert_eq!(
+            (d.paths.as_str(), d.dest.as_str()),
+            ("dist/app.tar.gz", "/srv/app")
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_is_offered_to_be_created() {
+        use crate::tui::push::Disk;
+        let mut a = app();
+        a.login = Some(Default::default());
+        a.update(Action::OpenPush);
+        let hosts = vec![a.instances[0].clone(), a.instances[1].clone()];
+        a.start_transfers(&hosts, 10, job("/srv/new/"));
+        a.update(done(0, true, None));
+        assert_eq!(
+            a.push_key(DialogKey::Char('m'), &Disk),
+            None,
+            "not finished"
+        );
+        a.update(done(1, false, Some("/srv/new")));
+        let Some(Effect::StartPush { hosts, job }) = a.push_key(DialogKey::Char('m'), &Disk) else {
+            panic!("a push again");
+        };
+        let ids: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, ["i-2"], "only the host that lacked it");
+        assert!(job.mkdir);
+        assert_eq!(job.dest, "/srv/new/");
+        a.start_transfers(&hosts, 10, job);
+        let Some(Push::Running(t)) = &a.push else {
+            panic!()
+        };
+        assert_eq!(t.rows.len(), 1);
     }
 
     #[test]

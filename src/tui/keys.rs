@@ -24,11 +24,13 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('t') if ctrl => Action::OpenPush,
         KeyCode::Char('o') if ctrl => Action::OpenShell,
         KeyCode::Char('g') if ctrl => Action::Diagnose,
+        KeyCode::Char('o') if alt => Action::ToggleOnline,
         KeyCode::Backspace if ctrl || alt => Action::DeleteWord,
         KeyCode::Char(_) if ctrl || alt => return None,
         KeyCode::Char('?') => Action::ToggleHelp,
-        // Space and `*` mark rather than filter: "webprod" still finds web-prod-1.
-        KeyCode::Char(' ') => Action::ToggleMark,
+        // Space is query text (terms ANDed, as in fzf); Tab and Shift-Tab mark (fzf --multi).
+        KeyCode::Tab => Action::ToggleMark,
+        KeyCode::BackTab => Action::ToggleMarkUp,
         KeyCode::Char('*') => Action::ToggleMarkAll,
         KeyCode::Char(c) => Action::Char(c),
         KeyCode::Backspace => Action::Backspace,
@@ -40,7 +42,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::PageDown => Action::PageDown,
         KeyCode::Home => Action::Home,
         KeyCode::End => Action::End,
-        KeyCode::Tab => Action::ToggleOnline,
+        KeyCode::F(4) => Action::ToggleOnline,
         KeyCode::F(1) => Action::ToggleHelp,
         KeyCode::F(5) => Action::OpenPush,
         KeyCode::F(2) => Action::Diagnose,
@@ -73,16 +75,16 @@ pub fn dialog_key(key: KeyEvent) -> Option<DialogKey> {
 }
 
 pub const HELP: &[(&str, &str)] = &[
-    ("type", "filter (fuzzy: \"webprod\" finds web-prod-1)"),
+    ("type", "filter: fuzzy, words ANDed (\"web prod\")"),
     ("↑ ↓  Ctrl-p Ctrl-n  Ctrl-k Ctrl-j", "move"),
     ("PgUp PgDn  Home End", "move by page / to the ends"),
     ("Enter", "connect to the selected instance"),
     ("Ctrl-o", "open a Session Manager shell (no ssh)"),
-    ("Space", "mark / unmark the row, move down"),
+    ("Tab  Shift-Tab", "mark / unmark the row, move down / up"),
     ("*  Ctrl-a", "mark all shown rows (again: unmark)"),
     ("Ctrl-t  F5", "push files to the marked rows (or this one)"),
     ("F2  Ctrl-g", "diagnose the selected row (ec2ssh doctor)"),
-    ("Tab", "show only Online instances / all"),
+    ("F4  Alt-o", "show only Online instances / all"),
     ("Ctrl-d  F3", "detail pane"),
     ("Ctrl-r", "refresh from AWS; marked: re-check ping"),
     (
@@ -113,7 +115,12 @@ mod tests {
         );
         assert_eq!(key(KeyCode::Char('c'), ctrl), Some(Action::Quit));
         assert_eq!(key(KeyCode::Esc, none), Some(Action::Back));
-        assert_eq!(key(KeyCode::Char(' '), none), Some(Action::ToggleMark));
+        assert_eq!(key(KeyCode::Char(' '), none), Some(Action::Char(' ')));
+        assert_eq!(key(KeyCode::Tab, none), Some(Action::ToggleMark));
+        assert_eq!(
+            key(KeyCode::BackTab, KeyModifiers::SHIFT),
+            Some(Action::ToggleMarkUp)
+        );
         assert_eq!(key(KeyCode::Char('*'), none), Some(Action::ToggleMarkAll));
         assert_eq!(key(KeyCode::Char('a'), ctrl), Some(Action::ToggleMarkAll));
         assert_eq!(key(KeyCode::Char(' '), ctrl), None);
@@ -123,7 +130,11 @@ mod tests {
         assert_eq!(key(KeyCode::Char('k'), ctrl), Some(Action::Up));
         assert_eq!(key(KeyCode::Char('r'), ctrl), Some(Action::Refresh));
         assert_eq!(key(KeyCode::Char('o'), ctrl), Some(Action::OpenShell));
-        assert_eq!(key(KeyCode::Tab, none), Some(Action::ToggleOnline));
+        assert_eq!(key(KeyCode::F(4), none), Some(Action::ToggleOnline));
+        assert_eq!(
+            key(KeyCode::Char('o'), KeyModifiers::ALT),
+            Some(Action::ToggleOnline)
+        );
         assert_eq!(key(KeyCode::Char('?'), none), Some(Action::ToggleHelp));
         assert_eq!(key(KeyCode::Enter, none), Some(Action::Select));
         assert_eq!(key(KeyCode::PageDown, none), Some(Action::PageDown));

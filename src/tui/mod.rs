@@ -3,6 +3,7 @@
 //! refresh results, ticks and signals into actions and carries out the effects.
 
 pub mod app;
+pub mod columns;
 pub mod keys;
 pub mod push;
 pub mod terminal;
@@ -19,7 +20,7 @@ use crate::connect::Connector;
 use crate::error::AppError;
 use crate::fleet::{self, Cache};
 use crate::signals::{self, Signals};
-use crate::transfer::{self, CopySpec, Direction, Request};
+use crate::transfer::{self, CopySpec, Direction, Request, Update};
 use app::{Action, App, Effect, Source};
 use terminal::TerminalGuard;
 use view::Theme;
@@ -192,6 +193,13 @@ pub async fn run(
         let effect = match action {
             Some(action) => {
                 dirty = true;
+                if let (Action::Transfer(Update::Done(n, r), _), Some(p), Some(c)) =
+                    (&action, &pushing, &connector)
+                {
+                    if let Some(host) = p.hosts.get(*n).filter(|_| r.ok) {
+                        app.evidence.copied(host, c.pushes_key(host));
+                    }
+                }
                 if let (Action::Loaded(Ok(inv), now), Some(cache)) = (&action, &cache) {
                     if let Err(e) = cache.store(&ctx.cache_key, *now, &inv.instances) {
                         tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write the inventory cache");
@@ -222,6 +230,10 @@ pub async fn run(
                     login.source.label()
                 );
                 let result = connector.connect(&instance, &[], &mut signals).await;
+                if let Ok(done) = &result {
+                    let pushed = connector.pushes_key(&instance);
+                    app.evidence.connected(&instance, pushed, done.code);
+                }
                 // Ctrl-C during the session was the remote side's, not ours.
                 while signals.pending().is_some() {}
                 if let Err(e) = &result {
@@ -258,6 +270,9 @@ pub async fn run(
                     instance.id
                 );
                 let result = crate::connect::shell::run(&ctx, &instance, None, &mut signals).await;
+                if result.is_ok() {
+                    app.evidence.shell_opened(&instance);
+                }
                 if let Err(e) = &result {
                     crate::error::report(e);
                 }
@@ -282,40 +297,42 @@ pub async fn run(
                         n => crate::text::sanitize(n).into_owned(),
                     })
                     .unwrap_or_else(|| id.clone());
+                let evidence = app.evidence.clone();
                 tokio::spawn(async move {
-                    let checks = crate::commands::doctor::diagnose(&ctx, Some(&id)).await;
+                    let checks =
+                        crate::commands::doctor::diagnose(&ctx, Some(&id), &evidence).await;
                     let _ = tx.send(Action::Diagnosed(name, checks));
                 });
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
             Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
-            Some(Effect::StartPush {
-                hosts,
-                sources,
-                dest,
-                recursive,
-            }) => match transfer::local_size(&sources, recursive) {
-                Err(e) => app.push_refused(format!("cannot read {}: {e}", sources.join(" "))),
-                Ok(total) => {
-                    let Some(connector) = connector.clone() else {
-                        continue;
-                    };
-                    app.start_transfers(total);
-                    let req = Request {
-                        spec: CopySpec {
-                            direction: Direction::Push,
-                            sources,
-                            dest,
-                            host: None,
-                            user: None,
-                        },
-                        recursive,
-                        preserve: false,
-                        parallel: opts.parallel.max(1),
-                    };
-                    pushing = Some(Pushing::start(connector, hosts, req, &tx));
+            Some(Effect::StartPush { hosts, job }) => {
+                match transfer::local_size(&job.sources, job.recursive) {
+                    Err(e) => {
+                        app.push_refused(format!("cannot read {}: {e}", job.sources.join(" ")))
+                    }
+                    Ok(total) => {
+                        let Some(connector) = connector.clone() else {
+                            continue;
+                        };
+                        app.start_transfers(&hosts, total, job.clone());
+                        let req = Request {
+                            spec: CopySpec {
+                                direction: Direction::Push,
+                                sources: job.sources,
+                                dest: job.dest,
+                                host: None,
+                                user: None,
+                            },
+                            recursive: job.recursive,
+                            preserve: false,
+                            parallel: opts.parallel.max(1),
+                            mkdir: job.mkdir,
+                        };
+                        pushing = Some(Pushing::start(connector, hosts, req, &tx));
+                    }
                 }
-            },
+            }
             Some(Effect::CancelPush) => {
                 if let Some(p) = &pushing {
                     let _ = p.cancel.send(true);
@@ -368,6 +385,8 @@ fn outcome_notice(result: Result<String, AppError>, name: &str) -> Result<String
 struct Pushing {
     cancel: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// The hosts, in the order their updates are numbered.
+    hosts: Vec<fleet::Instance>,
 }
 
 impl Pushing {
@@ -385,10 +404,17 @@ impl Pushing {
                 let _ = tx.send(Action::Transfer(u, Instant::now()));
             }
         });
-        let task = tokio::spawn(async move {
-            transfer::run(&connector, &hosts, &req, utx, cancelled).await;
-        });
-        Pushing { cancel, task }
+        let task = {
+            let hosts = hosts.clone();
+            tokio::spawn(async move {
+                transfer::run(&connector, &hosts, &req, utx, cancelled).await;
+            })
+        };
+        Pushing {
+            cancel,
+            task,
+            hosts,
+        }
     }
 
     /// Ends the copies (and so their sessions) before the picker exits.

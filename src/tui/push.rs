@@ -1,7 +1,9 @@
 //! The picker's push: a dialog for what to copy where (local paths with Tab
-//! completion, a remote destination remembered for the session), then a live view of
-//! the copies, one row per host with progress, and their results. Pure state: the
-//! event loop feeds it keys and transfer updates, the view draws it.
+//! completion and a remote destination, both remembered for the session; a toggle to
+//! create the destination directory), then a live view of the copies, one row per
+//! host with progress, and their results, with an offer to create a directory that
+//! was missing and push again. Pure state: the event loop feeds it keys and transfer
+//! updates, the view draws it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,6 +16,8 @@ use crate::transfer::{HostResult, Update};
 pub enum Field {
     Paths,
     Dest,
+    /// The "create the destination directory" toggle.
+    Mkdir,
 }
 
 /// The push dialog.
@@ -24,9 +28,23 @@ pub struct Dialog {
     pub paths: String,
     /// Remote destination; empty is the login's home.
     pub dest: String,
+    /// Create the destination directory (and its parents) if it is missing.
+    pub mkdir: bool,
     pub focus: Field,
     /// Why the last Enter was refused, or what Tab found.
     pub note: Option<String>,
+}
+
+/// What a push copies and how: the dialog's answer, kept to push again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Local paths (`~` expanded).
+    pub sources: Vec<String>,
+    /// Remote destination; empty is the login's home.
+    pub dest: String,
+    pub recursive: bool,
+    /// Create the destination directory first.
+    pub mkdir: bool,
 }
 
 /// What a key did to the dialog.
@@ -34,12 +52,8 @@ pub struct Dialog {
 pub enum DialogOutcome {
     Stay,
     Cancel,
-    /// Start copying these local paths to `dest` on the dialog's hosts.
-    Start {
-        sources: Vec<String>,
-        dest: String,
-        recursive: bool,
-    },
+    /// Start this job on the dialog's hosts.
+    Start(Job),
 }
 
 /// Keys the dialog understands (the picker maps terminal keys to these).
@@ -57,20 +71,24 @@ pub enum DialogKey {
 }
 
 impl Dialog {
-    pub fn new(hosts: Vec<Instance>, last_dest: &str) -> Dialog {
+    /// A dialog for `hosts`, filled in as the last one was left.
+    pub fn new(hosts: Vec<Instance>, last_paths: &str, last_dest: &str) -> Dialog {
         Dialog {
             hosts,
-            paths: String::new(),
+            paths: last_paths.to_string(),
             dest: last_dest.to_string(),
+            mkdir: false,
             focus: Field::Paths,
             note: None,
         }
     }
 
-    fn field(&mut self) -> &mut String {
+    /// The text field with the cursor (none on the toggle).
+    fn field(&mut self) -> Option<&mut String> {
         match self.focus {
-            Field::Paths => &mut self.paths,
-            Field::Dest => &mut self.dest,
+            Field::Paths => Some(&mut self.paths),
+            Field::Dest => Some(&mut self.dest),
+            Field::Mkdir => None,
         }
     }
 
@@ -78,28 +96,48 @@ impl Dialog {
     /// checking the paths before starting).
     pub fn key(&mut self, key: DialogKey, fs: &dyn LocalFs) -> DialogOutcome {
         match key {
+            DialogKey::Char(' ' | 'x') if self.focus == Field::Mkdir => self.mkdir = !self.mkdir,
             DialogKey::Char(c) => {
-                self.field().push(c);
-                self.note = None;
+                if let Some(f) = self.field() {
+                    f.push(c);
+                    self.note = None;
+                }
             }
             DialogKey::Backspace => {
-                self.field().pop();
+                if let Some(f) = self.field() {
+                    f.pop();
+                }
             }
-            DialogKey::Clear => self.field().clear(),
+            DialogKey::Clear => {
+                if let Some(f) = self.field() {
+                    f.clear();
+                }
+            }
             DialogKey::Esc => return DialogOutcome::Cancel,
-            DialogKey::Up => self.focus = Field::Paths,
-            DialogKey::Down => self.focus = Field::Dest,
+            DialogKey::Up => {
+                self.focus = match self.focus {
+                    Field::Mkdir => Field::Dest,
+                    _ => Field::Paths,
+                }
+            }
+            DialogKey::Down => {
+                self.focus = match self.focus {
+                    Field::Paths => Field::Dest,
+                    _ => Field::Mkdir,
+                }
+            }
             DialogKey::Tab => match self.focus {
                 Field::Paths => {
                     let (done, note) = complete_last(&self.paths, fs);
                     self.paths = done;
                     self.note = note;
                 }
-                Field::Dest => self.focus = Field::Paths,
+                Field::Dest => self.focus = Field::Mkdir,
+                Field::Mkdir => self.focus = Field::Paths,
             },
             DialogKey::Enter => match self.focus {
                 Field::Paths => self.focus = Field::Dest,
-                Field::Dest => return self.start(fs),
+                Field::Dest | Field::Mkdir => return self.start(fs),
             },
         }
         DialogOutcome::Stay
@@ -124,11 +162,12 @@ impl Dialog {
                 }
             }
         }
-        DialogOutcome::Start {
+        DialogOutcome::Start(Job {
             sources: sources.iter().map(|s| expand_home(s, fs)).collect(),
             dest: self.dest.trim().to_string(),
             recursive,
-        }
+            mkdir: self.mkdir,
+        })
     }
 }
 
@@ -303,12 +342,12 @@ pub struct Transfers {
     pub rows: Vec<Row>,
     /// Bytes to send to each host.
     pub total: u64,
-    pub dest: String,
+    pub job: Job,
     pub cancelling: bool,
 }
 
 impl Transfers {
-    pub fn new(hosts: &[Instance], total: u64, dest: &str) -> Transfers {
+    pub fn new(hosts: &[Instance], total: u64, job: Job) -> Transfers {
         Transfers {
             rows: hosts
                 .iter()
@@ -324,9 +363,24 @@ impl Transfers {
                 })
                 .collect(),
             total,
-            dest: dest.to_string(),
+            job,
             cancelling: false,
         }
+    }
+
+    /// Hosts whose copy failed for want of the remote directory, and that directory
+    /// (the first one named).
+    pub fn missing_dir(&self) -> Option<(Vec<&str>, &str)> {
+        let rows: Vec<(&str, &str)> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let dir = r.result.as_ref()?.missing_dir.as_deref()?;
+                Some((r.id.as_str(), dir))
+            })
+            .collect();
+        let dir = rows.first()?.1;
+        Some((rows.iter().map(|(id, _)| *id).collect(), dir))
     }
 
     pub fn apply(&mut self, update: Update, now: Instant) {
@@ -460,7 +514,7 @@ mod tests {
     #[test]
     fn the_dialog_checks_paths_and_goes_recursive_for_directories() {
         let fs = disk();
-        let mut d = Dialog::new(vec![Instance::default()], "/tmp");
+        let mut d = Dialog::new(vec![Instance::default()], "", "/tmp");
         assert_eq!(d.dest, "/tmp", "the last destination is remembered");
         d.focus = Field::Dest;
         assert_eq!(d.key(DialogKey::Enter, &fs), DialogOutcome::Stay);
@@ -480,13 +534,42 @@ mod tests {
         d.key(DialogKey::Clear, &fs);
         assert_eq!(
             d.key(DialogKey::Enter, &fs),
-            DialogOutcome::Start {
+            DialogOutcome::Start(Job {
                 sources: vec!["notes.md".into(), "build".into()],
                 dest: String::new(),
-                recursive: true
-            }
+                recursive: true,
+                mkdir: false,
+            })
         );
         assert_eq!(d.key(DialogKey::Esc, &fs), DialogOutcome::Cancel);
+    }
+
+    #[test]
+    fn the_mkdir_toggle_is_a_field_of_its_own() {
+        let fs = disk();
+        let mut d = Dialog::new(vec![Instance::default()], "notes.md", "/srv/new/");
+        assert_eq!(d.paths, "notes.md", "the last paths are offered again");
+        d.key(DialogKey::Down, &fs);
+        d.key(DialogKey::Down, &fs);
+        assert_eq!(d.focus, Field::Mkdir);
+        d.key(DialogKey::Char('q'), &fs);
+        d.key(DialogKey::Backspace, &fs);
+        assert_eq!(
+            (d.paths.as_str(), d.dest.as_str()),
+            ("notes.md", "/srv/new/")
+        );
+        d.key(DialogKey::Char(' '), &fs);
+        assert!(d.mkdir);
+        let DialogOutcome::Start(job) = d.key(DialogKey::Enter, &fs) else {
+            panic!("Enter on the toggle starts");
+        };
+        assert!(job.mkdir);
+        d.key(DialogKey::Char('x'), &fs);
+        assert!(!d.mkdir);
+        d.key(DialogKey::Tab, &fs);
+        assert_eq!(d.focus, Field::Paths, "Tab goes round");
+        d.key(DialogKey::Up, &fs);
+        assert_eq!(d.focus, Field::Paths);
     }
 
     #[test]
@@ -503,7 +586,13 @@ mod tests {
             },
         ];
         let t0 = Instant::now();
-        let mut t = Transfers::new(&hosts, 1000, "");
+        let job = Job {
+            sources: vec!["f".into()],
+            dest: String::new(),
+            recursive: false,
+            mkdir: false,
+        };
+        let mut t = Transfers::new(&hosts, 1000, job);
         assert_eq!(t.rows[1].label, "i-2");
         t.apply(Update::Started(0), t0);
         t.apply(Update::Bytes(0, 400), t0);
@@ -513,19 +602,21 @@ mod tests {
         t.apply(Update::Bytes(0, 5000), later);
         assert_eq!(t.rows[0].bytes, 1000, "capped at the payload size");
         assert_eq!(t.summary(), "0 of 2 done");
-        let result = |ok| HostResult {
-            id: String::new(),
-            name: None,
-            ok,
-            user: None,
-            bytes: 0,
-            seconds: 0.0,
-            error: None,
-            fix: None,
-        };
+        let result = HostResult::bare;
         t.apply(Update::Done(0, result(true)), later);
-        t.apply(Update::Done(1, result(false)), later);
+        assert_eq!(t.missing_dir(), None);
+        t.apply(
+            Update::Done(
+                1,
+                HostResult {
+                    missing_dir: Some("/srv".into()),
+                    ..result(false)
+                },
+            ),
+            later,
+        );
         assert!(t.finished());
         assert_eq!(t.summary(), "1 ok, 1 failed");
+        assert_eq!(t.missing_dir(), Some((vec!["i-2"], "/srv")));
     }
 }

@@ -8,6 +8,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::app::{dest_label, App, Push, Source};
+use super::columns::{cell_text, layout, Column, GUTTER, SEP};
 use super::keys::HELP;
 use super::push::{Dialog, Field as PushField, Transfers};
 use crate::filter::Field;
@@ -54,63 +55,7 @@ impl Theme {
     }
 }
 
-/// Cells before the first column: mark, space, ping glyph, space.
-const GUTTER: usize = 4;
 const MARK: &str = "*";
-
-/// A table column: which field, its header and its width in cells.
-struct Column {
-    field: Option<Field>,
-    title: &'static str,
-    width: usize,
-}
-
-/// Picks the columns that fit `total` cells; the name column takes what is left.
-fn columns(total: usize) -> Vec<Column> {
-    let col = |field, title, width| Column {
-        field,
-        title,
-        width,
-    };
-    let fixed = [
-        col(Some(Field::Id), "ID", 20),
-        col(Some(Field::PrivateIp), "PRIVATE IP", 15),
-        col(Some(Field::Platform), "PLATFORM", 18),
-        col(Some(Field::Type), "TYPE", 11),
-        col(Some(Field::Zone), "AZ", 15),
-        col(None, "AGENT", 12),
-    ];
-    // The gutter, and one space between columns.
-    let mut budget = total.saturating_sub(GUTTER);
-    let min_name = 16;
-    let mut out = vec![];
-    for c in fixed {
-        if budget > min_name + c.width {
-            budget -= c.width + 1;
-            out.push(c);
-        } else {
-            break;
-        }
-    }
-    let name_width = budget.saturating_sub(1).clamp(4, 40);
-    out.insert(0, col(Some(Field::Name), "NAME", name_width));
-    out
-}
-
-fn field_text(i: &Instance, field: Option<Field>) -> String {
-    let s = match field {
-        Some(Field::Name) if i.name.is_none() => "–".to_string(),
-        Some(Field::Name) => i.display_name().to_string(),
-        Some(Field::Id) => i.id.clone(),
-        Some(Field::PrivateIp) => i.private_ip.clone().unwrap_or_default(),
-        Some(Field::PublicIp) => i.public_ip.clone().unwrap_or_default(),
-        Some(Field::Platform) => i.platform_label(),
-        Some(Field::Type) => i.instance_type.clone().unwrap_or_default(),
-        Some(Field::Zone) => i.availability_zone.clone().unwrap_or_default(),
-        None => i.agent_version.clone().unwrap_or_default(),
-    };
-    sanitize(&s).into_owned()
-}
 
 /// The cell text as spans, with matched characters highlighted, cut to `cells`.
 fn cell<'a>(text: &str, cells: usize, matched: &[usize], base: Style, hl: Style) -> Vec<Span<'a>> {
@@ -202,7 +147,7 @@ pub fn areas(app: &App, area: Rect) -> Areas {
 pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
     let a = areas(app, frame.area());
     render_query(frame, app, theme, a.query);
-    let cols = columns(a.header.width as usize);
+    let cols = layout(a.header.width as usize, &app.widths);
     render_header(frame, &cols, theme, a.header);
     render_rows(frame, app, theme, &cols, a.list);
     if let Some(d) = a.details {
@@ -361,7 +306,7 @@ fn host_list(names: &[String], room: usize) -> String {
 }
 
 fn render_push_dialog(frame: &mut Frame, d: &Dialog, theme: Theme) {
-    let rect = centered(frame, 84, 10);
+    let rect = centered(frame, 84, 11);
     let inner = rect.width.saturating_sub(2) as usize;
     let names: Vec<String> = d
         .hosts
@@ -428,6 +373,25 @@ fn render_push_dialog(frame: &mut Frame, d: &Dialog, theme: Theme) {
     let mut dest = vec![label(PushField::Dest, "remote dest")];
     dest.extend(field(PushField::Dest, &d.dest, "~ (the login's home)"));
     lines.push(Line::from(dest));
+    let mut mkdir = vec![label(PushField::Mkdir, "create dir")];
+    let focused = d.focus == PushField::Mkdir;
+    mkdir.push(Span::styled(
+        if d.mkdir { "[x]" } else { "[ ]" },
+        if focused {
+            theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        },
+    ));
+    mkdir.push(Span::styled(
+        truncate(
+            " create the destination directory if it is missing (Space)",
+            inner.saturating_sub(18),
+        )
+        .into_owned(),
+        theme.dim(),
+    ));
+    lines.push(Line::from(mkdir));
     lines.push(Line::default());
     if let Some(note) = &d.note {
         lines.push(Line::from(Span::styled(
@@ -481,7 +445,12 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
                     truncate(&sanitize(&why), room).to_string(),
                     theme.fg(Color::Red).add_modifier(Modifier::BOLD),
                 ));
-                if let Some(fix) = &res.fix {
+                // A missing directory: the picker's own offer, not the command line's flag.
+                let fix = match &res.missing_dir {
+                    Some(dir) => Some(format!("press m to create {dir} and push again")),
+                    None => res.fix.clone(),
+                };
+                if let Some(fix) = &fix {
                     lines.push(Line::from(spans));
                     spans = vec![
                         Span::raw(" ".repeat(name_w + 2)),
@@ -524,7 +493,17 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
         lines.push(Line::from(spans));
     }
     lines.push(Line::default());
-    let keys = if t.finished() {
+    let offer;
+    let keys = if let (true, Some((ids, dir))) = (t.finished(), t.missing_dir()) {
+        offer = format!(
+            "m create {dir} and push again to {} · Enter / Esc close",
+            match ids.len() {
+                1 => "that host".to_string(),
+                n => format!("those {n}"),
+            }
+        );
+        offer.as_str()
+    } else if t.finished() {
         "Enter / Esc close"
     } else if t.cancelling {
         "ending the copies…"
@@ -536,9 +515,9 @@ fn render_transfers(frame: &mut Frame, t: &Transfers, theme: Theme) {
             t.summary(),
             theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
         ),
-        Span::styled(format!(" · {keys}"), theme.dim()),
+        Span::styled(sanitize(&format!(" · {keys}")).into_owned(), theme.dim()),
     ]));
-    let title = format!(" Pushing to {} ", dest_label(&t.dest));
+    let title = format!(" Pushing to {} ", dest_label(&t.job.dest));
     let block = Block::default().borders(Borders::ALL).title(title);
     frame.render_widget(Paragraph::new(lines).block(block), rect);
 }
@@ -559,7 +538,7 @@ fn render_header(frame: &mut Frame, cols: &[Column], theme: Theme, area: Rect) {
             fit(c.title, c.width),
             theme.dim().add_modifier(Modifier::BOLD),
         ));
-        spans.push(Span::raw(" "));
+        spans.push(Span::raw(" ".repeat(SEP)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -601,7 +580,7 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
             Span::styled(" ", base),
         ];
         for c in cols {
-            let text = field_text(i, c.field);
+            let text = cell_text(i, c.field);
             let matched = c
                 .field
                 .map(|f| hay.positions_in(f, &positions))
@@ -612,7 +591,7 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
                 base
             };
             spans.extend(cell(&text, c.width, &matched, style, theme.matched()));
-            spans.push(Span::styled(" ", base));
+            spans.push(Span::styled(" ".repeat(SEP), base));
         }
         lines.push(Line::from(spans));
     }
@@ -881,6 +860,42 @@ mod tests {
         insta::assert_snapshot!(draw(&a, 120, 12).backend());
     }
 
+    /// Names of ten cells leave the room to the platform, shown in full.
+    #[test]
+    fn columns_fit_short_names_and_long_platforms() {
+        let mut a = App::new(NOW);
+        a.set_instances(
+            vec![
+                inst(
+                    "i-0aaaaaaaaaaaaaaa1",
+                    Some("web-prod-1"),
+                    Ping::Online,
+                    "Debian GNU/Linux 12 (bookworm)",
+                ),
+                inst(
+                    "i-0aaaaaaaaaaaaaaa2",
+                    Some("db-prod-01"),
+                    Ping::Online,
+                    "Microsoft Windows Server 2022 Base",
+                ),
+            ],
+            Source::Fresh { fetched_at: NOW },
+        );
+        let t = draw(&a, 120, 5);
+        insta::assert_snapshot!(t.backend());
+        let row = |y: u16| {
+            (0..120)
+                .map(|x| t.backend().buffer()[(x, y)].symbol().to_string())
+                .collect::<String>()
+        };
+        assert!(
+            row(3).contains("Microsoft Windows Server 2022 Base"),
+            "{}",
+            row(3)
+        );
+        assert!(row(2).starts_with("  ● web-prod-1  i-0"), "{}", row(2));
+    }
+
     #[test]
     fn narrow_screen() {
         insta::assert_snapshot!(draw(&app(), 50, 10).backend());
@@ -972,16 +987,23 @@ mod tests {
         d.paths = "dist/app.tar.gz".into();
         d.focus = PushField::Dest;
         d.dest = "/srv/app".into();
+        d.mkdir = true;
+        let hosts = d.hosts.clone();
         insta::assert_snapshot!("push_dialog", draw(&a, 100, 18).backend());
-        a.last_dest = "/srv/app".into();
-        a.start_transfers(64 << 20);
+        let job = crate::tui::push::Job {
+            sources: vec!["dist/app.tar.gz".into()],
+            dest: "/srv/app".into(),
+            recursive: false,
+            mkdir: false,
+        };
+        a.start_transfers(&hosts, 64 << 20, job);
         let Some(Push::Running(t)) = &a.push else {
             panic!("not running")
         };
         let n = t.rows.len();
         let at = std::time::Instant::now();
         for i in 0..n {
-            let ok = i != 1;
+            let ok = i != 1 && i != 2;
             let r = HostResult {
                 id: format!("i-{i}"),
                 name: None,
@@ -993,10 +1015,36 @@ mod tests {
                     "not connected to Systems Manager (ping status: ConnectionLost)".into()
                 }),
                 fix: (!ok).then(|| "start it".into()),
+                missing_dir: None,
+            };
+            let r = if i == 2 {
+                HostResult {
+                    error: Some("the directory /srv/app does not exist on i-2".into()),
+                    fix: Some(
+                        "add --mkdir to create it (and its parents), or check the path".into(),
+                    ),
+                    missing_dir: Some("/srv/app".into()),
+                    ..r
+                }
+            } else {
+                r
             };
             a.update(Action::Transfer(Update::Done(i, r), at));
         }
-        insta::assert_snapshot!("push_results", draw(&a, 100, 18).backend());
+        let t = draw(&a, 100, 18);
+        insta::assert_snapshot!("push_results", t.backend());
+        let screen: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains("fix: press m to create /srv/app and push again"));
+        assert!(
+            !screen.contains("--mkdir"),
+            "the command line's fix is not the picker's"
+        );
     }
 
     #[test]
@@ -1034,25 +1082,5 @@ mod tests {
         assert_eq!(age(3 * 3600), "3 h ago");
         assert_eq!(age(2 * 86400 + 1), "2 d ago");
         assert_eq!(age(-5), "just now");
-    }
-
-    #[test]
-    fn narrow_terminals_drop_columns_from_the_right() {
-        let titles = |w| columns(w).iter().map(|c| c.title).collect::<Vec<_>>();
-        assert_eq!(titles(42), ["NAME", "ID"]);
-        assert_eq!(
-            titles(140),
-            [
-                "NAME",
-                "ID",
-                "PRIVATE IP",
-                "PLATFORM",
-                "TYPE",
-                "AZ",
-                "AGENT"
-            ]
-        );
-        let total: usize = columns(100).iter().map(|c| c.width + 1).sum::<usize>() + GUTTER;
-        assert!(total <= 100, "{total}");
     }
 }

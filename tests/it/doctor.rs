@@ -229,22 +229,28 @@ fn iam_policy_is_json_naming_every_action() {
     );
 }
 
+/// The picker in tmux, filtered to `name`, once its row shows.
+fn picker_on(sim: &Sim, home: &Path, name: &str) -> crate::common::Tmux {
+    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
+    let t = crate::common::in_tmux(
+        home,
+        &env,
+        &format!("--region us-east-1 pick --ping-refresh off --filter {name}"),
+        false,
+    );
+    t.wait_screen("the row", |sc| {
+        sc.lines().nth(2).is_some_and(|l| l.contains(name))
+    });
+    t
+}
+
 /// In the picker: Enter on an instance that is not Online says why and offers F2;
 /// F2 shows doctor's checklist for it in an overlay; any key closes it.
 #[test]
 fn the_picker_diagnoses_the_selected_row() {
     let home = tempfile::tempdir().unwrap();
     let sim = sim(home.path(), &[]);
-    let env = [("AWS_ENDPOINT_URL", sim.endpoint.as_str())];
-    let t = crate::common::in_tmux(
-        home.path(),
-        &env,
-        "--region us-east-1 pick --ping-refresh off --filter no-way-out",
-        false,
-    );
-    t.wait_screen("the row", |sc| {
-        sc.lines().nth(2).is_some_and(|l| l.contains("no-way-out"))
-    });
+    let t = picker_on(&sim, home.path(), "no-way-out");
     t.send(&["Enter"]);
     t.wait_screen("the refusal", |sc| {
         sc.contains("no-way-out is not Online") && sc.contains("F2 diagnoses")
@@ -264,6 +270,36 @@ fn the_picker_diagnoses_the_selected_row() {
     t.wait_screen("the overlay closed", |sc| {
         !sc.contains("ec2ssh doctor no-way-out")
     });
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(home.path()).1, 130);
+}
+
+/// What the picker's own sessions proved counts: after a shell on `healthy` opened and
+/// closed, F2 no longer calls ssm:StartSession "not tried"; the one action this run
+/// did not use (pushing a key) still is.
+#[test]
+fn the_picker_diagnosis_counts_the_session_that_just_ran() {
+    let home = tempfile::tempdir().unwrap();
+    let sim = sim(home.path(), &[]);
+    let t = picker_on(&sim, home.path(), "healthy");
+    t.send(&["C-o"]);
+    // The simulated shell's prompt (`sim::shell::PROMPT`).
+    t.wait_screen("the remote prompt", |sc| sc.contains("sim$"));
+    t.type_text("exit");
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("healthy: shell closed after")
+    });
+    t.send(&["F2"]);
+    let screen = t.wait_screen("the checklist", |sc| {
+        sc.contains("ec2ssh doctor healthy")
+            && sc.contains("1 not checked")
+            && sc.contains("ec2-instance-connect:SendSSHPublicKey")
+            && sc.contains("not tried: it would push a key")
+    });
+    assert!(!screen.contains("ssm:StartSession"), "{screen}");
+    t.send(&["x"]);
+    t.wait_screen("the overlay closed", |sc| !sc.contains("ec2ssh doctor"));
     t.send(&["Escape"]);
     assert_eq!(t.finished(home.path()).1, 130);
 }

@@ -165,7 +165,7 @@ fn unreachable_endpoint_says_so() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("error: could not reach AWS for ec2:DescribeInstances in eu-west-1"),
+        stderr.contains("error: could not reach AWS for ec2:DescribeInstances, ssm:DescribeInstanceInformation in eu-west-1: connection refused by 127.0.0.1:"),
         "{stderr}"
     );
     assert!(

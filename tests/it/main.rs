@@ -4,8 +4,10 @@
 mod common;
 mod connect;
 mod doctor;
+mod errors;
 mod forward;
 mod http_proxy;
+mod instance_connect;
 mod list_moto;
 mod list_sim;
 mod picker;

@@ -1,6 +1,7 @@
-//! The real picker in a real terminal (tmux): type, see the best match first, pick
-//! it, read the id on stdout, and find the terminal as it was; mark rows and watch
-//! the ping column change under them.
+//! The real picker in a real terminal (tmux): type a query of several words, see the
+//! best match first, pick it, read the id on stdout, and find the terminal as it was;
+//! mark rows (Tab, Shift-Tab) and watch the ping column change under them; columns
+//! sized to their content.
 
 use crate::common::{picker_in_tmux, Sim};
 
@@ -21,8 +22,17 @@ fn picker_end_to_end() {
             .unwrap_or_else(|| panic!("an instance matching {query:?}"))
             .to_string()
     };
-    // Space marks rows in the picker, so a query is typed without it.
-    let expected = best("dbprod");
+    // Space is query text: both words must match, as `list --filter` does.
+    let expected = best("db prod");
+    let matching = {
+        let out = sim
+            .ec2ssh(home.path())
+            .args(["list", "-q", "--filter", "db prod"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    assert!(matching > 0);
 
     // Type a query, the best match is first, Enter prints its id.
     let dir = tempfile::tempdir().unwrap();
@@ -36,10 +46,17 @@ fn picker_end_to_end() {
     t.wait_screen("the fleet", |s| {
         s.contains(" shown ·") && s.contains("updated")
     });
-    t.type_text("dbprod");
-    t.wait_screen("the filtered list", |s| {
-        s.starts_with("> dbprod\n") && s.lines().nth(2).is_some_and(|l| l.contains(&expected))
+    t.type_text("db");
+    t.send(&["Space"]);
+    t.type_text("prod");
+    let count = format!("{matching}/");
+    let s = t.wait_screen("the filtered list", |s| {
+        s.starts_with("> db prod\n")
+            && s.lines().nth(2).is_some_and(|l| l.contains(&expected))
+            && s.lines()
+                .any(|l| l.starts_with(&count) && l.contains(" shown ·"))
     });
+    assert!(!s.contains("marked"), "space typed, nothing marked: {s}");
     t.send(&["Enter"]);
     let (out, code) = t.finished(dir.path());
     assert_eq!((out.trim(), code), (expected.as_str(), 0));
@@ -52,13 +69,37 @@ fn picker_end_to_end() {
     t.send(&["?"]);
     t.wait_screen("the help", |s| s.contains("ec2ssh keys"));
     t.send(&["Escape"]);
-    // Esc and Tab in one read would be Alt-Tab: let the help close first.
+    // Esc and a key in one read would be Alt-key: let the help close first.
     t.wait_screen("the help closed", |s| !s.contains("ec2ssh keys"));
-    t.send(&["Tab"]);
+    t.send(&["F4"]);
     t.wait_screen("online only", |s| s.contains("online only"));
+    t.send(&["M-o"]);
+    t.wait_screen("all again", |s| {
+        s.contains(" shown ·") && !s.contains("online only")
+    });
     t.send(&["C-c"]);
     let (out, code) = t.finished(dir.path());
     assert_eq!((out.as_str(), code), ("", 130));
+    drop(t);
+
+    // Columns follow their content: on a 160-cell terminal short names leave room for
+    // the whole platform label (a 40-cell NAME column used to cut it to 18).
+    let dir = tempfile::tempdir().unwrap();
+    let t = picker_in_tmux(
+        dir.path(),
+        &env,
+        &format!("--region {regions} pick --print --filter win-ad-1"),
+    );
+    t.resize(160, 30);
+    let s = t.wait_screen("the whole platform", |s| {
+        s.lines().nth(2).is_some_and(|l| {
+            l.contains("win-ad-1")
+                && l.contains("Microsoft Windows Server 2022 Datacenter 10.0.20348")
+        })
+    });
+    assert!(!s.lines().nth(2).unwrap().contains('…'), "nothing cut: {s}");
+    t.send(&["Escape"]);
+    t.finished(dir.path());
     drop(t);
 
     // SIGTERM while the picker owns the terminal: terminal restored, exit 143.
@@ -145,9 +186,9 @@ fn picker_marks_rows_and_refreshes_pings_in_place() {
         s.contains(" shown ·") && row(s, 2).contains("◐ gamma")
     });
 
-    // Space marks alpha and beta and leaves the selection on gamma.
-    t.send(&["Space"]);
-    t.send(&["Space"]);
+    // Tab marks alpha and beta and leaves the selection on gamma.
+    t.send(&["Tab"]);
+    t.send(&["Tab"]);
     t.send(&["C-d"]);
     let s = t.wait_screen("two marked, gamma selected", |s| {
         s.contains("3 shown · 2 online · 2 marked")
@@ -170,6 +211,13 @@ fn picker_marks_rows_and_refreshes_pings_in_place() {
     // Ctrl-r with marks re-checks just them; Esc clears the marks, a second Esc quits.
     t.send(&["C-r"]);
     t.wait_screen("the re-check", |s| s.contains("re-checked 2 marked"));
+    // Shift-Tab marks gamma and moves up to beta.
+    t.send(&["BTab"]);
+    t.wait_screen("gamma marked, beta selected", |s| {
+        s.contains("3 marked")
+            && row(s, 2).starts_with("* ● gamma")
+            && s.contains("│Name        beta")
+    });
     t.send(&["Escape"]);
     t.wait_screen("no marks", |s| {
         !s.contains("online · 2 marked") && row(s, 0).starts_with("  ● alpha")

@@ -254,11 +254,14 @@ fn a_pull_from_several_hosts_lands_per_host() {
         std::fs::read_to_string(got.join("sub/app.conf")).unwrap(),
         "x=1\n"
     );
-    // A missing remote file is that host's failure, with scp's own words.
+    // A missing remote file is that host's failure, named.
     let out = f.scp(&["web-1:no-such.log", out_dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("No such file"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("no-such.log does not exist on {}", f.hosts[0].id)),
+        "{stdout}"
+    );
     f.assert_clean();
 }
 
@@ -409,5 +412,207 @@ fn progress_bars_on_a_terminal() {
     for h in &f.hosts[..2] {
         assert_eq!(file_sha(&h.home.join("bar.bin")), sum);
     }
+    f.assert_clean();
+}
+
+/// `ec2ssh scp ARGS` from this fleet's dir, stdout as text.
+fn summary_of(out: &Output) -> String {
+    text(&out.stdout)
+}
+
+/// A push into a directory that does not exist says so (for a file, a tree, several
+/// files), and `--mkdir` creates it, parents included, whatever its name holds: sftp
+/// parses the path, no remote shell does.
+#[test]
+fn a_missing_directory_is_named_and_mkdir_creates_it() {
+    let f = fleet(1, &[]);
+    let (file, sum) = f.payload("build.bin", 64 << 10);
+    let file = file.to_str().unwrap();
+    let home = &f.hosts[0].home;
+    let id = &f.hosts[0].id;
+
+    let out = f.scp(&[file, "web-1:releases/v2/"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary_of(&out);
+    assert!(
+        s.contains(&format!("the directory releases/v2 does not exist on {id}")),
+        "{s}"
+    );
+    assert!(s.contains("fix: add --mkdir to create it"), "{s}");
+    assert!(!s.contains("ec2ssh ssh"), "not a login problem: {s}");
+    let out = f.scp(&["--json", file, "web-1:releases/v2/"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["results"][0]["missing_dir"], "releases/v2");
+
+    let out = f.scp(&["--mkdir", file, "web-1:releases/v2/"]);
+    assert_eq!(out.status.code(), Some(0), "{}", summary_of(&out));
+    assert_eq!(file_sha(&home.join("releases/v2/build.bin")), sum);
+
+    // A tree, recursively, into a missing directory; then with --mkdir.
+    let tree = f.dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/conf"), "x=1\n").unwrap();
+    let tree = tree.to_str().unwrap();
+    let out = f.scp(&["-r", tree, "web-1:conf/d/"]);
+    assert!(
+        summary_of(&out).contains("the directory conf/d does not exist"),
+        "{}",
+        summary_of(&out)
+    );
+    let out = f.scp(&["-r", "--mkdir", tree, "web-1:conf/d/"]);
+    assert_eq!(out.status.code(), Some(0), "{}", summary_of(&out));
+    assert_eq!(
+        std::fs::read_to_string(home.join("conf/d/tree/sub/conf")).unwrap(),
+        "x=1\n"
+    );
+
+    // Several files into a directory whose parent is missing.
+    let (other, _) = f.payload("other.bin", 1000);
+    let out = f.scp(&[file, other.to_str().unwrap(), "web-1:multi/dir"]);
+    assert!(
+        summary_of(&out).contains("the directory multi does not exist"),
+        "{}",
+        summary_of(&out)
+    );
+    let out = f.scp(&["--mkdir", file, other.to_str().unwrap(), "web-1:multi/dir"]);
+    assert_eq!(out.status.code(), Some(0), "{}", summary_of(&out));
+    assert!(home.join("multi/dir/other.bin").is_file());
+
+    // Quotes, backslashes, `$(…)` and a leading dash are a name, nothing more.
+    let odd = r#"-odd "dir" $(touch pwned) \x/sub/"#;
+    let out = f.scp(&["--mkdir", file, &format!("web-1:{odd}")]);
+    assert_eq!(out.status.code(), Some(0), "{}", summary_of(&out));
+    assert_eq!(file_sha(&home.join(odd).join("build.bin")), sum);
+    assert!(!home.join("pwned").exists());
+
+    // --mkdir is for pushes.
+    let out = f.scp(&["--mkdir", "web-1:build.bin", f.dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--mkdir creates the remote directory of a push"));
+    f.assert_clean();
+}
+
+/// A directory the login may not write, and a full disk (`/dev/full` answers every
+/// write with ENOSPC, which SFTP can only call "Failure"), each named as such.
+#[test]
+fn permission_denied_and_a_full_disk_are_named() {
+    let f = fleet(1, &[]);
+    let (file, _) = f.payload("build.bin", 64 << 10);
+    let file = file.to_str().unwrap();
+    let id = &f.hosts[0].id;
+    // Root's, inside the login's home: the login cannot write there.
+    let locked = f.hosts[0].home.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+
+    let out = f.scp(&[file, "web-1:locked/"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary_of(&out);
+    assert!(
+        s.contains(&format!(
+            "ec2-user may not write to locked/build.bin on {id} (permission denied)"
+        )),
+        "{s}"
+    );
+    assert!(
+        s.contains("fix: copy into a directory ec2-user can write"),
+        "{s}"
+    );
+
+    let tree = f.dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("a"), "a").unwrap();
+    let out = f.scp(&["-r", tree.to_str().unwrap(), "web-1:locked/"]);
+    let s = summary_of(&out);
+    assert!(s.contains("ec2-user may not write to locked/"), "{s}");
+
+    let out = f.scp(&["--mkdir", file, "web-1:locked/new/"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary_of(&out);
+    assert!(
+        s.contains(&format!(
+            "cannot create locked/new on {id}: ec2-user may not create it (permission denied)"
+        )),
+        "{s}"
+    );
+    assert!(s.contains("sudo mkdir -p"), "{s}");
+
+    let out = f.scp(&[file, "web-1:/dev/full"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = summary_of(&out);
+    assert!(
+        s.contains(&format!(
+            "writing /dev/full on {id} failed: the disk is full or over quota"
+        )),
+        "{s}"
+    );
+    assert!(s.contains("df -h"), "{s}");
+    f.assert_clean();
+}
+
+/// The picker: a push to a missing directory fails with the offer to create it; `m`
+/// does and pushes again. The dialog then reopens with the same paths, and its toggle
+/// creates another directory up front. F2 afterwards counts what the pushes proved.
+#[test]
+fn the_picker_offers_to_create_a_missing_directory() {
+    let f = fleet(1, &[]);
+    let (file, sum) = f.payload("build.bin", 1 << 20);
+    let home = &f.hosts[0].home;
+    let d = f.dir.path();
+    let t = f.tmux("--region us-east-1 pick --ping-refresh off --filter web-1");
+    t.wait_screen("web-1", |sc| sc.contains("1/3 shown"));
+    t.send(&["C-t"]);
+    t.wait_screen("the push dialog", |sc| sc.contains("Push to 1 host"));
+    t.type_text(file.to_str().unwrap());
+    t.send(&["Enter"]);
+    t.type_text("fresh/dir/");
+    t.send(&["Enter"]);
+    t.wait_screen("the failure, with the offer", |sc| {
+        sc.contains("0 ok, 1 failed · m create fresh/dir and push again")
+            && sc.contains("FAILED  the directory fresh/dir does not exist")
+            && sc.contains("fix: press m to create fresh/dir and push again")
+    });
+    t.send(&["m"]);
+    t.wait_screen("the push again", |sc| sc.contains("1 ok, 0 failed · Enter"));
+    assert_eq!(file_sha(&home.join("fresh/dir/build.bin")), sum);
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("push to fresh/dir/: 1 ok")
+    });
+
+    // Opened again: the same local path and destination.
+    t.send(&["C-t"]);
+    // (One condition: a capture may catch the dialog half drawn.)
+    t.wait_screen("the dialog as it was left", |sc| {
+        sc.contains("Push to 1 host")
+            && sc.contains("build.bin")
+            && sc.contains("remote dest   fresh/dir/")
+            && sc.contains("[ ] create the destination directory")
+    });
+    // Another destination, with the toggle on.
+    t.send(&["Down"]);
+    t.send(&["C-u"]);
+    t.type_text("other/place/");
+    t.send(&["Down"]);
+    t.send(&["Space"]);
+    t.wait_screen("the toggle on", |sc| {
+        sc.contains("[x] create the destination")
+    });
+    t.send(&["Enter"]);
+    t.wait_screen("the copy", |sc| {
+        sc.contains("Pushing to other/place/") && sc.contains("1 ok, 0 failed · Enter")
+    });
+    assert_eq!(file_sha(&home.join("other/place/build.bin")), sum);
+    t.send(&["Enter"]);
+
+    // What the pushes proved: a session started and a key was pushed on web-1.
+    t.send(&["F2"]);
+    let screen = t.wait_screen("the diagnosis", |sc| {
+        sc.contains("ec2ssh doctor web-1") && sc.contains("web-1: ") && sc.contains(" found")
+    });
+    assert!(!screen.contains("not tried"), "{screen}");
+    t.send(&["x"]);
+    t.wait_screen("closed", |sc| !sc.contains("ec2ssh doctor web-1"));
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(d).1, 130);
     f.assert_clean();
 }

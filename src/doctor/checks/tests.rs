@@ -1,4 +1,5 @@
 use super::*;
+use crate::doctor::evidence::Evidence;
 use crate::doctor::facts::{Identity, Route, Rule, SecurityGroup};
 use crate::doctor::Status;
 use crate::fleet::Instance;
@@ -104,7 +105,12 @@ fn denied_probes_fail_naming_the_action_and_others_are_unknown() {
             )],
         },
     ];
-    let c = permissions(&probes, Some("arn:aws:iam::1:user/me"));
+    let c = permissions(
+        &probes,
+        Some("arn:aws:iam::1:user/me"),
+        &Evidence::default(),
+        None,
+    );
     assert_eq!(status_of(&c, "ec2:DescribeInstances"), Status::Fail);
     let denied = c
         .iter()
@@ -123,6 +129,53 @@ fn denied_probes_fail_naming_the_action_and_others_are_unknown() {
     assert_eq!(
         status_of(&c, "ec2-instance-connect:SendSSHPublicKey"),
         Status::Unknown
+    );
+}
+
+#[test]
+fn what_this_run_proved_counts_for_the_untried_actions() {
+    let web = Instance {
+        id: "i-1".into(),
+        name: Some("web-1".into()),
+        ..Default::default()
+    };
+    let mut e = Evidence::default();
+    e.connected(&web, true, 0);
+    let detail = |c: &[Check], name: &str| {
+        c.iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.status, c.detail.clone()))
+            .unwrap()
+    };
+    let c = permissions(&[], None, &e, Some("i-1"));
+    assert_eq!(
+        detail(&c, "ssm:StartSession"),
+        (
+            Status::Ok,
+            "allowed: a session started on web-1 (i-1) in this run".into()
+        )
+    );
+    assert_eq!(
+        detail(&c, "ec2-instance-connect:SendSSHPublicKey"),
+        (
+            Status::Ok,
+            "allowed: a key was pushed to web-1 (i-1) in this run".into()
+        )
+    );
+    assert!(!c.iter().any(|c| c.detail.contains("not tried")));
+    // Diagnosing another instance: proved, and said where.
+    let c = permissions(&[], None, &e, Some("i-2"));
+    let (status, text) = detail(&c, "ssm:StartSession");
+    assert_eq!(status, Status::Ok);
+    assert!(text.ends_with("not yet on this instance (policies can differ per instance)"));
+    // ssh that could not log in proves the key, not the session.
+    let mut e = Evidence::default();
+    e.connected(&web, true, 255);
+    let c = permissions(&[], None, &e, Some("i-1"));
+    assert_eq!(detail(&c, "ssm:StartSession").0, Status::Unknown);
+    assert_eq!(
+        detail(&c, "ec2-instance-connect:SendSSHPublicKey").0,
+        Status::Ok
     );
 }
 
