@@ -17,17 +17,18 @@ use super::messages::{
 };
 use crate::text::sanitize;
 
-/// The plugin version we claim, in OpenDataChannel and in the HandshakeResponse.
+/// The plugin version we claim in OpenDataChannel, and in the HandshakeResponse of
+/// every session but multiplexed port forwarding.
 ///
-/// The agent gates features on this string. It picks the multiplexed (smux) port mode
-/// only for `LocalPortForwarding` documents *and* ClientVersion >= 1.1.70; everything
-/// else gets the basic mode: one TCP connection whose bytes are the Output payloads.
-/// That is what an SSH ProxyCommand needs and all this crate implements. 1.1.61.0 is the
-/// last session-manager-plugin release before 1.2.7.0 brought mux, and it already had
-/// everything we do implement (handshake 1.1.17.0, SSH sessions 1.1.23.0, the
-/// DisconnectToPort and TerminateSession flags 1.1.33.0/1.1.35.0), so claiming it is
-/// truthful: the agent will never ask us for smux, even for port forwarding documents.
-/// Its smux-keepalive switch (> 1.2.331.0) only matters in mux mode.
+/// The agent gates features on the HandshakeResponse's version. It picks the
+/// multiplexed (smux) port mode only for `LocalPortForwarding` documents *and*
+/// ClientVersion >= 1.1.70; everything else gets the basic mode: one TCP connection
+/// whose bytes are the Output payloads, which is what an SSH ProxyCommand needs.
+/// 1.1.61.0 is the last session-manager-plugin release before 1.2.7.0 brought mux, and
+/// it already had everything the basic mode uses (handshake 1.1.17.0, SSH sessions
+/// 1.1.23.0, the DisconnectToPort and TerminateSession flags 1.1.33.0/1.1.35.0), so
+/// claiming it is truthful. Port forwarding to an agent that multiplexes claims
+/// [`MUX_CLIENT_VERSION`] instead (see `ClientSession::claimed_client_version`).
 pub const CLIENT_VERSION: &str = "1.1.61.0";
 
 /// The version claimed when we implement smux for `LocalPortForwarding` (the agent

@@ -352,22 +352,15 @@ impl Agent {
             }
             Phase::Waiting => {
                 tracing::debug!(session = %self.session.id, "handshake");
-                let request = HandshakeRequest {
-                    agent_version: self.session.agent_version.clone(),
-                    requested_client_actions: vec![RequestedClientAction {
-                        action_type: ACTION_SESSION_TYPE.into(),
-                        action_parameters: serde_json::to_value(SessionTypeRequest {
-                            session_type: "Port".into(),
-                            properties: self.session.properties.clone(),
-                        })
-                        .unwrap_or_default(),
-                    }],
+                let port = RequestedClientAction {
+                    action_type: ACTION_SESSION_TYPE.into(),
+                    action_parameters: serde_json::to_value(SessionTypeRequest {
+                        session_type: "Port".into(),
+                        properties: self.session.properties.clone(),
+                    })
+                    .unwrap_or_default(),
                 };
-                let payload = serde_json::to_vec(&request).unwrap_or_default();
-                let _ = self
-                    .channel
-                    .send_unlimited(now, PayloadType::HandshakeRequest, payload);
-                self.phase = Phase::Handshaking(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT);
+                self.request_handshake(now, vec![port]);
                 Ok(())
             }
             _ => {
@@ -717,16 +710,21 @@ impl Agent {
             self.phase = Phase::Established;
             return Ok(());
         };
+        self.request_handshake(now, super::shell::kms_actions(&key));
+        Ok(())
+    }
+
+    /// Sends the HandshakeRequest; the client has the agent's 15 s to answer it.
+    fn request_handshake(&mut self, now: Duration, actions: Vec<RequestedClientAction>) {
         let request = HandshakeRequest {
             agent_version: self.session.agent_version.clone(),
-            requested_client_actions: super::shell::kms_actions(&key),
+            requested_client_actions: actions,
         };
         let payload = serde_json::to_vec(&request).unwrap_or_default();
         let _ = self
             .channel
             .send_unlimited(now, PayloadType::HandshakeRequest, payload);
         self.phase = Phase::Handshaking(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT);
-        Ok(())
     }
 
     fn start_shell(&mut self) -> Result<(), End> {

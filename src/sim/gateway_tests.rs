@@ -432,6 +432,28 @@ async fn a_bare_client_echoes_exactly_under_faults_and_cuts() {
     let data = random_bytes(1 << 20, 12);
     let connections = echo_resuming(&sim, &started, &data).await;
     assert!(connections >= 2, "cut-after never cut ({connections})");
+    let stats = sim.handle.stats();
+    assert_eq!(stats.cuts + 1, connections as u64, "{stats:?}");
+    for (what, n) in [
+        (
+            "dropped",
+            stats.dropped_to_client + stats.dropped_from_client,
+        ),
+        (
+            "duplicated",
+            stats.duplicated_to_client + stats.duplicated_from_client,
+        ),
+        (
+            "reordered",
+            stats.reordered_to_client + stats.reordered_from_client,
+        ),
+        (
+            "delayed",
+            stats.delayed_to_client + stats.delayed_from_client,
+        ),
+    ] {
+        assert!(n > 0, "nothing was {what}: {stats:?}");
+    }
     let id = field(&started, "SessionId");
     sim.ok("TerminateSession", json!({ "SessionId": id })).await;
     let active = sim
@@ -458,14 +480,7 @@ async fn the_handshake_carries_the_agent_version_and_document_properties() {
         ),
     ] {
         let started = sim.start_session(ONLINE, document, port).await;
-        let mut link = client_link();
-        link.connect(
-            &field(&started, "StreamUrl"),
-            &field(&started, "TokenValue"),
-        )
-        .await;
-        let mut seen = Seen::default();
-        link.until(&mut seen, "handshake", |s| s.established).await;
+        let (mut link, mut seen) = attached_client(&started).await;
         assert_eq!(link.peer.agent_version(), Some("3.0.196.0"));
         let Some(SessionType::Port(props)) = link.peer.session_type() else {
             panic!("{:?}", link.peer.session_type());
@@ -546,14 +561,7 @@ async fn terminate_session_closes_the_attached_websocket() {
     let sim = Sim::start(SimOptions::default(), Vec::new()).await;
     let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
     let id = field(&started, "SessionId");
-    let mut link = client_link();
-    link.connect(
-        &field(&started, "StreamUrl"),
-        &field(&started, "TokenValue"),
-    )
-    .await;
-    let mut seen = Seen::default();
-    link.until(&mut seen, "handshake", |s| s.established).await;
+    let (mut link, mut seen) = attached_client(&started).await;
     sim.wait_status(&id, "Connected").await;
     assert_eq!(
         sim.ok("TerminateSession", json!({ "SessionId": id })).await,
@@ -620,14 +628,7 @@ async fn a_new_websocket_replaces_the_old_and_old_tokens_stop_working() {
 async fn a_clients_publication_control_is_ignored() {
     let sim = Sim::start(SimOptions::default(), Vec::new()).await;
     let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
-    let mut link = client_link();
-    link.connect(
-        &field(&started, "StreamUrl"),
-        &field(&started, "TokenValue"),
-    )
-    .await;
-    let mut seen = Seen::default();
-    link.until(&mut seen, "handshake", |s| s.established).await;
+    let (mut link, mut seen) = attached_client(&started).await;
     // Only the service pauses the agent; a client's pause must not stall the echo.
     let pause = control_frame(MessageType::PausePublication, 1, Vec::new()).unwrap();
     let junk = Bytes::from_static(b"not a frame");
@@ -693,6 +694,35 @@ fn handshake_response(status: ActionStatus, client_version: &str) -> Vec<u8> {
         errors: None,
     })
     .unwrap()
+}
+
+/// A client attached to the session `started`, past its handshake.
+async fn attached_client(started: &Value) -> (Link<ClientSession>, Seen) {
+    let mut link = client_link();
+    link.connect(&field(started, "StreamUrl"), &field(started, "TokenValue"))
+        .await;
+    let mut seen = Seen::default();
+    link.until(&mut seen, "handshake", |s| s.established).await;
+    (link, seen)
+}
+
+/// A raw client channel attached to `started` that answered the handshake claiming
+/// `client_version`, once HandshakeComplete has arrived.
+async fn raw_past_handshake(started: &Value, client_version: &str) -> Link<Channel> {
+    let mut link = raw_link();
+    link.connect(&field(started, "StreamUrl"), &field(started, "TokenValue"))
+        .await;
+    raw_expect(&mut link, PayloadType::HandshakeRequest).await;
+    let now = link.now();
+    link.peer
+        .send(
+            now,
+            PayloadType::HandshakeResponse,
+            handshake_response(ActionStatus::Success, client_version),
+        )
+        .unwrap();
+    raw_expect(&mut link, PayloadType::HandshakeComplete).await;
+    link
 }
 
 #[tokio::test]
@@ -766,22 +796,7 @@ async fn port_forwarding_for_a_multiplexing_client_speaks_smux() {
         let started = sim
             .start_session(ONLINE, "AWS-StartPortForwardingSession", port)
             .await;
-        let mut link = raw_link();
-        link.connect(
-            &field(&started, "StreamUrl"),
-            &field(&started, "TokenValue"),
-        )
-        .await;
-        raw_expect(&mut link, PayloadType::HandshakeRequest).await;
-        let now = link.now();
-        link.peer
-            .send(
-                now,
-                PayloadType::HandshakeResponse,
-                handshake_response(ActionStatus::Success, "1.2.707.0"),
-            )
-            .unwrap();
-        raw_expect(&mut link, PayloadType::HandshakeComplete).await;
+        let mut link = raw_past_handshake(&started, "1.2.707.0").await;
         let mut mux = Mux::new(MuxRole::Client);
         let (a, mut wire) = mux.open();
         let (b, syn) = mux.open();
@@ -954,22 +969,7 @@ async fn input_before_the_agent_is_ready_is_refused_until_retransmitted() {
     };
     let sim = Sim::start(opts, Vec::new()).await;
     let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
-    let mut link = raw_link();
-    link.connect(
-        &field(&started, "StreamUrl"),
-        &field(&started, "TokenValue"),
-    )
-    .await;
-    raw_expect(&mut link, PayloadType::HandshakeRequest).await;
-    let now = link.now();
-    link.peer
-        .send(
-            now,
-            PayloadType::HandshakeResponse,
-            handshake_response(ActionStatus::Success, "1.1.61.0"),
-        )
-        .unwrap();
-    raw_expect(&mut link, PayloadType::HandshakeComplete).await;
+    let mut link = raw_past_handshake(&started, "1.1.61.0").await;
     let now = link.now();
     link.peer
         .send(now, PayloadType::Output, b"at once".to_vec())
@@ -1032,14 +1032,7 @@ async fn a_disconnected_session_expires_and_is_not_resumed() {
     let sim = Sim::start(opts, Vec::new()).await;
     let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
     let id = field(&started, "SessionId");
-    let mut link = client_link();
-    link.connect(
-        &field(&started, "StreamUrl"),
-        &field(&started, "TokenValue"),
-    )
-    .await;
-    let mut seen = Seen::default();
-    link.until(&mut seen, "handshake", |s| s.established).await;
+    let (mut link, _) = attached_client(&started).await;
     drop(link.ws.take());
     sim.wait_status(&id, "Disconnected").await;
     // Nobody comes back: the session ends by itself…
@@ -1079,14 +1072,7 @@ async fn the_service_closes_with_a_112_byte_nul_padded_channel_closed() {
     let sim = Sim::start(SimOptions::default(), Vec::new()).await;
     let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
     let id = field(&started, "SessionId");
-    let mut link = client_link();
-    link.connect(
-        &field(&started, "StreamUrl"),
-        &field(&started, "TokenValue"),
-    )
-    .await;
-    let mut seen = Seen::default();
-    link.until(&mut seen, "handshake", |s| s.established).await;
+    let (mut link, mut seen) = attached_client(&started).await;
     sim.ok("TerminateSession", json!({ "SessionId": id })).await;
     let frame = raw_frame(&mut link, MessageType::ChannelClosed).await;
     assert_eq!(&frame[..4], &112u32.to_be_bytes());
@@ -1129,14 +1115,7 @@ async fn text_frames_and_oversized_payloads_are_protocol_errors() {
     let sim = Sim::start(SimOptions::default(), Vec::new()).await;
     for case in ["text", "oversized"] {
         let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
-        let mut link = client_link();
-        link.connect(
-            &field(&started, "StreamUrl"),
-            &field(&started, "TokenValue"),
-        )
-        .await;
-        let mut seen = Seen::default();
-        link.until(&mut seen, "handshake", |s| s.established).await;
+        let (mut link, mut seen) = attached_client(&started).await;
         let ws = link.ws.as_mut().unwrap();
         if case == "text" {
             ws.send(Ws::Text("{}".into())).await.unwrap();
@@ -1199,22 +1178,7 @@ async fn the_agent_sends_what_it_reads_paced_in_1024_byte_messages() {
     let started = sim
         .start_session(SPEAKER, "AWS-StartSSHSession", "22")
         .await;
-    let mut link = raw_link();
-    link.connect(
-        &field(&started, "StreamUrl"),
-        &field(&started, "TokenValue"),
-    )
-    .await;
-    raw_expect(&mut link, PayloadType::HandshakeRequest).await;
-    let now = link.now();
-    link.peer
-        .send(
-            now,
-            PayloadType::HandshakeResponse,
-            handshake_response(ActionStatus::Success, "1.1.61.0"),
-        )
-        .unwrap();
-    raw_expect(&mut link, PayloadType::HandshakeComplete).await;
+    let mut link = raw_past_handshake(&started, "1.1.61.0").await;
     let first = raw_expect(&mut link, PayloadType::Output).await;
     let t0 = Instant::now();
     let (mut got, mut messages) = (first, 1usize);

@@ -69,6 +69,15 @@ async fn sim_with(opts: SimOptions) -> (SimHandle, SessionApi) {
     (handle, api)
 }
 
+/// For sessions that must never need a resume.
+struct NoResume;
+
+impl Resume for NoResume {
+    async fn resume(&self) -> Result<Option<String>, crate::aws::AwsError> {
+        Ok(None)
+    }
+}
+
 struct Resumer<'a>(&'a SessionApi, String);
 
 impl Resume for Resumer<'_> {
@@ -405,12 +414,6 @@ async fn the_handshake_times_out_when_the_agent_never_answers() {
         handshake_timeout: Some(Duration::from_millis(300)),
         ..DriverConfig::default()
     };
-    struct NoResume;
-    impl Resume for NoResume {
-        async fn resume(&self) -> Result<Option<String>, crate::aws::AwsError> {
-            Ok(None)
-        }
-    }
     let dial = Dial {
         stream_url: format!("ws://{addr}/v1/data-channel/x"),
         token: "t".into(),
@@ -458,12 +461,6 @@ async fn slow_shell_agent(after: Duration) -> String {
 
 #[tokio::test]
 async fn without_a_deadline_the_driver_waits_for_a_slow_agent() {
-    struct NoResume;
-    impl Resume for NoResume {
-        async fn resume(&self) -> Result<Option<String>, crate::aws::AwsError> {
-            Ok(None)
-        }
-    }
     let slow = Duration::from_millis(1200);
     // What `ec2ssh shell` uses: no deadline at all.
     let (_tx, rx) = mpsc::channel(1);
