@@ -118,6 +118,14 @@ impl Sim {
         }
     }
 
+    async fn with_faults(spec: &str, speaker_blob: Vec<u8>) -> Sim {
+        let opts = SimOptions {
+            faults: spec.parse().unwrap(),
+            ..SimOptions::default()
+        };
+        Sim::start(opts, speaker_blob).await
+    }
+
     /// One SSM JSON 1.1 call, signed only as far as the simulator looks (the region
     /// in the credential scope): (HTTP status, body).
     async fn call(&self, op: &str, body: Value) -> (u16, Value) {
@@ -497,11 +505,7 @@ async fn the_handshake_carries_the_agent_version_and_document_properties() {
 #[tokio::test]
 async fn target_eof_delivers_everything_then_closes_the_channel() {
     let blob = random_bytes(300_000, 13);
-    let opts = SimOptions {
-        faults: "drop=0.05,seed=1".parse().unwrap(),
-        ..SimOptions::default()
-    };
-    let sim = Sim::start(opts, blob.clone()).await;
+    let sim = Sim::with_faults("drop=0.05,seed=1", blob.clone()).await;
     let started = sim
         .start_session(SPEAKER, "AWS-StartSSHSession", "22")
         .await;
@@ -963,11 +967,7 @@ async fn describe_sessions_pages_and_filters() {
 #[tokio::test]
 async fn input_before_the_agent_is_ready_is_refused_until_retransmitted() {
     // The agent sends HandshakeComplete, then dials; this target takes 300 ms.
-    let opts = SimOptions {
-        faults: "dial-delay-ms=300".parse().unwrap(),
-        ..SimOptions::default()
-    };
-    let sim = Sim::start(opts, Vec::new()).await;
+    let sim = Sim::with_faults("dial-delay-ms=300", Vec::new()).await;
     let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
     let mut link = raw_past_handshake(&started, "1.1.61.0").await;
     let now = link.now();
@@ -1139,11 +1139,7 @@ async fn text_frames_and_oversized_payloads_are_protocol_errors() {
 
 #[tokio::test]
 async fn latency_delays_every_frame_both_ways() {
-    let opts = SimOptions {
-        faults: "latency-ms=150".parse().unwrap(),
-        ..SimOptions::default()
-    };
-    let sim = Sim::start(opts, Vec::new()).await;
+    let sim = Sim::with_faults("latency-ms=150", Vec::new()).await;
     let started = sim.start_session(ONLINE, "AWS-StartSSHSession", "22").await;
     let mut link = client_link();
     let t0 = Instant::now();
