@@ -405,7 +405,15 @@ pub struct SimArgs {
     #[arg(long, value_name = "DIR")]
     pub keys_dir: Option<std::path::PathBuf>,
 
-    /// Faults on every data channel, e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,seed=7
+    /// Faults on every data channel, e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,latency-ms=20,dial-delay-ms=300,seed=7
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<crate::sim::FaultConfig>,
+
+    /// Turn off the agent's pacing (1 ms after every 1024 bytes it sends), for speed
+    #[arg(long)]
+    pub unpaced: bool,
+
+    /// How long a session whose client went away may be resumed (e.g. 500ms, 2m; default 20m)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub disconnect_timeout: Option<std::time::Duration>,
 }

@@ -143,6 +143,8 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
         default_target: args.target,
         agent_version: args.agent_version.clone(),
         faults: args.faults.clone().unwrap_or_default(),
+        unpaced: args.unpaced,
+        disconnect_timeout: args.disconnect_timeout,
         keys_dir: args.keys_dir.clone(),
         ..SimOptions::default()
     };

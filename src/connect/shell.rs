@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::aws::AwsContext;
 use crate::error::AppError;
@@ -24,6 +24,8 @@ use crate::tui::terminal::RawMode;
 
 /// How often the stdin reader looks whether it should stop.
 const STDIN_POLL: Duration = Duration::from_millis(50);
+/// Ctrl-C as the raw terminal delivers it.
+const CTRL_C: u8 = 0x03;
 
 /// How a shell session ended.
 #[derive(Debug, Clone)]
@@ -121,10 +123,14 @@ async fn bridge(
     let _ = tx.try_send(Input::Size { cols, rows });
     // Sizes must not keep the input open: the stdin reader owns the only strong sender.
     let sizes = tx.downgrade();
+    // Until the agent answers, Ctrl-C (a byte in raw mode) gives up instead of going
+    // to a remote shell that does not exist yet.
+    let gate = Arc::new(Gate::default());
     // Declared before the driver so that it is dropped after it: its thread may wait
     // on a full channel until the driver's receiver goes away.
-    let reader = StdinReader::spawn(tx);
+    let reader = StdinReader::spawn(tx, gate.clone());
     let (notice_tx, mut notice_rx) = mpsc::unbounded_channel();
+    let mut code = None;
     let mut winch = signal(SignalKind::window_change())
         .inspect_err(|e| tracing::warn!(error = %e, "cannot watch window size changes"))
         .ok();
@@ -132,7 +138,7 @@ async fn bridge(
         stream_url: started.stream_url.clone(),
         token: started.token.clone(),
     };
-    let config = DriverConfig::default();
+    let config = DriverConfig::shell();
     let result = {
         let driver = driver::run(
             dial,
@@ -147,6 +153,12 @@ async fn bridge(
             tokio::select! {
                 r = &mut driver => break r.map_err(Failure::Tunnel),
                 n = signals.recv() => break Err(Failure::App(signals::as_error(n))),
+                () = gate.interrupted.notified() => break Err(Failure::App(AppError::Interrupted)),
+                Some(notice) = notice_rx.recv() => match notice {
+                    Notice::Established { .. } => gate.established.store(true, Ordering::SeqCst),
+                    Notice::ExitCode(text) => code = parse_exit_code(&text).or(code),
+                    Notice::Flag(_) => {}
+                },
                 Some(()) = next_winch(&mut winch) => {
                     if let Some(tx) = sizes.upgrade() {
                         let (cols, rows) = window_size();
@@ -162,7 +174,6 @@ async fn bridge(
     };
     drop(reader);
     drop(raw);
-    let mut code = None;
     while let Ok(notice) = notice_rx.try_recv() {
         if let Notice::ExitCode(text) = notice {
             code = parse_exit_code(&text).or(code);
@@ -216,11 +227,26 @@ struct StdinReader {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Between the stdin reader and the bridge: whether the session is established, and
+/// Ctrl-C typed before it was.
+#[derive(Default)]
+struct Gate {
+    established: AtomicBool,
+    interrupted: Notify,
+}
+
+impl Gate {
+    /// Whether `bytes` read from the terminal mean "give up" rather than input.
+    fn gives_up(&self, bytes: &[u8]) -> bool {
+        !self.established.load(Ordering::SeqCst) && bytes.contains(&CTRL_C)
+    }
+}
+
 impl StdinReader {
-    fn spawn(tx: mpsc::Sender<Input>) -> StdinReader {
+    fn spawn(tx: mpsc::Sender<Input>, gate: Arc<Gate>) -> StdinReader {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::spawn(move || read_stdin(&tx, &flag));
+        let thread = std::thread::spawn(move || read_stdin(&tx, &flag, &gate));
         StdinReader {
             stop,
             thread: Some(thread),
@@ -237,7 +263,7 @@ impl Drop for StdinReader {
     }
 }
 
-fn read_stdin(tx: &mpsc::Sender<Input>, stop: &AtomicBool) {
+fn read_stdin(tx: &mpsc::Sender<Input>, stop: &AtomicBool, gate: &Gate) {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     use rustix::io::Errno;
     let stdin = std::io::stdin();
@@ -260,6 +286,10 @@ fn read_stdin(tx: &mpsc::Sender<Input>, stop: &AtomicBool) {
         match rustix::io::read(fd, &mut buf) {
             Ok(0) => {
                 tracing::debug!("stdin: end of file");
+                break;
+            }
+            Ok(n) if gate.gives_up(&buf[..n]) => {
+                gate.interrupted.notify_one();
                 break;
             }
             Ok(n) => {
@@ -307,6 +337,23 @@ mod tests {
         // Other handshake failures keep the agent advice.
         let e = shell_error(TunnelError::Handshake("odd".into()), &instance);
         assert!(e.explain()[0].1.as_deref().unwrap().contains("SSM agent"));
+    }
+
+    #[test]
+    fn ctrl_c_gives_up_only_until_the_session_is_established() {
+        let gate = Gate::default();
+        assert!(gate.gives_up(b"\x03"));
+        assert!(gate.gives_up(b"ls\x03"));
+        assert!(!gate.gives_up(b"ls\r"));
+        gate.established.store(true, Ordering::SeqCst);
+        assert!(!gate.gives_up(b"\x03"), "then it is the remote shell's");
+    }
+
+    #[test]
+    fn shells_wait_for_the_agent_without_a_deadline() {
+        let config = DriverConfig::shell();
+        assert_eq!(config.handshake_timeout, None);
+        assert!(config.waiting_notice.is_some());
     }
 
     #[test]

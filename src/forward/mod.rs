@@ -6,10 +6,8 @@
 pub mod basic;
 pub mod mux;
 
-use crate::session::client::{version_greater, CLIENT_VERSION, MUX_CLIENT_VERSION};
+use crate::session::client::{agent_multiplexes, version_greater};
 
-/// Agents after this one multiplex `LocalPortForwarding` sessions with smux.
-pub const MUX_MIN_AGENT_VERSION: &str = "3.0.196.0";
 /// Agents up to this one expect smux keepalives (NOP every 10 s).
 pub const NOP_MAX_AGENT_VERSION: &str = "3.1.1511.0";
 
@@ -41,8 +39,9 @@ pub fn parse_ports(s: &str) -> Result<Ports, String> {
     }
 }
 
-/// How the session carries the forwarded connections; both ends pick it from the
-/// other's version, so it must be decided before dialing.
+/// How the session carries the forwarded connections. Both ends pick it from the
+/// other's version in the handshake: the agent from our HandshakeResponse's
+/// ClientVersion, which the client session claims by the same rule as `for_agent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// One connection at a time; `DisconnectToPort` between connections.
@@ -52,22 +51,14 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The mode for an agent version from `DescribeInstanceInformation`; basic when it
-    /// is unknown or unreadable (the reference plugin's fallback too).
+    /// The mode for the AgentVersion of the session's HandshakeRequest; basic when it
+    /// is missing or unreadable (the reference plugin's fallback too).
     pub fn for_agent(agent_version: Option<&str>) -> Mode {
         match agent_version {
-            Some(v) if version_greater(v, MUX_MIN_AGENT_VERSION) => Mode::Mux {
+            Some(v) if agent_multiplexes(v) => Mode::Mux {
                 keepalive: !version_greater(v, NOP_MAX_AGENT_VERSION),
             },
             _ => Mode::Basic,
-        }
-    }
-
-    /// The ClientVersion to claim so that the agent picks the same mode.
-    pub fn client_version(self) -> &'static str {
-        match self {
-            Mode::Basic => CLIENT_VERSION,
-            Mode::Mux { .. } => MUX_CLIENT_VERSION,
         }
     }
 }
@@ -122,10 +113,9 @@ mod tests {
             Mode::for_agent(Some("3.3.1611.0")),
             Mode::Mux { keepalive: false }
         );
-        assert_eq!(Mode::Basic.client_version(), CLIENT_VERSION);
-        assert_eq!(
-            Mode::Mux { keepalive: false }.client_version(),
-            MUX_CLIENT_VERSION
-        );
+        // The plugin's comparison: same number of components, strictly greater.
+        assert_eq!(Mode::for_agent(Some("3.1")), Mode::Basic);
+        assert_eq!(Mode::for_agent(Some("3.0.196.0.1")), Mode::Basic);
+        assert_eq!(Mode::for_agent(Some("")), Mode::Basic);
     }
 }

@@ -93,6 +93,7 @@ pub enum Event {
     /// The service closed the channel; the session is over.
     Closed(ChannelClosed),
     /// The service paused publication: the peer is away, transmission is suspended.
+    /// Only the agent role pauses; the client ignores publication control.
     Paused,
     /// Publication resumed; held messages have been queued for transmission.
     Resumed,
@@ -156,6 +157,10 @@ pub struct Channel {
     config: ChannelConfig,
     state: State,
     paused: bool,
+    /// Whether in-order stream messages are taken now (see `set_accepting`).
+    accepting: bool,
+    /// In-order messages dropped unacknowledged while not accepting.
+    refused: u64,
     /// Set when the send buffer reached its limit, so `Writable` fires once on the way down.
     blocked: bool,
     next_sequence: i64,
@@ -176,6 +181,8 @@ impl Channel {
             config,
             state: State::Open,
             paused: false,
+            accepting: true,
+            refused: 0,
             blocked: false,
             next_sequence: 0,
             unacked: VecDeque::new(),
@@ -278,6 +285,13 @@ impl Channel {
                 self.on_channel_closed(&msg);
                 Ok(())
             }
+            // The plugin ignores both (`streaming.go`): a lost or odd start_publication
+            // must never be able to stall a client. The agent honours them.
+            MessageType::PausePublication | MessageType::StartPublication
+                if self.config.role == Role::Client =>
+            {
+                Ok(())
+            }
             MessageType::PausePublication => {
                 self.pause();
                 Ok(())
@@ -376,8 +390,25 @@ impl Channel {
         self.state != State::Open
     }
 
+    /// Whether publication is paused (agent role only: the client ignores it).
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// The agent's "handler not ready" (`ErrHandlerNotReady`): while false, the next
+    /// in-order stream message is dropped without an acknowledgement and the expected
+    /// sequence number stays, so the peer must retransmit it. Out-of-order messages are
+    /// still acknowledged and kept. Turning it back on delivers what was kept.
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.accepting = accepting;
+        if accepting && self.state == State::Open {
+            self.drain_out_of_order();
+        }
+    }
+
+    /// In-order messages dropped unacknowledged because the receiver was not accepting.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// Current retransmission timeout.
@@ -423,6 +454,8 @@ impl Channel {
             // Already delivered: our ack was probably lost. Re-ack so the peer stops
             // resending (the agent does this; the plugin does not).
             self.acknowledge(now, &msg);
+        } else if seq == self.expected_sequence && !self.accepting {
+            self.refused += 1;
         } else if seq == self.expected_sequence {
             self.acknowledge(now, &msg);
             self.deliver(seq, msg.payload_type, msg.payload);
@@ -452,6 +485,9 @@ impl Channel {
     }
 
     fn drain_out_of_order(&mut self) {
+        if !self.accepting {
+            return;
+        }
         while let Some(b) = self.out_of_order.remove(&self.expected_sequence) {
             self.deliver(self.expected_sequence, b.payload_type, b.payload);
         }
@@ -514,11 +550,8 @@ impl Channel {
     }
 
     fn on_channel_closed(&mut self, msg: &Message) {
-        // A malformed body still ends the session; keep whatever text there is.
-        let closed = serde_json::from_slice(&msg.payload).unwrap_or_else(|_| ChannelClosed {
-            output: String::from_utf8_lossy(&msg.payload).into_owned(),
-            ..ChannelClosed::default()
-        });
+        // Whatever the body holds, the session is over.
+        let closed = ChannelClosed::from_payload(&msg.payload);
         self.state = State::Closed;
         self.transmit.clear();
         self.events.push_back(Event::Closed(closed));

@@ -15,18 +15,20 @@ use super::messages::{
     OpenDataChannelInput, PortProperties, ProcessedClientAction, RequestedClientAction,
     SessionTypeRequest, SizeData, ACTION_SESSION_TYPE, OPEN_DATA_CHANNEL_SCHEMA_VERSION,
 };
+use crate::text::sanitize;
 
-/// The plugin version we claim, in OpenDataChannel and in the HandshakeResponse.
+/// The plugin version we claim in OpenDataChannel, and in the HandshakeResponse of
+/// every session but multiplexed port forwarding.
 ///
-/// The agent gates features on this string. It picks the multiplexed (smux) port mode
-/// only for `LocalPortForwarding` documents *and* ClientVersion >= 1.1.70; everything
-/// else gets the basic mode: one TCP connection whose bytes are the Output payloads.
-/// That is what an SSH ProxyCommand needs and all this crate implements. 1.1.61.0 is the
-/// last session-manager-plugin release before 1.2.7.0 brought mux, and it already had
-/// everything we do implement (handshake 1.1.17.0, SSH sessions 1.1.23.0, the
-/// DisconnectToPort and TerminateSession flags 1.1.33.0/1.1.35.0), so claiming it is
-/// truthful: the agent will never ask us for smux, even for port forwarding documents.
-/// Its smux-keepalive switch (> 1.2.331.0) only matters in mux mode.
+/// The agent gates features on the HandshakeResponse's version. It picks the
+/// multiplexed (smux) port mode only for `LocalPortForwarding` documents *and*
+/// ClientVersion >= 1.1.70; everything else gets the basic mode: one TCP connection
+/// whose bytes are the Output payloads, which is what an SSH ProxyCommand needs.
+/// 1.1.61.0 is the last session-manager-plugin release before 1.2.7.0 brought mux, and
+/// it already had everything the basic mode uses (handshake 1.1.17.0, SSH sessions
+/// 1.1.23.0, the DisconnectToPort and TerminateSession flags 1.1.33.0/1.1.35.0), so
+/// claiming it is truthful. Port forwarding to an agent that multiplexes claims
+/// [`MUX_CLIENT_VERSION`] instead (see `ClientSession::claimed_client_version`).
 pub const CLIENT_VERSION: &str = "1.1.61.0";
 
 /// The version claimed when we implement smux for `LocalPortForwarding` (the agent
@@ -36,6 +38,17 @@ pub const MUX_CLIENT_VERSION: &str = "1.2.707.0";
 /// Agents newer than this honour the in-band TerminateSession flag; older ones need
 /// the TerminateSession API (reference plugin behaviour).
 pub const TERMINATE_FLAG_MIN_AGENT_VERSION: &str = "2.3.722.0";
+
+/// Agents newer than this multiplex `LocalPortForwarding` sessions with smux (the
+/// plugin's `TCPMultiplexingSupportedAfterThisAgentVersion`).
+pub const MUX_MIN_AGENT_VERSION: &str = "3.0.196.0";
+
+/// Whether an agent of this version (from its HandshakeRequest) multiplexes port
+/// forwarding: the plugin's rule, strictly greater than [`MUX_MIN_AGENT_VERSION`] with
+/// the same number of components. A malformed version means the legacy basic mode.
+pub fn agent_multiplexes(agent_version: &str) -> bool {
+    version_greater(agent_version, MUX_MIN_AGENT_VERSION)
+}
 
 /// What the agent said this session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +77,29 @@ impl SessionType {
             _ => None,
         }
     }
+
+    /// A `LocalPortForwarding` port session (the forwarding documents), as opposed to
+    /// the standard-stream port session of AWS-StartSSHSession.
+    pub fn is_port_forwarding(&self) -> bool {
+        matches!(self, Self::Port(p) if p.kind.as_deref() == Some(LOCAL_PORT_FORWARDING))
+    }
+
+    /// The agent's name for it, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Port(p) if p.kind.as_deref() == Some(LOCAL_PORT_FORWARDING) => {
+                "Port (LocalPortForwarding)"
+            }
+            Self::Port(_) => "Port",
+            Self::StandardStream => "Standard_Stream",
+            Self::InteractiveCommands => "InteractiveCommands",
+            Self::NonInteractiveCommands => "NonInteractiveCommands",
+        }
+    }
 }
+
+/// The `type` of port forwarding documents' properties.
+pub const LOCAL_PORT_FORWARDING: &str = "LocalPortForwarding";
 
 /// What the driver should act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +122,9 @@ pub enum Event {
     /// A flag from the agent, e.g. `ConnectToPortError`.
     Flag(Flag),
     /// The session is over. `reason` is the service's text and may be empty.
-    Closed {
-        reason: String,
-    },
+    Closed { reason: String },
     /// `can_send` turned true again.
     Writable,
-    /// The service paused publication (the agent is away); input is buffered.
-    Paused,
-    Resumed,
     /// A message was never acknowledged; the driver should terminate the session.
     RetransmitLimitReached,
 }
@@ -126,6 +156,8 @@ pub struct ClientSession {
     events: VecDeque<Event>,
     /// What we tell the agent we are; it decides modes from it.
     client_version: &'static str,
+    /// What the HandshakeResponse claimed (see `claimed_client_version`).
+    claimed_version: &'static str,
 }
 
 impl ClientSession {
@@ -153,13 +185,23 @@ impl ClientSession {
             blocked: false,
             events: VecDeque::new(),
             client_version: CLIENT_VERSION,
+            claimed_version: CLIENT_VERSION,
         }
     }
 
-    /// Claims another client version (e.g. [`MUX_CLIENT_VERSION`] for smux port
-    /// forwarding). Only claim what is implemented: the agent picks modes from it.
+    /// The client version for OpenDataChannel and for sessions other than port
+    /// forwarding. Only claim what is implemented: the agent picks modes from it.
     pub fn set_client_version(&mut self, version: &'static str) {
         self.client_version = version;
+        self.claimed_version = version;
+    }
+
+    /// The ClientVersion of our HandshakeResponse, which is what the agent decides
+    /// modes from (`datachannel.go` keeps the response's, not OpenDataChannel's). For
+    /// port forwarding it follows the HandshakeRequest's AgentVersion: the smux version
+    /// when [`agent_multiplexes`], else the basic one, so both ends pick the same mode.
+    pub fn claimed_client_version(&self) -> &'static str {
+        self.claimed_version
     }
 
     /// The ClientId sent on every (re)connection of this session.
@@ -322,8 +364,8 @@ impl ClientSession {
                         reason: closed.output,
                     });
                 }
-                channel::Event::Paused => self.events.push_back(Event::Paused),
-                channel::Event::Resumed => self.events.push_back(Event::Resumed),
+                // Only an agent-role channel pauses; ours ignores publication control.
+                channel::Event::Paused | channel::Event::Resumed => {}
                 // Writability also depends on `held`; it is tracked below instead.
                 channel::Event::Writable => {}
                 channel::Event::RetransmitLimitReached { .. } => {
@@ -399,8 +441,18 @@ impl ClientSession {
             .filter(|a| a.action_status != ActionStatus::Success)
             .map(|a| a.error.clone())
             .collect();
+        self.claimed_version = match &self.session_type {
+            Some(t) if t.is_port_forwarding() => {
+                if agent_multiplexes(&request.agent_version) {
+                    MUX_CLIENT_VERSION
+                } else {
+                    CLIENT_VERSION
+                }
+            }
+            _ => self.client_version,
+        };
         let response = HandshakeResponse {
-            client_version: self.client_version.to_owned(),
+            client_version: self.claimed_version.to_owned(),
             processed_client_actions: actions,
             errors: (!errors.is_empty()).then(|| errors.clone()),
         };
@@ -431,17 +483,21 @@ impl ClientSession {
                 None => (
                     ActionStatus::Failed,
                     format!(
-                        "session type {:?} is not supported by ec2ssh",
-                        request.session_type
+                        "session type \"{}\" is not supported by ec2ssh",
+                        sanitize(&request.session_type)
                     ),
                 ),
             }
         } else {
             // KMSEncryption and anything newer. The reference plugin misplaces the 3 in
             // ActionResult; we put it where the agent reads it.
+            // The agent's text is untrusted: it ends up on the user's terminal.
             (
                 ActionStatus::Unsupported,
-                format!("{} is not supported by ec2ssh", action.action_type),
+                format!(
+                    "{} is not supported by ec2ssh",
+                    sanitize(&action.action_type)
+                ),
             )
         };
         ProcessedClientAction {

@@ -6,10 +6,14 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// Value of the HeaderLength field: the offset of PayloadLength.
+/// Value of the HeaderLength field we write: the offset of PayloadLength.
 pub const HEADER_LENGTH: u32 = 116;
-/// Bytes before the payload (HeaderLength + the 4-byte PayloadLength field).
+/// Bytes before the payload of the frames we write (HeaderLength + the 4-byte
+/// PayloadLength field).
 pub const HEADER_SIZE: usize = HEADER_LENGTH as usize + 4;
+/// Smallest HeaderLength a reader accepts: the service's own `channel_closed` has 112,
+/// a header without the PayloadType field (protocol notes, section 2).
+pub const MIN_HEADER_LENGTH: u32 = 112;
 /// Width of the MessageType field.
 pub const MESSAGE_TYPE_LEN: usize = 32;
 /// Largest payload either reference implementation puts into one stream message; MGS
@@ -30,16 +34,17 @@ const OFF_FLAGS: usize = 56;
 const OFF_MESSAGE_ID: usize = 64;
 const OFF_PAYLOAD_DIGEST: usize = 80;
 const OFF_PAYLOAD_TYPE: usize = 112;
-const OFF_PAYLOAD_LENGTH: usize = 116;
 
 /// Why a frame could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
-    #[error("frame of {len} bytes is shorter than the {HEADER_SIZE}-byte header")]
-    TooShort { len: usize },
-    #[error("header length field is {found}, expected {HEADER_LENGTH}")]
+    #[error("frame of {len} bytes is shorter than its {needed}-byte header")]
+    TooShort { len: usize, needed: u64 },
+    #[error(
+        "header length field is {found}, less than the {MIN_HEADER_LENGTH} bytes every header has"
+    )]
     HeaderLength { found: u32 },
-    #[error("payload length field says {declared} bytes but the frame carries {actual}")]
+    #[error("payload length field says {declared} bytes but the frame carries only {actual}")]
     PayloadLength { declared: u32, actual: usize },
     #[error("payload digest does not match the SHA-256 of the payload")]
     DigestMismatch,
@@ -279,31 +284,52 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Parses and validates one frame.
+/// Parses and validates one frame the way both reference readers do (the plugin's
+/// `messageparser.go`, the agent's `agentmessage.go`):
 ///
-/// Stricter than the reference readers in two structural ways (HeaderLength must be 116
-/// and PayloadLength must match the bytes present), so a truncated or padded frame is
-/// rejected instead of silently misparsed. Content validation follows the reference:
-/// skipped for start/pause_publication, otherwise non-empty type, non-zero date, and a
-/// matching digest when the payload is non-empty.
+/// - HeaderLength is the offset of PayloadLength; any value from 112 up is accepted
+///   (the service's `channel_closed` has 112: no PayloadType field);
+/// - PayloadType is read only when the header holds it (HeaderLength >= 116), else it
+///   is `Control`;
+/// - the payload is everything from HeaderLength + 4 to the end of the message;
+/// - MessageType is trimmed of NULs, then of whitespace;
+/// - validation (non-empty type, non-zero date, and the digest when PayloadLength is
+///   not 0) is skipped for start/pause_publication.
+///
+/// Unlike the reference, a frame shorter than its declared header or payload is an
+/// error rather than a misparse.
 pub fn decode(frame: &[u8]) -> Result<Message, CodecError> {
-    if frame.len() < HEADER_SIZE {
-        return Err(CodecError::TooShort { len: frame.len() });
+    let too_short = |needed: u64| CodecError::TooShort {
+        len: frame.len(),
+        needed,
+    };
+    if frame.len() < OFF_PAYLOAD_TYPE + 4 {
+        return Err(too_short(u64::from(MIN_HEADER_LENGTH) + 4));
     }
     let header_length = be_u32(frame, 0);
-    if header_length != HEADER_LENGTH {
+    if header_length < MIN_HEADER_LENGTH {
         return Err(CodecError::HeaderLength {
             found: header_length,
         });
     }
-    let payload = &frame[HEADER_SIZE..];
-    let declared = be_u32(frame, OFF_PAYLOAD_LENGTH);
-    if usize::try_from(declared).ok() != Some(payload.len()) {
+    let payload_start = u64::from(header_length) + 4;
+    let payload_start = match usize::try_from(payload_start) {
+        Ok(at) if at <= frame.len() => at,
+        _ => return Err(too_short(payload_start)),
+    };
+    let declared = be_u32(frame, payload_start - 4);
+    let payload = &frame[payload_start..];
+    if usize::try_from(declared).map_or(true, |d| d > payload.len()) {
         return Err(CodecError::PayloadLength {
             declared,
             actual: payload.len(),
         });
     }
+    let payload_type = if header_length >= HEADER_LENGTH {
+        PayloadType::from_u32(be_u32(frame, OFF_PAYLOAD_TYPE))
+    } else {
+        PayloadType::Control
+    };
 
     let message_type = parse_message_type(&frame[OFF_MESSAGE_TYPE..OFF_SCHEMA_VERSION])?;
     let msg = Message {
@@ -313,24 +339,24 @@ pub fn decode(frame: &[u8]) -> Result<Message, CodecError> {
         sequence_number: be_u64(frame, OFF_SEQUENCE_NUMBER) as i64,
         flags: be_u64(frame, OFF_FLAGS),
         message_id: uuid_from_wire(&frame[OFF_MESSAGE_ID..OFF_PAYLOAD_DIGEST]),
-        payload_type: PayloadType::from_u32(be_u32(frame, OFF_PAYLOAD_TYPE)),
+        payload_type,
         payload: payload.to_vec(),
     };
     if !msg.message_type.skips_validation() {
-        validate(&msg, &frame[OFF_PAYLOAD_DIGEST..OFF_PAYLOAD_TYPE])?;
+        validate(&msg, declared, &frame[OFF_PAYLOAD_DIGEST..OFF_PAYLOAD_TYPE])?;
     }
     Ok(msg)
 }
 
-fn validate(msg: &Message, digest: &[u8]) -> Result<(), CodecError> {
+fn validate(msg: &Message, declared: u32, digest: &[u8]) -> Result<(), CodecError> {
     if msg.message_type.as_str().is_empty() {
         return Err(CodecError::EmptyMessageType);
     }
     if msg.created_date == 0 {
         return Err(CodecError::ZeroCreatedDate);
     }
-    // The reference only checks the digest of non-empty payloads.
-    if !msg.payload.is_empty() && Sha256::digest(&msg.payload).as_slice() != digest {
+    // The reference checks the digest only when PayloadLength is not 0.
+    if declared != 0 && Sha256::digest(&msg.payload).as_slice() != digest {
         return Err(CodecError::DigestMismatch);
     }
     Ok(())
@@ -383,7 +409,7 @@ fn uuid_from_wire(wire: &[u8]) -> Uuid {
     Uuid::from_bytes(b)
 }
 
-// Callers have checked `frame.len() >= HEADER_SIZE`, so these fixed offsets are in range.
+// Callers have checked that the frame holds the fields read, so these offsets are in range.
 fn be_u32(frame: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&frame[at..at + 4]);
@@ -478,6 +504,87 @@ mod tests {
         assert_eq!(decode(&reference_frame()).unwrap(), reference_message());
     }
 
+    /// A frame assembled by hand from the layout table, with the values of the
+    /// reference tests' round trips (plugin `messageparser_test.go`
+    /// TestSerializeAndDeserializeClientMessage, agent `agentmessage_test.go`
+    /// TestSerializeAndDeserializeAgentMessage): sequence 1, flags 2, payload "payload".
+    fn reference_test_frame(message_type: &str) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&[0, 0, 0, 116]);
+        let mut ty = message_type.as_bytes().to_vec();
+        ty.resize(32, b' ');
+        f.extend_from_slice(&ty);
+        f.extend_from_slice(&[0, 0, 0, 1]);
+        f.extend_from_slice(&hex("0000015e0baa7884")); // 1503434274948
+        f.extend_from_slice(&hex("0000000000000001"));
+        f.extend_from_slice(&hex("0000000000000002"));
+        f.extend_from_slice(&hex("a508b5f073f31b16dd01e56bff48483e"));
+        // `printf payload | sha256sum`, computed outside this code.
+        f.extend_from_slice(&hex(
+            "239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5",
+        ));
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        f.extend_from_slice(&[0, 0, 0, 7]);
+        f.extend_from_slice(b"payload");
+        f
+    }
+
+    #[test]
+    fn golden_frames_of_the_reference_round_trip_tests_decode() {
+        for (wire, ty) in [
+            ("input_stream_data", MessageType::InputStreamData),
+            (
+                "interactive_shell",
+                MessageType::Unknown("interactive_shell".into()),
+            ),
+        ] {
+            let msg = decode(&reference_test_frame(wire)).unwrap();
+            assert_eq!(msg.message_type, ty);
+            assert_eq!(msg.schema_version, 1);
+            assert_eq!(msg.created_date, REF_CREATED);
+            assert_eq!(msg.sequence_number, 1);
+            assert_eq!(msg.flags, 2);
+            assert_eq!(msg.message_id.to_string(), REF_ID);
+            assert_eq!(msg.payload_type, PayloadType::Control);
+            assert_eq!(msg.payload, b"payload");
+        }
+    }
+
+    /// The service's `channel_closed` as a client written against live AWS records it
+    /// (mmmorris1975/ssm-session-client, `datachannel/agent_message.go`): HeaderLength
+    /// 112, no PayloadType field, a NUL-padded MessageType. Built by hand.
+    fn service_channel_closed(json: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&[0, 0, 0, 112]);
+        let mut ty = b"channel_closed".to_vec();
+        ty.resize(32, 0);
+        f.extend_from_slice(&ty);
+        f.extend_from_slice(&[0, 0, 0, 1]);
+        f.extend_from_slice(&hex("0000015e0baa7884"));
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&hex("0000000000000003"));
+        f.extend_from_slice(&hex("a508b5f073f31b16dd01e56bff48483e"));
+        f.extend_from_slice(&Sha256::digest(json));
+        f.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        f.extend_from_slice(json);
+        f
+    }
+
+    #[test]
+    fn golden_service_channel_closed_with_a_112_byte_header_decodes() {
+        let json = br#"{"MessageId":"dd01e56b-ff48-483e-a508-b5f073f31b16","CreatedDate":"2024-01-01T00:00:00.000Z","DestinationId":"i-0123456789abcdef0","SessionId":"user-0123456789abcdef0","MessageType":"channel_closed","SchemaVersion":1,"Output":""}"#;
+        let f = service_channel_closed(json);
+        assert_eq!(f.len(), 116 + json.len());
+        let msg = decode(&f).unwrap();
+        assert_eq!(msg.message_type, MessageType::ChannelClosed);
+        assert_eq!(msg.payload_type, PayloadType::Control);
+        assert_eq!(msg.sequence_number, 0);
+        assert_eq!(msg.flags, 3);
+        assert_eq!(msg.created_date, REF_CREATED);
+        assert_eq!(msg.message_id.to_string(), REF_ID);
+        assert_eq!(msg.payload, json);
+    }
+
     #[test]
     fn message_type_is_space_padded() {
         let frame = encode(&reference_message()).unwrap();
@@ -518,32 +625,57 @@ mod tests {
     }
 
     #[test]
-    fn rejects_short_frames() {
-        assert_eq!(decode(&[]), Err(CodecError::TooShort { len: 0 }));
+    fn rejects_frames_shorter_than_their_header() {
+        assert_eq!(
+            decode(&[]),
+            Err(CodecError::TooShort {
+                len: 0,
+                needed: 116
+            })
+        );
         let f = reference_frame();
-        assert_eq!(decode(&f[..119]), Err(CodecError::TooShort { len: 119 }));
+        assert_eq!(
+            decode(&f[..115]),
+            Err(CodecError::TooShort {
+                len: 115,
+                needed: 116
+            })
+        );
+        // A header that claims to be longer than the frame.
+        let mut f = reference_frame();
+        f[..4].copy_from_slice(&4000u32.to_be_bytes());
+        assert_eq!(
+            decode(&f),
+            Err(CodecError::TooShort {
+                len: 131,
+                needed: 4004
+            })
+        );
+        f[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(decode(&f), Err(CodecError::TooShort { .. })));
     }
 
     #[test]
-    fn rejects_header_length_mismatch() {
+    fn rejects_header_lengths_below_112() {
         let mut f = reference_frame();
         f[3] = 0;
         assert_eq!(decode(&f), Err(CodecError::HeaderLength { found: 0 }));
-        f[3] = 120;
-        assert_eq!(decode(&f), Err(CodecError::HeaderLength { found: 120 }));
+        f[3] = 111;
+        assert_eq!(decode(&f), Err(CodecError::HeaderLength { found: 111 }));
     }
 
     #[test]
-    fn rejects_payload_length_mismatch() {
+    fn a_longer_header_moves_the_payload() {
+        // HeaderLength 120: four bytes of some future field after PayloadType, then
+        // PayloadLength at 120 and the payload at 124.
         let mut f = reference_frame();
-        f.push(b'!');
-        assert_eq!(
-            decode(&f),
-            Err(CodecError::PayloadLength {
-                declared: 11,
-                actual: 12
-            })
-        );
+        f[..4].copy_from_slice(&120u32.to_be_bytes());
+        f.splice(116..116, [0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(decode(&f).unwrap(), reference_message());
+    }
+
+    #[test]
+    fn rejects_a_payload_shorter_than_declared() {
         let f = reference_frame();
         assert_eq!(
             decode(&f[..125]),
@@ -552,6 +684,18 @@ mod tests {
                 actual: 5
             })
         );
+    }
+
+    #[test]
+    fn the_payload_runs_to_the_end_of_the_message() {
+        // The reference slices from HeaderLength + 4 to the end, so trailing bytes are
+        // payload: here they break the digest…
+        let mut f = reference_frame();
+        f.push(b'!');
+        assert_eq!(decode(&f), Err(CodecError::DigestMismatch));
+        // …and with a digest over all of it the frame is good.
+        f[80..112].copy_from_slice(&Sha256::digest(b"testPayload!"));
+        assert_eq!(decode(&f).unwrap().payload, b"testPayload!");
     }
 
     #[test]
@@ -566,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn digest_is_not_checked_for_empty_payload() {
+    fn digest_is_not_checked_when_payload_length_is_zero() {
         let mut msg = reference_message();
         msg.payload.clear();
         let mut f = encode(&msg).unwrap();
@@ -577,6 +721,11 @@ mod tests {
         );
         f[80..112].fill(0);
         assert_eq!(decode(&f).unwrap(), msg);
+        // The reference decides on the PayloadLength field, not on the bytes present.
+        let mut f = reference_frame();
+        f[116..120].fill(0);
+        f[80..112].fill(0);
+        assert_eq!(decode(&f).unwrap().payload, b"testPayload");
     }
 
     #[test]

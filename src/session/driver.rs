@@ -16,19 +16,24 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::client::{ClientSession, Event};
+use super::client::{ClientSession, Event, SessionType};
 use super::messages::Flag;
 use crate::aws::AwsError;
 use crate::net::websocket::{self, DialError};
 use crate::net::ProxyError;
+use crate::text::sanitize;
 
 type Ws = websocket::WebSocket;
 
 /// Timing and retry knobs; `Default` gives the values ec2ssh uses.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
-    /// From connecting to HandshakeComplete (the agent's own limit is 15 s).
-    pub handshake_timeout: Duration,
+    /// From connecting until the session is established (HandshakeComplete, or a
+    /// shell's first output); `None` waits as long as it takes, as the plugin does.
+    pub handshake_timeout: Option<Duration>,
+    /// While not established, when to tell the user on stderr that the agent has not
+    /// answered yet.
+    pub waiting_notice: Option<Duration>,
     /// After end of input, how long unacknowledged data may take to be delivered.
     pub drain_timeout: Duration,
     /// After the in-band TerminateSession flag, how long to wait for `channel_closed`.
@@ -47,13 +52,35 @@ pub struct DriverConfig {
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
-            handshake_timeout: Duration::from_secs(15),
+            handshake_timeout: Some(PORT_HANDSHAKE_TIMEOUT),
+            waiting_notice: Some(WAITING_NOTICE),
             drain_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
             keepalive: Duration::from_secs(30),
             dead_after: Duration::from_secs(75),
             connect_attempts: 5,
             client_version: super::client::CLIENT_VERSION,
+        }
+    }
+}
+
+/// How long a port session may take to be established. The plugin waits without a
+/// limit; ec2ssh's port sessions often run unattended (ProxyCommand under scp, pushes
+/// to many hosts), so a dead agent must end in an error. A live agent answers or
+/// fails the session well within this: it gives up on its own data channel after
+/// about 15 s of retries and on our HandshakeResponse after another 15 s.
+pub const PORT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// When the user hears that the agent is slow to answer.
+pub const WAITING_NOTICE: Duration = Duration::from_secs(4);
+
+impl DriverConfig {
+    /// For interactive shells: no deadline at all (a slow login profile or a cold
+    /// PowerShell may take long before the first output; the user decides, with
+    /// Ctrl-C), and the notice after a few seconds.
+    pub fn shell() -> Self {
+        DriverConfig {
+            handshake_timeout: None,
+            ..DriverConfig::default()
         }
     }
 }
@@ -84,7 +111,7 @@ pub enum TunnelError {
     Handshake(String),
     #[error("the data channel broke and could not be resumed: {0}")]
     Lost(String),
-    #[error("the session has expired; Session Manager no longer resumes it")]
+    #[error("the session timed out while its data channel was down; Session Manager no longer resumes it")]
     Expired,
     #[error(transparent)]
     Resume(#[from] AwsError),
@@ -108,8 +135,13 @@ pub enum Input {
 /// What the agent said besides the output bytes, for callers that care (`notices`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// The handshake finished (the agent's version, if it said).
-    Established { agent_version: Option<String> },
+    /// The agent takes input now: its handshake finished, or a shell's first output
+    /// arrived. `agent_version` is the HandshakeRequest's, `session_type` what the
+    /// agent said the session is (`None` only if it never said).
+    Established {
+        agent_version: Option<String>,
+        session_type: Option<SessionType>,
+    },
     /// A flag from the agent, e.g. `ConnectToPortError`.
     Flag(Flag),
     /// The `EXIT_CODE: n` text of a NonInteractiveCommands session.
@@ -161,7 +193,10 @@ where
     let mut ws = connect(&url, &session, &dial.token, config, None::<&R>).await?;
     tracing::debug!(%url, "data channel open");
 
-    let handshake_deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let started = tokio::time::Instant::now();
+    let handshake_deadline = config.handshake_timeout.map(|t| started + t);
+    let mut waiting_notice = config.waiting_notice.map(|t| started + t);
+    let mut established = false;
     let mut keepalive = tokio::time::interval(config.keepalive);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -229,8 +264,12 @@ where
                 }
             },
             _ = sleep_until(timer), if timer.is_some() => session.handle_timeout(now),
-            _ = tokio::time::sleep_until(handshake_deadline), if !session.is_established() => {
-                return Err(TunnelError::HandshakeTimeout(config.handshake_timeout));
+            _ = sleep_until(handshake_deadline), if handshake_deadline.is_some() && !established => {
+                return Err(TunnelError::HandshakeTimeout(config.handshake_timeout.unwrap_or_default()));
+            }
+            _ = sleep_until(waiting_notice), if waiting_notice.is_some() && !established => {
+                waiting_notice = None;
+                tell("the SSM agent has not answered yet; still waiting (Ctrl-C gives up)");
             }
             _ = keepalive.tick() => {
                 if last_heard.elapsed() > config.dead_after {
@@ -264,18 +303,24 @@ where
                     time_to_complete,
                 } => {
                     tracing::debug!(agent = ?session.agent_version(), ?time_to_complete, "handshake complete");
-                    if !customer_message.is_empty() {
-                        eprintln!("{customer_message}");
+                    // The agent's text is untrusted: it goes to the user's terminal.
+                    let message = customer_message.trim();
+                    if !message.is_empty() {
+                        tell(&sanitize(message));
                     }
-                    notify(Notice::Established {
-                        agent_version: session.agent_version().map(String::from),
-                    });
                 }
                 Event::Stderr(bytes) => out.extend_from_slice(&bytes),
                 Event::Flag(flag) => notify(Notice::Flag(flag)),
                 Event::ExitCode(text) => notify(Notice::ExitCode(text)),
                 other => tracing::trace!(?other, "session event"),
             }
+        }
+        if !established && session.is_established() {
+            established = true;
+            notify(Notice::Established {
+                agent_version: session.agent_version().map(String::from),
+                session_type: session.session_type().cloned(),
+            });
         }
         if !out.is_empty() {
             if let Err(e) = write_out(&mut output, &out).await {
@@ -325,6 +370,13 @@ where
             last_heard = Instant::now();
         }
     }
+}
+
+/// One line for the user on stderr, ending in CR LF: the terminal may be in raw mode
+/// (a shell session, or ssh's own session around a ProxyCommand).
+fn tell(text: &str) {
+    use std::io::Write;
+    let _ = write!(std::io::stderr(), "ec2ssh: {text}\r\n");
 }
 
 async fn write_out<O: AsyncWrite + Unpin>(output: &mut O, bytes: &[u8]) -> std::io::Result<()> {

@@ -65,6 +65,40 @@ pub struct ChannelClosed {
     pub output: String,
 }
 
+impl ChannelClosed {
+    /// Reads a `channel_closed` body leniently, since nobody documents the service's
+    /// exact shape: every field may be missing or of another JSON type (a number, a
+    /// boolean or an object is taken as its JSON text), and a body that is not a JSON
+    /// object at all is kept whole as the reason. The text is untrusted: sanitise it
+    /// before printing.
+    pub fn from_payload(payload: &[u8]) -> Self {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(payload) else {
+            return ChannelClosed {
+                output: String::from_utf8_lossy(payload).trim().to_string(),
+                ..ChannelClosed::default()
+            };
+        };
+        let text = |key: &str| match fields.get(key) {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        ChannelClosed {
+            message_id: text("MessageId"),
+            created_date: text("CreatedDate"),
+            destination_id: text("DestinationId"),
+            session_id: text("SessionId"),
+            message_type: text("MessageType"),
+            schema_version: match fields.get("SchemaVersion") {
+                Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or_default(),
+                Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or_default(),
+                _ => 0,
+            },
+            output: text("Output"),
+        }
+    }
+}
+
 /// Action type asking the client to confirm the session type.
 pub const ACTION_SESSION_TYPE: &str = "SessionType";
 /// Action type asking the client to set up KMS encryption.
@@ -280,6 +314,94 @@ mod tests {
         assert_eq!(cc.session_id, "user-0123");
         let cc: ChannelClosed = serde_json::from_str("{}").unwrap();
         assert_eq!(cc.output, "");
+    }
+
+    #[test]
+    fn golden_channel_closed_of_the_plugin_tests_parses() {
+        // `channelClosedPayload` of the plugin's messageparser_test.go, as written there.
+        let payload = br#"{
+			"MessageType": "channel_closed",
+			"MessageId": "dd01e56b-ff48-483e-a508-b5f073f31b16",
+			"CreatedDate": "1503434274948",
+			"SessionId": "sessionId_01234567890abcedf",
+			"SchemaVersion": 1,
+			"Output": "payload"
+		}"#;
+        let cc = ChannelClosed::from_payload(payload);
+        assert_eq!(cc.message_type, "channel_closed");
+        assert_eq!(cc.message_id, "dd01e56b-ff48-483e-a508-b5f073f31b16");
+        assert_eq!(cc.created_date, "1503434274948");
+        assert_eq!(cc.session_id, "sessionId_01234567890abcedf");
+        assert_eq!(cc.schema_version, 1);
+        assert_eq!(cc.output, "payload");
+    }
+
+    #[test]
+    fn channel_closed_fields_of_other_types_are_read_as_text() {
+        let cc = ChannelClosed::from_payload(
+            br#"{"Output":42,"SessionId":null,"SchemaVersion":"2","CreatedDate":1503434274948}"#,
+        );
+        assert_eq!(cc.output, "42");
+        assert_eq!(cc.session_id, "");
+        assert_eq!(cc.schema_version, 2);
+        assert_eq!(cc.created_date, "1503434274948");
+        // The reason, not the raw JSON, when the rest does not fit the usual shape.
+        let cc = ChannelClosed::from_payload(
+            br#"{"Output":"Session idle timeout","SchemaVersion":{"v":1},"Extra":[1]}"#,
+        );
+        assert_eq!(cc.output, "Session idle timeout");
+        // Not JSON at all: the text is the reason.
+        assert_eq!(
+            ChannelClosed::from_payload(b" the agent went away\n").output,
+            "the agent went away"
+        );
+        assert_eq!(ChannelClosed::from_payload(b"[1,2]").output, "[1,2]");
+        assert_eq!(ChannelClosed::from_payload(b"").output, "");
+    }
+
+    #[test]
+    fn golden_acknowledge_of_the_plugin_tests_parses() {
+        // SerializeClientMessageWithAcknowledgeContent's values in messageparser_test.go.
+        let ack: AcknowledgeContent = serde_json::from_str(
+            r#"{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"dd01e56b-ff48-483e-a508-b5f073f31b16","AcknowledgedMessageSequenceNumber":2,"IsSequentialMessage":true}"#,
+        )
+        .unwrap();
+        assert_eq!(ack.message_type, "input_stream_data");
+        assert_eq!(ack.message_id, "dd01e56b-ff48-483e-a508-b5f073f31b16");
+        assert_eq!(ack.sequence_number, 2);
+        assert!(ack.is_sequential_message);
+    }
+
+    #[test]
+    fn golden_handshake_payloads_of_the_plugin_tests_parse() {
+        // handshakeReqPayload and handshakeCompletePayload of messageparser_test.go.
+        let req: HandshakeRequest = serde_json::from_str(
+            r#"{
+			"AgentVersion": "3.0",
+			"RequestedClientActions": [
+				{
+					"ActionType": "start",
+					"ActionParameters": {"name": "richard"}
+				}
+			]
+		}"#,
+        )
+        .unwrap();
+        assert_eq!(req.agent_version, "3.0");
+        assert_eq!(req.requested_client_actions[0].action_type, "start");
+        assert_eq!(
+            req.requested_client_actions[0].action_parameters,
+            json!({"name": "richard"})
+        );
+        let hc: HandshakeComplete = serde_json::from_str(
+            r#"{
+			"HandshakeTimeToComplete": 1000000,
+			"CustomerMessage": "Handshake Complete"
+		}"#,
+        )
+        .unwrap();
+        assert_eq!(hc.handshake_time_to_complete, 1_000_000);
+        assert_eq!(hc.customer_message, "Handshake Complete");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Fault injection for the simulator's data channel: drop, duplicate, reorder and
-//! delay binary frames at given rates, and cut the websocket after a number of bytes.
-//! Pure decisions from a seeded RNG, so a failing run can be replayed.
+//! delay binary frames at given rates, cut the websocket after a number of bytes, add
+//! a constant one-way latency to every frame (a WAN), and make the agent slow to dial
+//! its target. Pure decisions from a seeded RNG, so a failing run can be replayed.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,6 +29,11 @@ pub struct FaultConfig {
     /// resend their whole unacknowledged window (up to ~520 KB each), so values under
     /// about 1.2 MB can cut every connection before it makes progress.
     pub cut_after: Option<u64>,
+    /// Constant one-way delay of every websocket frame, both directions (order kept).
+    pub latency_ms: u64,
+    /// How long the agent takes, after HandshakeComplete, to dial the target (or set up
+    /// its smux server); input arriving meanwhile is refused unacknowledged.
+    pub dial_delay_ms: u64,
     pub seed: u64,
 }
 
@@ -37,11 +44,17 @@ impl FaultConfig {
             || self.reorder > 0.0
             || self.delay > 0.0
             || self.cut_after.is_some()
+            || self.latency_ms > 0
+            || self.dial_delay_ms > 0
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("bad fault spec {spec:?}: {why} (expected e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,seed=7)")]
+#[error("bad fault spec {spec:?}: {why} (expected e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,latency-ms=20,dial-delay-ms=300,seed=7)")]
 pub struct FaultSpecError {
     spec: String,
     why: String,
@@ -76,6 +89,8 @@ impl FromStr for FaultConfig {
                 "delay" => c.delay = rate()?,
                 "delay-ms" => c.delay_ms = number()?,
                 "cut-after" => c.cut_after = Some(number()?.max(1)),
+                "latency-ms" => c.latency_ms = number()?,
+                "dial-delay-ms" => c.dial_delay_ms = number()?,
                 "seed" => c.seed = number()?,
                 other => return Err(err(format!("unknown key {other:?}"))),
             }
@@ -93,6 +108,12 @@ impl fmt::Display for FaultConfig {
         )?;
         if let Some(n) = self.cut_after {
             write!(f, ",cut-after={n}")?;
+        }
+        if self.latency_ms > 0 {
+            write!(f, ",latency-ms={}", self.latency_ms)?;
+        }
+        if self.dial_delay_ms > 0 {
+            write!(f, ",dial-delay-ms={}", self.dial_delay_ms)?;
         }
         Ok(())
     }
@@ -173,6 +194,53 @@ impl CutBudget {
     }
 }
 
+/// A constant-latency line: items come out `latency` after they went in, in order.
+/// Time is the caller's.
+#[derive(Debug)]
+pub struct DelayLine<T, I = tokio::time::Instant> {
+    latency: Duration,
+    queue: VecDeque<(I, T)>,
+}
+
+impl<T, I> DelayLine<T, I>
+where
+    I: Copy + Ord + std::ops::Add<Duration, Output = I>,
+{
+    pub fn new(latency: Duration) -> Self {
+        DelayLine {
+            latency,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Whether items wait at all (a zero latency passes them straight through).
+    pub fn is_active(&self) -> bool {
+        !self.latency.is_zero()
+    }
+
+    pub fn push(&mut self, now: I, item: T) {
+        self.queue.push_back((now + self.latency, item));
+    }
+
+    /// When the oldest item is due.
+    pub fn next_due(&self) -> Option<I> {
+        self.queue.front().map(|(at, _)| *at)
+    }
+
+    /// The oldest item, if it is due at `now`.
+    pub fn pop_due(&mut self, now: I) -> Option<T> {
+        match self.queue.front() {
+            Some((at, _)) if *at <= now => self.queue.pop_front().map(|(_, item)| item),
+            _ => None,
+        }
+    }
+
+    /// Everything still in the line, oldest first, with when each is due.
+    pub fn drain(&mut self) -> impl Iterator<Item = (I, T)> + '_ {
+        self.queue.drain(..)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,11 +248,13 @@ mod tests {
     #[test]
     fn parses_and_prints_round_trip() {
         let c: FaultConfig =
-            "drop=0.02,duplicate=0.03,reorder=0.05,delay=0.1,delay-ms=30,cut-after=4000000,seed=7"
+            "drop=0.02,duplicate=0.03,reorder=0.05,delay=0.1,delay-ms=30,cut-after=4000000,latency-ms=20,dial-delay-ms=300,seed=7"
                 .parse()
                 .unwrap();
         assert_eq!(c.drop, 0.02);
         assert_eq!(c.cut_after, Some(4_000_000));
+        assert_eq!(c.latency(), Duration::from_millis(20));
+        assert_eq!(c.dial_delay_ms, 300);
         assert_eq!(c.to_string().parse::<FaultConfig>().unwrap(), c);
         assert!(c.is_active());
         assert!(!FaultConfig::default().is_active());
@@ -200,6 +270,7 @@ mod tests {
             "loss=0.1",
             "delay-ms=x",
             "seed=1.5",
+            "latency-ms=-1",
         ] {
             let e = bad.parse::<FaultConfig>().unwrap_err();
             assert!(e.to_string().contains("bad fault spec"), "{bad}: {e}");
@@ -231,6 +302,23 @@ mod tests {
                 share(fate)
             );
         }
+    }
+
+    #[test]
+    fn a_delay_line_keeps_order_and_delays_each_item_by_the_latency() {
+        let ms = Duration::from_millis;
+        let mut line: DelayLine<&str, Duration> = DelayLine::new(ms(20));
+        assert!(line.is_active());
+        line.push(ms(0), "a");
+        line.push(ms(5), "b");
+        assert_eq!(line.next_due(), Some(ms(20)));
+        assert_eq!(line.pop_due(ms(19)), None);
+        assert_eq!(line.pop_due(ms(20)), Some("a"));
+        assert_eq!(line.pop_due(ms(24)), None);
+        assert_eq!(line.next_due(), Some(ms(25)));
+        assert_eq!(line.pop_due(ms(100)), Some("b"));
+        assert_eq!(line.next_due(), None);
+        assert!(!DelayLine::<(), Duration>::new(Duration::ZERO).is_active());
     }
 
     #[test]

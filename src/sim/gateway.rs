@@ -1,12 +1,17 @@
 //! The data channel in the simulator: Message Gateway and the SSM agent in one. A
 //! websocket on `/v1/data-channel/{session}` is authenticated by its OpenDataChannel
-//! token and handed to the session's agent task, which runs the agent side of the
-//! same sans-IO channel the client uses, the port-session handshake, and a relay to
-//! the session's TCP target. The agent task outlives websockets: when one breaks, the
-//! session waits, Disconnected, for the client to resume on a new one.
+//! token (each token attaches once) and handed to the session's agent task, which runs
+//! the agent side of the sequenced channel, the handshake, and the session's plugin:
+//! a relay to the TCP target (port sessions), an smux server ([`super::mux`]) or a
+//! shell ([`super::shell`]). The agent task outlives websockets: when one breaks, the
+//! session waits, Disconnected, for the client to resume on a new one, until it
+//! expires.
 //!
-//! Faults ([`super::fault`]) are applied to binary frames at the websocket boundary in
-//! both directions.
+//! It behaves like the agent, not like our client (agent `datachannel.go`, `port.go`,
+//! `port_basic.go`, `port_mux.go`, `shell.go`): HandshakeComplete goes out before the
+//! target is dialled, and input arriving before the plugin is ready is dropped without
+//! an acknowledgement; what it reads from the target is paced ([`super::pacing`]).
+//! The service's own frames have the service's shape ([`super::wire`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,20 +20,22 @@ use axum::extract::ws::{Message as WsMessage, WebSocket};
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::stream::{SplitSink, SplitStream};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use super::fault::{CutBudget, Fate, FaultConfig, Faults};
+use super::fault::FaultConfig;
+use super::mux::Out;
+use super::pacing::{Outbox, Pacer};
 use super::sessions::{Session, Status};
+use super::stats::{Stats, TargetGuard};
+use super::wire::{self, check_inbound, service_frame, Delayed, ProtocolError, Wire};
 use super::SimState;
 use crate::session::channel::{Channel, ChannelConfig, Event, Role};
-use crate::session::codec::{
-    control_frame, MessageType, PayloadType, MAX_STREAM_PAYLOAD, MESSAGE_TYPE_LEN,
-};
+use crate::session::codec::{control_frame, MessageType, PayloadType, MAX_STREAM_PAYLOAD};
 use crate::session::messages::{
     ActionStatus, ChannelClosed, Flag, HandshakeComplete, HandshakeRequest, HandshakeResponse,
     OpenDataChannelInput, RequestedClientAction, SessionTypeRequest, ACTION_SESSION_TYPE,
@@ -40,8 +47,28 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the target closed, how long unacknowledged output may take to be delivered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// From this client version on, the agent multiplexes `LocalPortForwarding` sessions.
+/// From this client version on, the agent multiplexes `LocalPortForwarding` sessions
+/// (`port.go` muxSupportedClientVersion).
 const MUX_CLIENT_VERSION: &str = "1.1.70";
+/// Agents after this one have the smux mode at all (the plugin's
+/// TCPMultiplexingSupportedAfterThisAgentVersion).
+const MUX_AGENT_VERSION: &str = "3.0.196.0";
+/// Above this client version the agent turns smux keepalive off (`port.go`
+/// muxKeepAliveDisabledAfterThisClientVersion)…
+const KEEPALIVE_OFF_CLIENT_VERSION: &str = "1.2.331.0";
+/// …if it is newer than this (the plugin's
+/// TCPMultiplexingWithSmuxKeepAliveDisabledAfterThisAgentVersion).
+const KEEPALIVE_OFF_AGENT_VERSION: &str = "3.1.1511.0";
+/// Largest read from the target when pacing is off.
+const UNPACED_READ: usize = MAX_STREAM_PAYLOAD * 16;
+
+/// How each session's agent behaves, from the simulator's options.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub faults: FaultConfig,
+    /// The agent's 1 ms after every message it reads from its target.
+    pub paced: bool,
+}
 
 /// An authenticated websocket on its way to the agent task.
 pub struct Attach {
@@ -68,10 +95,13 @@ async fn open(state: Arc<SimState>, id: String, mut socket: WebSocket) {
         }
         _ => None,
     };
+    // The first frame's one-way latency.
+    tokio::time::sleep(state.opts.faults.latency()).await;
     let session = state.sessions.get(&id);
     match (input, session) {
-        (Some(input), Some(session)) if session.accepts(&input.token_value) => {
+        (Some(input), Some(session)) if session.take_token(&input.token_value) => {
             tracing::debug!(session = %id, client = %input.client_id, "data channel opened");
+            Stats::add(&state.stats.websockets_opened);
             session.attach(Attach {
                 socket,
                 client_id: input.client_id,
@@ -79,7 +109,8 @@ async fn open(state: Arc<SimState>, id: String, mut socket: WebSocket) {
             });
         }
         _ => {
-            tracing::debug!(session = %id, "data channel refused: bad token or first frame");
+            tracing::debug!(session = %id, "data channel refused: bad, used or expired token, or bad first frame");
+            Stats::add(&state.stats.websockets_refused);
             let _ = socket.close().await;
         }
     }
@@ -92,49 +123,46 @@ enum Phase {
     Waiting,
     /// HandshakeRequest sent; until the deadline.
     Handshaking(tokio::time::Instant),
-    /// Relaying.
+    /// HandshakeComplete sent (or no handshake): the session's plugin runs.
     Established,
 }
 
-/// The websocket currently attached, with its fault state.
-struct Conn {
-    sink: SplitSink<WebSocket, WsMessage>,
-    stream: SplitStream<WebSocket>,
-    generation: u64,
-    up: Faults,
-    down: Faults,
-    /// A frame held back by a reorder, per direction.
-    held_up: Option<Bytes>,
-    held_down: Option<Bytes>,
-    /// Bytes both ways towards `cut-after`.
-    budget: CutBudget,
-    cut: bool,
+/// The port session's plugin, being set up after HandshakeComplete.
+enum Started {
+    Target(Result<TcpStream, String>),
+    Mux,
 }
-
-/// Frames released by a delay fault: (connection generation, to the client?, frame).
-type Delayed = (u64, bool, Bytes);
 
 struct Agent {
     session: Arc<Session>,
+    stats: Arc<Stats>,
     faults: FaultConfig,
     epoch: Instant,
     unix_ms: u64,
     channel: Channel,
     phase: Phase,
-    conn: Option<Conn>,
+    wire: Option<Wire>,
     generation: u64,
     delayed_tx: mpsc::UnboundedSender<Delayed>,
+    /// The ClientVersion of the HandshakeResponse (the agent decides modes from it).
+    client_version: String,
+    /// Set up after HandshakeComplete; until it is done, input is refused.
+    starting: Option<JoinHandle<Started>>,
     tcp_read: Option<OwnedReadHalf>,
     /// To the task that writes to the target, so a slow target never stalls the
     /// channel (an echo target would otherwise deadlock a single task).
     tcp_write: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    target_open: Option<TargetGuard>,
     /// The target closed; deliver what is unacked, then close the channel.
     draining: Option<Instant>,
-    /// Mux-mode port forwarding ([`super::mux`]): what its smux server sends the
-    /// client. The client's bytes go to the server through `tcp_write`.
-    mux_out: Option<mpsc::Receiver<super::mux::Out>>,
-    /// A shell session's shell ([`super::shell`]); its input goes through `tcp_write`.
+    /// Mux-mode port forwarding: what its smux server sends the client. The client's
+    /// bytes go to the server through `tcp_write`.
+    mux_out: Option<mpsc::Receiver<Out>>,
+    /// A shell session's shell; its input goes through `tcp_write`.
     shell: Option<super::shell::Shell>,
+    /// smux or shell bytes waiting to go out, at most 1024 per message.
+    outbox: Outbox,
+    pacer: Pacer<tokio::time::Instant>,
 }
 
 /// Why the agent task ends.
@@ -146,7 +174,7 @@ enum End {
 /// The agent task of one session, from StartSession to its end.
 pub async fn agent(
     session: Arc<Session>,
-    faults: FaultConfig,
+    opts: AgentOptions,
     mut attach_rx: mpsc::UnboundedReceiver<Attach>,
     mut stop_rx: watch::Receiver<bool>,
 ) {
@@ -157,22 +185,32 @@ pub async fn agent(
     let (delayed_tx, mut delayed_rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         channel: Channel::new(ChannelConfig::new(Role::Agent, unix_ms)),
+        stats: session.stats.clone(),
         session,
-        faults,
+        faults: opts.faults,
         epoch: Instant::now(),
         unix_ms,
         phase: Phase::Waiting,
-        conn: None,
+        wire: None,
         generation: 0,
         delayed_tx,
+        client_version: String::new(),
+        starting: None,
         tcp_read: None,
         tcp_write: None,
+        target_open: None,
         draining: None,
         mux_out: None,
         shell: None,
+        outbox: Outbox::default(),
+        pacer: Pacer::new(opts.paced),
     };
-    let mut buf = vec![0u8; MAX_STREAM_PAYLOAD * 16];
-    let mut shell_buf = vec![0u8; MAX_STREAM_PAYLOAD * 4];
+    let read_size = if agent.pacer.is_paced() {
+        MAX_STREAM_PAYLOAD
+    } else {
+        UNPACED_READ
+    };
+    let mut buf = vec![0u8; read_size];
     let end = loop {
         let timer = agent
             .channel
@@ -182,42 +220,77 @@ pub async fn agent(
             Phase::Handshaking(at) => Some(at),
             _ => None,
         };
-        let relaying = agent.phase == Phase::Established
-            && agent.draining.is_none()
+        let expiry = match agent.wire {
+            None => agent
+                .session
+                .expires_at()
+                .map(tokio::time::Instant::from_std),
+            Some(_) => None,
+        };
+        let up_due = agent.wire.as_ref().and_then(Wire::up_due);
+        let down_due = agent.wire.as_ref().and_then(Wire::down_due);
+        // The agent's `IsActive`: it reads its source only while publishing.
+        let flowing = agent.phase == Phase::Established
             && agent.channel.can_send()
-            && agent.tcp_read.is_some();
-        let shell_relaying = agent.phase == Phase::Established
-            && agent.draining.is_none()
-            && agent.channel.can_send()
-            && agent.shell.is_some();
+            && !agent.channel.is_paused();
+        let reading_target = flowing && agent.draining.is_none() && agent.tcp_read.is_some();
+        let taking_mux = flowing && agent.outbox.is_empty() && agent.mux_out.is_some();
+        let taking_shell =
+            flowing && agent.draining.is_none() && agent.outbox.is_empty() && agent.shell.is_some();
+        let emitting = flowing && !agent.outbox.is_empty();
+        let pace = agent.pacer.ready_at();
+
         let step: Result<(), End> = tokio::select! {
             Some(attach) = attach_rx.recv() => agent.attach(attach).await,
-            frame = next_frame(&mut agent.conn) => {
+            frame = Wire::next(&mut agent.wire) => {
                 // Take whatever else already arrived, so acks leave in one write.
                 let mut step = agent.on_frame(frame).await;
                 for _ in 0..256 {
-                    if step.is_err() || agent.conn.is_none() {
+                    if step.is_err() || agent.wire.is_none() {
                         break;
                     }
-                    match next_frame(&mut agent.conn).now_or_never() {
+                    match Wire::next(&mut agent.wire).now_or_never() {
                         Some(frame) => step = agent.on_frame(frame).await,
                         None => break,
                     }
                 }
                 step
             }
+            _ = sleep_until(up_due), if up_due.is_some() => agent.release_up().await,
+            _ = sleep_until(down_due), if down_due.is_some() => {
+                if let Some(wire) = agent.wire.as_mut() {
+                    wire.release_down().await;
+                }
+                Ok(())
+            }
             Some((generation, down, frame)) = delayed_rx.recv() => {
                 agent.on_delayed(generation, down, frame).await
             }
-            n = read_some(&mut agent.tcp_read, &mut buf), if relaying => agent.on_target(n, &buf),
-            out = mux_next(&mut agent.mux_out), if agent.mux_relaying() => agent.on_mux(out),
-            n = super::shell::read(&mut agent.shell, &mut shell_buf), if shell_relaying => agent.on_target(n, &shell_buf),
+            started = join(&mut agent.starting) => agent.on_started(started),
+            n = paced(pace, read_some(&mut agent.tcp_read, &mut buf)), if reading_target => {
+                agent.on_target(n, &buf)
+            }
+            out = mux_next(&mut agent.mux_out), if taking_mux => agent.on_mux(out),
+            out = super::shell::next_output(&mut agent.shell), if taking_shell => {
+                agent.on_shell(out)
+            }
+            () = paced(pace, std::future::ready(())), if emitting => {
+                agent.emit_outbox();
+                Ok(())
+            }
             _ = sleep_until(timer), if timer.is_some() => {
                 agent.channel.handle_timeout(agent.now());
                 Ok(())
             }
             _ = sleep_until(handshake_deadline), if handshake_deadline.is_some() => {
                 Err(End::Failed("the client did not answer the handshake in time".into()))
+            }
+            _ = sleep_until(expiry), if expiry.is_some() => {
+                if agent.session.expire_if_due() {
+                    Err(End::Terminated("the session timed out".into()))
+                } else {
+                    Ok(())
+                }
             }
             _ = stop_rx.changed() => Err(End::Terminated(String::new())),
         };
@@ -230,7 +303,8 @@ pub async fn agent(
         }
         agent.transmit().await;
         if let Some(since) = agent.draining {
-            if agent.channel.is_flushed() || since.elapsed() > DRAIN_TIMEOUT {
+            let drained = agent.outbox.is_empty() && agent.channel.is_flushed();
+            if drained || since.elapsed() > DRAIN_TIMEOUT {
                 break End::Terminated(String::new());
             }
         }
@@ -249,6 +323,10 @@ impl Agent {
         self.epoch.elapsed()
     }
 
+    fn created(&self) -> u64 {
+        self.unix_ms + self.now().as_millis() as u64
+    }
+
     async fn attach(&mut self, attach: Attach) -> Result<(), End> {
         self.generation += 1;
         tracing::debug!(
@@ -258,129 +336,126 @@ impl Agent {
             connection = self.generation,
             "client attached"
         );
-        let (sink, stream) = attach.socket.split();
-        let stream_id = self.generation * 2;
-        self.conn = Some(Conn {
-            sink,
-            stream,
-            generation: self.generation,
-            up: Faults::new(&self.faults, stream_id),
-            down: Faults::new(&self.faults, stream_id + 1),
-            held_up: None,
-            held_down: None,
-            budget: CutBudget::new(&self.faults),
-            cut: false,
-        });
+        // A new websocket replaces the old one.
+        self.wire = Some(Wire::new(
+            attach.socket,
+            self.generation,
+            &self.faults,
+            self.stats.clone(),
+            self.delayed_tx.clone(),
+        ));
         self.session.set_status(Status::Connected);
         let now = self.now();
-        if self.phase == Phase::Waiting && super::shell::is_shell_document(&self.session.document) {
-            return self.open_shell(now);
-        }
-        if self.phase == Phase::Waiting {
-            tracing::debug!(session = %self.session.id, "handshake");
-            let request = HandshakeRequest {
-                agent_version: self.session.agent_version.clone(),
-                requested_client_actions: vec![RequestedClientAction {
+        match self.phase {
+            Phase::Waiting if super::shell::is_shell_document(&self.session.document) => {
+                self.open_shell(now)
+            }
+            Phase::Waiting => {
+                tracing::debug!(session = %self.session.id, "handshake");
+                let port = RequestedClientAction {
                     action_type: ACTION_SESSION_TYPE.into(),
                     action_parameters: serde_json::to_value(SessionTypeRequest {
                         session_type: "Port".into(),
                         properties: self.session.properties.clone(),
                     })
                     .unwrap_or_default(),
-                }],
-            };
-            let payload = serde_json::to_vec(&request).unwrap_or_default();
-            let _ = self
-                .channel
-                .send_unlimited(now, PayloadType::HandshakeRequest, payload);
-            self.phase = Phase::Handshaking(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT);
-        } else {
-            self.channel.resume(now);
+                };
+                self.request_handshake(now, vec![port]);
+                Ok(())
+            }
+            _ => {
+                // A resumed client. The service tells it about its peer around the
+                // reconnect (the plugin ignores both), and tells the agent to start
+                // publishing again.
+                self.publication(MessageType::PausePublication).await;
+                self.channel.resume(now);
+                self.publication(MessageType::StartPublication).await;
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    async fn publication(&mut self, message_type: MessageType) {
+        if let Some(wire) = self.wire.as_mut() {
+            let frame = service_frame(&message_type, 0, &[]);
+            wire.put(WsMessage::Binary(frame.into())).await;
+            Stats::add(&self.stats.publication_sent);
+        }
     }
 
     async fn on_frame(&mut self, frame: Option<WsMessage>) -> Result<(), End> {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(wire) = self.wire.as_mut() else {
             return Ok(());
         };
         let bytes = match frame {
             Some(WsMessage::Binary(b)) => b,
-            Some(WsMessage::Text(t)) => Bytes::copy_from_slice(t.as_str().as_bytes()),
+            Some(WsMessage::Text(_)) => return Err(self.protocol_error(ProtocolError::Text)),
             Some(_) => return Ok(()),
             None => {
                 self.detach("the websocket closed");
                 return Ok(());
             }
         };
-        if conn.budget.count(bytes.len()) {
-            conn.cut = true;
+        if let Err(e) = check_inbound(&bytes) {
+            return Err(self.protocol_error(e));
         }
-        let fate = conn.up.decide();
-        let generation = conn.generation;
-        match fate {
-            Fate::Deliver => {
-                self.receive(&bytes);
-                if let Some(held) = self.conn.as_mut().and_then(|c| c.held_up.take()) {
-                    self.receive(&held);
-                }
-            }
-            Fate::Drop => tracing::debug!("fault: dropped a frame from the client"),
-            Fate::Duplicate => {
-                tracing::debug!("fault: duplicated a frame from the client");
-                self.receive(&bytes);
-                self.receive(&bytes);
-            }
-            Fate::Reorder => {
-                tracing::debug!("fault: holding back a frame from the client");
-                if let Some(previous) = conn.held_up.replace(bytes) {
-                    self.receive(&previous);
-                }
-            }
-            Fate::Delay(d) => {
-                tracing::debug!(?d, "fault: delaying a frame from the client");
-                self.delay(generation, false, bytes, d);
-            }
+        let now = wire.arrived(bytes);
+        for frame in now {
+            self.receive(&frame).await?;
         }
         self.maybe_cut();
         Ok(())
     }
 
-    async fn on_delayed(&mut self, generation: u64, down: bool, frame: Bytes) -> Result<(), End> {
-        let current = self.conn.as_ref().map(|c| c.generation) == Some(generation);
-        if !current {
+    fn protocol_error(&self, e: ProtocolError) -> End {
+        tracing::debug!(session = %self.session.id, error = %e, "the client broke the protocol");
+        Stats::add(&self.stats.protocol_errors);
+        End::Failed(e.to_string())
+    }
+
+    async fn release_up(&mut self) -> Result<(), End> {
+        let Some(wire) = self.wire.as_mut() else {
             return Ok(());
-        }
-        if down {
-            self.send_frame(frame).await;
-        } else {
-            self.receive(&frame);
+        };
+        for frame in wire.release_up() {
+            self.receive(&frame).await?;
         }
         Ok(())
     }
 
-    fn delay(&self, generation: u64, down: bool, frame: Bytes, d: Duration) {
-        let tx = self.delayed_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(d).await;
-            let _ = tx.send((generation, down, frame));
-        });
+    async fn on_delayed(&mut self, generation: u64, down: bool, frame: Bytes) -> Result<(), End> {
+        let Some(wire) = self.wire.as_mut().filter(|w| w.generation == generation) else {
+            return Ok(());
+        };
+        if down {
+            wire.put(WsMessage::Binary(frame)).await;
+            Ok(())
+        } else {
+            self.receive(&frame).await
+        }
     }
 
-    /// Hands a frame from the client to the agent's channel. Only stream data and
+    /// Hands a frame from the client to the agent's channel and acts on it at once,
+    /// before the next frame, as the agent's datachannel does. Only stream data and
     /// acknowledgements are relayed to the agent: publication control and
     /// `channel_closed` are the service's to send, so a client's are ignored.
-    fn receive(&mut self, frame: &[u8]) {
-        match message_type(frame) {
+    async fn receive(&mut self, frame: &[u8]) -> Result<(), End> {
+        match wire::message_type(frame) {
             Some(MessageType::InputStreamData | MessageType::Acknowledge) => {}
             other => {
                 tracing::debug!(message_type = ?other, "agent ignored a frame it does not take from a client");
-                return;
+                return Ok(());
             }
         }
+        let refused = self.channel.refused();
         if let Err(e) = self.channel.handle_frame(self.now(), frame) {
             tracing::debug!(error = %e, "agent ignored a frame");
         }
+        if self.channel.refused() > refused {
+            tracing::debug!("agent: handler not ready, input refused unacknowledged");
+            Stats::add(&self.stats.refused_not_ready);
+        }
+        self.process_events().await
     }
 
     fn on_target(&mut self, n: std::io::Result<usize>, buf: &[u8]) -> Result<(), End> {
@@ -388,6 +463,7 @@ impl Agent {
             Ok(0) | Err(_) => {
                 tracing::debug!(session = %self.session.id, "target closed the connection");
                 self.tcp_read = None;
+                self.target_open = None;
                 // LocalPortForwarding (basic mode) lives on: the next local connection
                 // re-dials the target.
                 if !self.forwarding() {
@@ -401,9 +477,56 @@ impl Agent {
                         .channel
                         .send_unlimited(now, PayloadType::Output, chunk.to_vec());
                 }
+                self.pacer.sent(tokio::time::Instant::now());
             }
         }
         Ok(())
+    }
+
+    fn on_shell(&mut self, out: Option<Vec<u8>>) -> Result<(), End> {
+        match out {
+            Some(bytes) => self.outbox.push(&bytes),
+            // The shell and everything it started have exited.
+            None => {
+                self.shell = None;
+                self.tcp_write = None;
+                self.draining = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    fn on_mux(&mut self, out: Option<Out>) -> Result<(), End> {
+        match out {
+            Some(Out::Data(bytes)) => self.outbox.push(&bytes),
+            // From another goroutine in the agent: not behind the paced data.
+            Some(Out::Flag(flag)) => {
+                let payload = flag.to_payload().to_vec();
+                let _ = self
+                    .channel
+                    .send_unlimited(self.now(), PayloadType::Flag, payload);
+            }
+            Some(Out::Closed(why)) => return Err(End::Failed(why)),
+            None => return Err(End::Failed("the smux server stopped".into())),
+        }
+        Ok(())
+    }
+
+    /// Sends smux or shell bytes: one message of at most 1024 bytes per pacing period,
+    /// or all of them when pacing is off.
+    fn emit_outbox(&mut self) {
+        let now = self.now();
+        loop {
+            let chunk = self.outbox.take();
+            if chunk.is_empty() {
+                break;
+            }
+            let _ = self.channel.send_unlimited(now, PayloadType::Output, chunk);
+            if self.pacer.is_paced() {
+                self.pacer.sent(tokio::time::Instant::now());
+                break;
+            }
+        }
     }
 
     async fn process_events(&mut self) -> Result<(), End> {
@@ -438,13 +561,9 @@ impl Agent {
                         bad.action_type, bad.error
                     )));
                 }
-                if super::shell::is_shell_document(&self.session.document) {
-                    self.start_shell()?;
-                } else if self.check_port_mode(&response.client_version) {
-                    self.start_mux();
-                } else {
-                    self.connect_target().await?;
-                }
+                self.client_version = response.client_version;
+                // HandshakeComplete first; only then does the plugin start (the agent's
+                // sessionplugin.go runs Execute after PerformHandshake returned).
                 let complete = HandshakeComplete {
                     handshake_time_to_complete: self.now().as_nanos() as i64,
                     customer_message: String::new(),
@@ -456,7 +575,12 @@ impl Agent {
                     payload,
                 );
                 self.phase = Phase::Established;
-                Ok(())
+                if super::shell::is_shell_document(&self.session.document) {
+                    self.start_shell()
+                } else {
+                    self.start_port();
+                    Ok(())
+                }
             }
             (PayloadType::Size, Phase::Established) => {
                 if let Some(shell) = &self.shell {
@@ -466,8 +590,10 @@ impl Agent {
             }
             (PayloadType::Output, Phase::Established) => {
                 if self.tcp_write.is_none() && self.forwarding() && self.mux_out.is_none() {
-                    // Basic mode after DisconnectToPort: a new local connection.
-                    self.connect_target().await?;
+                    // Basic mode after DisconnectToPort: a new local connection. The
+                    // agent re-dials inside its handler, before it takes the data.
+                    let stream = dial(&self.dial_addr()).await.map_err(End::Failed)?;
+                    self.install_target(stream);
                 }
                 if let Some(w) = self.tcp_write.as_ref() {
                     if w.send(payload).is_err() {
@@ -478,12 +604,19 @@ impl Agent {
             }
             (PayloadType::Flag, _) => match Flag::from_payload(&payload) {
                 Some(Flag::TerminateSession) => Err(End::Terminated(String::new())),
-                Some(Flag::DisconnectToPort) if self.forwarding() && self.mux_out.is_none() => {
+                // The mux plugin ignores it.
+                Some(Flag::DisconnectToPort) if self.mux_out.is_some() => Ok(()),
+                Some(Flag::DisconnectToPort) if self.forwarding() => {
                     self.tcp_read = None;
                     self.tcp_write = None;
+                    self.target_open = None;
                     Ok(())
                 }
-                Some(Flag::DisconnectToPort) => Err(End::Terminated(String::new())),
+                // A standard-stream session ends with its one connection (the agent
+                // fails it: its read from the closed port errors).
+                Some(Flag::DisconnectToPort) => Err(End::Failed(
+                    "Failed to read from port: the client disconnected".into(),
+                )),
                 _ => Ok(()),
             },
             // Data before the handshake completed is acknowledged and dropped, as the
@@ -492,13 +625,51 @@ impl Agent {
         }
     }
 
-    /// Whether this port session runs in mux mode: agents after 3.0.196.0 serve
-    /// `LocalPortForwarding` to clients from 1.1.70 on with smux; everything else is
-    /// basic mode (one TCP connection at a time).
-    fn check_port_mode(&self, client_version: &str) -> bool {
-        self.forwarding()
-            && version_at_least(client_version, MUX_CLIENT_VERSION)
-            && version_at_least(&self.session.agent_version, "3.0.196.1")
+    /// Starts the port session's plugin after HandshakeComplete: the target dial (or
+    /// the smux server) takes `dial-delay-ms`, and until it is done the agent refuses
+    /// input unacknowledged (`ErrHandlerNotReady`).
+    fn start_port(&mut self) {
+        let mux = self.check_port_mode();
+        let counter = match (mux, self.forwarding()) {
+            (true, _) => &self.stats.sessions_mux,
+            (false, true) => &self.stats.sessions_basic,
+            (false, false) => &self.stats.sessions_ssh,
+        };
+        Stats::add(counter);
+        self.channel.set_accepting(false);
+        let delay = Duration::from_millis(self.faults.dial_delay_ms);
+        let addr = self.dial_addr();
+        self.starting = Some(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if mux {
+                Started::Mux
+            } else {
+                Started::Target(dial(&addr).await)
+            }
+        }));
+    }
+
+    fn on_started(&mut self, started: Started) -> Result<(), End> {
+        self.starting = None;
+        match started {
+            Started::Target(Ok(stream)) => self.install_target(stream),
+            Started::Target(Err(why)) => return Err(End::Failed(why)),
+            Started::Mux => self.start_mux(),
+        }
+        self.channel.set_accepting(true);
+        Ok(())
+    }
+
+    fn install_target(&mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        self.tcp_read = Some(r);
+        self.tcp_write = Some(spawn_writer(w));
+        self.target_open = Some(self.stats.target_opened());
+    }
+
+    fn check_port_mode(&self) -> bool {
+        self.forwarding() && multiplexes(&self.session.agent_version, &self.client_version)
     }
 
     fn forwarding(&self) -> bool {
@@ -522,32 +693,12 @@ impl Agent {
     }
 
     fn start_mux(&mut self) {
-        let server = super::mux::spawn(self.dial_addr());
+        let keepalive = smux_keepalive(&self.session.agent_version, &self.client_version);
+        tracing::debug!(session = %self.session.id, keepalive, "smux server");
+        let keepalive = keepalive.then_some(super::mux::Keepalive::SMUX);
+        let server = super::mux::spawn(self.dial_addr(), keepalive, self.stats.clone());
         self.tcp_write = Some(server.input);
         self.mux_out = Some(server.output);
-    }
-
-    fn mux_relaying(&self) -> bool {
-        self.phase == Phase::Established && self.channel.can_send() && self.mux_out.is_some()
-    }
-
-    fn on_mux(&mut self, out: Option<super::mux::Out>) -> Result<(), End> {
-        let now = self.now();
-        match out {
-            None => return Err(End::Failed("smux protocol error from the client".into())),
-            Some(super::mux::Out::Data(bytes)) => {
-                for chunk in bytes.chunks(MAX_STREAM_PAYLOAD) {
-                    let _ = self
-                        .channel
-                        .send_unlimited(now, PayloadType::Output, chunk.to_vec());
-                }
-            }
-            Some(super::mux::Out::Flag(flag)) => {
-                let payload = flag.to_payload().to_vec();
-                let _ = self.channel.send_unlimited(now, PayloadType::Flag, payload);
-            }
-        }
-        Ok(())
     }
 
     /// A shell session starts its shell at once and sends its output with no
@@ -559,92 +710,44 @@ impl Agent {
             self.phase = Phase::Established;
             return Ok(());
         };
+        self.request_handshake(now, super::shell::kms_actions(&key));
+        Ok(())
+    }
+
+    /// Sends the HandshakeRequest; the client has the agent's 15 s to answer it.
+    fn request_handshake(&mut self, now: Duration, actions: Vec<RequestedClientAction>) {
         let request = HandshakeRequest {
             agent_version: self.session.agent_version.clone(),
-            requested_client_actions: super::shell::kms_actions(&key),
+            requested_client_actions: actions,
         };
         let payload = serde_json::to_vec(&request).unwrap_or_default();
         let _ = self
             .channel
             .send_unlimited(now, PayloadType::HandshakeRequest, payload);
         self.phase = Phase::Handshaking(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT);
-        Ok(())
     }
 
     fn start_shell(&mut self) -> Result<(), End> {
         let shell = super::shell::Shell::spawn()
             .map_err(|e| End::Failed(format!("cannot start the shell: {e}")))?;
+        Stats::add(&self.stats.sessions_shell);
         self.tcp_write = Some(shell.input());
         self.shell = Some(shell);
         Ok(())
     }
 
-    async fn connect_target(&mut self) -> Result<(), End> {
-        let addr = self.dial_addr();
-        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                let (r, w) = stream.into_split();
-                self.tcp_read = Some(r);
-                self.tcp_write = Some(spawn_writer(w));
-                Ok(())
-            }
-            Ok(Err(e)) => Err(End::Failed(format!(
-                "Unable to start port forwarding: dial tcp {addr}: connect: {e}"
-            ))),
-            Err(_) => Err(End::Failed(format!(
-                "Unable to start port forwarding: dial tcp {addr}: i/o timeout"
-            ))),
-        }
-    }
-
-    /// Writes what the channel has to send through the outgoing faults. Without a
-    /// websocket it is discarded: `resume` resends everything unacknowledged.
+    /// Writes what the channel has to send through the wire. Without a websocket it
+    /// is discarded: `resume` resends everything unacknowledged.
     async fn transmit(&mut self) {
         while let Some(frame) = self.channel.poll_transmit() {
-            let Some(conn) = self.conn.as_mut() else {
-                continue;
-            };
-            if conn.budget.count(frame.len()) {
-                conn.cut = true;
-            }
-            match conn.down.decide() {
-                Fate::Deliver => {
-                    self.send_frame(frame).await;
-                    if let Some(held) = self.conn.as_mut().and_then(|c| c.held_down.take()) {
-                        self.send_frame(held).await;
-                    }
-                }
-                Fate::Drop => tracing::debug!("fault: dropped a frame to the client"),
-                Fate::Duplicate => {
-                    tracing::debug!("fault: duplicated a frame to the client");
-                    self.send_frame(frame.clone()).await;
-                    self.send_frame(frame).await;
-                }
-                Fate::Reorder => {
-                    tracing::debug!("fault: holding back a frame to the client");
-                    if let Some(previous) = conn.held_down.replace(frame) {
-                        self.send_frame(previous).await;
-                    }
-                }
-                Fate::Delay(d) => {
-                    tracing::debug!(?d, "fault: delaying a frame to the client");
-                    let generation = conn.generation;
-                    self.delay(generation, true, frame, d);
-                }
+            if let Some(wire) = self.wire.as_mut() {
+                wire.send(frame).await;
             }
             self.maybe_cut();
         }
-        if let Some(conn) = self.conn.as_mut() {
-            if conn.sink.flush().await.is_err() {
-                self.detach("websocket write failed");
-            }
-        }
-    }
-
-    async fn send_frame(&mut self, frame: Bytes) {
-        if let Some(conn) = self.conn.as_mut() {
-            if conn.sink.feed(WsMessage::Binary(frame)).await.is_err() {
+        if let Some(wire) = self.wire.as_mut() {
+            wire.flush().await;
+            if wire.is_broken() {
                 self.detach("websocket write failed");
             }
         }
@@ -652,8 +755,9 @@ impl Agent {
 
     /// Applies a pending `cut-after`: the connection is dropped without a close frame.
     fn maybe_cut(&mut self) {
-        if self.conn.as_ref().is_some_and(|c| c.cut) {
+        if self.wire.as_ref().is_some_and(Wire::is_cut) {
             tracing::debug!(session = %self.session.id, "fault: cutting the websocket");
+            Stats::add(&self.stats.cuts);
             self.detach("fault injection cut the websocket");
         }
     }
@@ -661,21 +765,22 @@ impl Agent {
     /// The client's websocket is gone: the session is Disconnected, not over. As the
     /// service tells the agent with `pause_publication`, the channel stops sending and
     /// retransmitting (so no retransmission limit runs out while nobody listens) until
-    /// a resumed websocket attaches.
+    /// a resumed websocket attaches, or the session expires.
     fn detach(&mut self, why: &str) {
-        if self.conn.take().is_some() {
+        if self.wire.take().is_some() {
             tracing::debug!(session = %self.session.id, why, "client away; waiting for a resume");
             self.session.set_status(Status::Disconnected);
-            let created = self.unix_ms + self.now().as_millis() as u64;
-            if let Ok(pause) = control_frame(MessageType::PausePublication, created, Vec::new()) {
+            if let Ok(pause) =
+                control_frame(MessageType::PausePublication, self.created(), Vec::new())
+            {
                 let _ = self.channel.handle_frame(self.now(), &pause);
             }
         }
     }
 
-    /// Ends the session on the wire: `channel_closed`, then the websocket closes.
+    /// Ends the session on the wire: the service's `channel_closed`, then the close.
     async fn close(&mut self, output: &str) {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(wire) = self.wire.take() else {
             return;
         };
         let closed = ChannelClosed {
@@ -688,11 +793,22 @@ impl Agent {
             output: output.to_string(),
         };
         let payload = serde_json::to_vec(&closed).unwrap_or_default();
-        let created = self.unix_ms + self.now().as_millis() as u64;
-        if let Ok(frame) = control_frame(MessageType::ChannelClosed, created, payload) {
-            let _ = conn.sink.send(WsMessage::Binary(frame.into())).await;
-        }
-        let _ = conn.sink.close().await;
+        let frame = service_frame(&MessageType::ChannelClosed, self.created(), &payload);
+        Stats::add(&self.stats.channel_closed_sent);
+        wire.close_with(WsMessage::Binary(frame.into())).await;
+    }
+}
+
+/// Dials a port session's target, failing in the agent's words.
+async fn dial(addr: &str) -> Result<TcpStream, String> {
+    match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(format!(
+            "Unable to start port forwarding: dial tcp {addr}: connect: {e}"
+        )),
+        Err(_) => Err(format!(
+            "Unable to start port forwarding: dial tcp {addr}: i/o timeout"
+        )),
     }
 }
 
@@ -721,20 +837,26 @@ fn spawn_writer(mut w: OwnedWriteHalf) -> mpsc::UnboundedSender<Vec<u8>> {
     tx
 }
 
-/// The next message of the attached websocket; pending while there is none. `None`
-/// means it closed or failed.
-async fn next_frame(conn: &mut Option<Conn>) -> Option<WsMessage> {
-    match conn {
-        Some(c) => match c.stream.next().await {
-            Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => None,
-            Some(Ok(m)) => Some(m),
-        },
+/// The plugin's set-up, once it is done; pending while there is none.
+async fn join(starting: &mut Option<JoinHandle<Started>>) -> Started {
+    match starting {
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| Started::Target(Err(format!("the agent's set-up failed: {e}")))),
         None => std::future::pending().await,
     }
 }
 
+/// Waits for the pacer, then does `f`.
+async fn paced<F: std::future::Future>(at: Option<tokio::time::Instant>, f: F) -> F::Output {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+    f.await
+}
+
 /// The next thing a mux-mode server sends; pending without one. `None`: it ended.
-async fn mux_next(rx: &mut Option<mpsc::Receiver<super::mux::Out>>) -> Option<super::mux::Out> {
+async fn mux_next(rx: &mut Option<mpsc::Receiver<Out>>) -> Option<Out> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -755,50 +877,75 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The MessageType of a frame, read from its header without decoding the rest.
-fn message_type(frame: &[u8]) -> Option<MessageType> {
-    let field = frame.get(4..4 + MESSAGE_TYPE_LEN)?;
-    let text = std::str::from_utf8(field).ok()?;
-    Some(MessageType::parse(
-        text.trim_matches(|c: char| c == '\0' || c.is_whitespace()),
-    ))
+/// Whether a `LocalPortForwarding` session runs in mux mode: agents after 3.0.196.0
+/// serve clients from 1.1.70 on with smux; everything else is basic mode (one TCP
+/// connection at a time).
+fn multiplexes(agent_version: &str, client_version: &str) -> bool {
+    version_cmp(client_version, MUX_CLIENT_VERSION).is_some_and(|o| o.is_ge())
+        && version_cmp(agent_version, MUX_AGENT_VERSION).is_some_and(|o| o.is_gt())
 }
 
-/// `a >= b` for dotted numeric versions, missing components counting as 0 (the agent's
-/// comparison); anything unparsable is "no".
-fn version_at_least(a: &str, b: &str) -> bool {
+/// Whether the smux server sends and expects keepalives: old agents always do, newer
+/// ones unless the client is newer than 1.2.331.0.
+fn smux_keepalive(agent_version: &str, client_version: &str) -> bool {
+    let newer = |v: &str, than: &str| version_cmp(v, than).is_some_and(|o| o.is_gt());
+    !(newer(agent_version, KEEPALIVE_OFF_AGENT_VERSION)
+        && newer(client_version, KEEPALIVE_OFF_CLIENT_VERSION))
+}
+
+/// Compares dotted numeric versions, missing components counting as 0 (the agent's
+/// `versionutil.Compare`); `None` if either is unreadable.
+fn version_cmp(a: &str, b: &str) -> Option<std::cmp::Ordering> {
     let parse = |v: &str| {
         v.split('.')
             .map(|p| p.parse::<u64>().ok())
             .collect::<Option<Vec<_>>>()
     };
-    let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
-        return false;
-    };
+    let (mut a, mut b) = (parse(a)?, parse(b)?);
     let n = a.len().max(b.len());
     a.resize(n, 0);
     b.resize(n, 0);
-    a >= b
+    Some(a.cmp(&b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
 
     #[test]
     fn versions_compare_numerically_with_missing_parts_as_zero() {
-        assert!(version_at_least("1.1.70", "1.1.70"));
-        assert!(version_at_least("1.1.70.0", "1.1.70"));
-        assert!(version_at_least("1.2.650.0", "1.1.70"));
-        assert!(!version_at_least("1.1.61.0", "1.1.70"));
-        assert!(!version_at_least("1.1.x", "1.1.70"));
-        assert!(!version_at_least("", "1.1.70"));
+        assert_eq!(version_cmp("1.1.70", "1.1.70"), Some(Ordering::Equal));
+        assert_eq!(version_cmp("1.1.70.0", "1.1.70"), Some(Ordering::Equal));
+        assert_eq!(version_cmp("1.2.650.0", "1.1.70"), Some(Ordering::Greater));
+        assert_eq!(version_cmp("1.1.61.0", "1.1.70"), Some(Ordering::Less));
+        assert_eq!(version_cmp("1.1.x", "1.1.70"), None);
+        assert_eq!(version_cmp("", "1.1.70"), None);
     }
 
     #[test]
-    fn message_type_is_read_from_the_header() {
-        let frame = control_frame(MessageType::PausePublication, 1, Vec::new()).unwrap();
-        assert_eq!(message_type(&frame), Some(MessageType::PausePublication));
-        assert_eq!(message_type(b"short"), None);
+    fn the_agents_modes_follow_both_versions() {
+        assert!(multiplexes("3.3.1611.0", "1.2.707.0"));
+        assert!(multiplexes("3.0.222.0", "1.1.70"));
+        assert!(
+            !multiplexes("3.0.196.0", "1.2.707.0"),
+            "no smux in old agents"
+        );
+        assert!(
+            !multiplexes("3.3.1611.0", "1.1.61.0"),
+            "nor for old clients"
+        );
+        assert!(!multiplexes("3.3.1611.0", "junk"));
+
+        assert!(!smux_keepalive("3.3.1611.0", "1.2.707.0"));
+        assert!(
+            smux_keepalive("3.1.1511.0", "1.2.707.0"),
+            "agents up to 3.1.1511.0"
+        );
+        assert!(
+            smux_keepalive("3.3.1611.0", "1.2.331.0"),
+            "clients up to 1.2.331.0"
+        );
+        assert!(smux_keepalive("3.0.222.0", "1.2.0.0"));
     }
 }

@@ -11,6 +11,7 @@ pub mod gateway;
 mod gateway_tests;
 pub mod instance_connect;
 pub mod mux;
+pub mod pacing;
 mod server;
 #[cfg(test)]
 mod session_tests;
@@ -18,7 +19,9 @@ pub mod sessions;
 pub mod shell;
 pub mod sshd;
 pub mod ssm;
+pub mod stats;
 pub mod vpc;
+pub mod wire;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -45,6 +48,13 @@ pub struct SimOptions {
     pub agent_version: Option<String>,
     /// Faults injected into every data channel.
     pub faults: FaultConfig,
+    /// Turns off the agent's pacing (at most 1024 bytes read from the target per
+    /// message, then 1 ms), which caps agent-to-client traffic near 1 MB/s as on the
+    /// real service; for tests that need speed.
+    pub unpaced: bool,
+    /// How long a session whose client went away may wait to be resumed (default
+    /// [`sessions::DISCONNECT_TIMEOUT`]).
+    pub disconnect_timeout: Option<Duration>,
     /// Where keys pushed with SendSSHPublicKey are written (`DIR/USER/*.pub`) for a
     /// local sshd's AuthorizedKeysCommand.
     pub keys_dir: Option<std::path::PathBuf>,
@@ -64,6 +74,8 @@ pub struct SimState {
     pub sessions: sessions::Registry,
     /// Keys accepted by SendSSHPublicKey.
     pub keys_pushed: AtomicU64,
+    /// What the data channels did.
+    pub stats: Arc<stats::Stats>,
     addr: SocketAddr,
 }
 
@@ -77,6 +89,7 @@ impl SimState {
             requests: AtomicU64::new(0),
             sessions: sessions::Registry::default(),
             keys_pushed: AtomicU64::new(0),
+            stats: Arc::default(),
             addr,
         }
     }
@@ -178,6 +191,11 @@ impl SimHandle {
     /// Machines `ec2ssh list` should show.
     pub fn instance_count(&self) -> usize {
         self.listable
+    }
+
+    /// What the data channels did so far.
+    pub fn stats(&self) -> stats::Snapshot {
+        self.state.stats.snapshot()
     }
 }
 

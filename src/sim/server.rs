@@ -17,6 +17,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
     let app = Router::new()
         .route("/v1/data-channel/{session}", get(gateway::upgrade))
+        .route("/sim/stats", get(stats))
         .with_state(state)
         .fallback(move |headers: HeaderMap, body: Bytes| {
             let state = api.clone();
@@ -29,6 +30,12 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "simulator stopped");
     }
+}
+
+/// `GET /sim/stats`: the data channels' counters, for tests (not an AWS API).
+async fn stats(axum::extract::State(state): axum::extract::State<Arc<SimState>>) -> Response {
+    let body = serde_json::to_string(&state.stats.snapshot()).unwrap_or_default();
+    ([("content-type", "application/json")], body).into_response()
 }
 
 /// The region from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request`.

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::gateway::{self, Attach};
+use super::stats::Stats;
 use super::{ApiError, SimState};
 
 /// The document for SSH over a standard-stream port session.
@@ -24,6 +25,10 @@ const REMOTE_HOST_DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
 const OWNER: &str = "arn:aws:iam::123456789012:user/demo";
 /// DescribeSessions' page size limits.
 const MAX_RESULTS: u64 = 200;
+/// How long a session whose client went away waits to be resumed, unless the options
+/// say otherwise. The service's limit is not documented; this is its default idle
+/// session timeout (Session Manager preferences, 20 minutes).
+pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// Where a session is in its life, with the service's own names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +75,9 @@ pub struct Session {
     /// for KMS encryption.
     pub kms_key_id: Option<String>,
     pub started: SystemTime,
+    /// How long it may stay Disconnected before it expires.
+    pub disconnect_timeout: Duration,
+    pub stats: Arc<Stats>,
     state: Mutex<State>,
     attach: mpsc::UnboundedSender<Attach>,
     stop: watch::Sender<bool>,
@@ -77,8 +85,11 @@ pub struct Session {
 
 struct State {
     status: Status,
+    /// The token that may attach next; empty once used. Each token attaches once.
     token: String,
     ended: Option<SystemTime>,
+    /// Since when no client has been attached (while Disconnected).
+    disconnected: Option<Instant>,
 }
 
 impl Session {
@@ -97,16 +108,57 @@ impl Session {
             return;
         }
         s.status = status;
+        match status {
+            Status::Disconnected => s.disconnected = Some(Instant::now()),
+            _ => s.disconnected = None,
+        }
         if !status.is_active() {
             s.ended = Some(SystemTime::now());
             s.token.clear();
         }
     }
 
-    /// Whether `token` opens this session's data channel now.
-    pub fn accepts(&self, token: &str) -> bool {
+    /// Uses up `token` if it is the one that may attach now: issued for this session by
+    /// StartSession or the latest ResumeSession, not used before, and the session
+    /// neither over nor expired. A replayed token is refused.
+    pub fn take_token(&self, token: &str) -> bool {
+        self.expire_if_due();
+        let mut s = self.lock();
+        let ok = s.status.is_active() && !s.token.is_empty() && s.token == token;
+        if ok {
+            s.token.clear();
+        }
+        ok
+    }
+
+    /// When a Disconnected session expires, if it is waiting for a client.
+    pub fn expires_at(&self) -> Option<Instant> {
         let s = self.lock();
-        s.status.is_active() && !s.token.is_empty() && s.token == token
+        s.disconnected.map(|since| since + self.disconnect_timeout)
+    }
+
+    /// Ends the session if it has been Disconnected for too long; true for the one
+    /// call that ended it.
+    pub fn expire_if_due(&self) -> bool {
+        let expired = {
+            let mut s = self.lock();
+            let due = s.status == Status::Disconnected
+                && s.disconnected
+                    .is_some_and(|since| since.elapsed() >= self.disconnect_timeout);
+            if due {
+                s.status = Status::Terminated;
+                s.ended = Some(SystemTime::now());
+                s.token.clear();
+                s.disconnected = None;
+            }
+            due
+        };
+        if expired {
+            tracing::debug!(session = %self.id, "disconnected too long: the session expired");
+            Stats::add(&self.stats.sessions_expired);
+            self.stop();
+        }
+        expired
     }
 
     /// Hands an authenticated websocket to the agent task.
@@ -120,6 +172,7 @@ impl Session {
     }
 
     fn new_token(&self) -> Option<String> {
+        self.expire_if_due();
         let mut s = self.lock();
         if !s.status.is_active() {
             return None;
@@ -331,10 +384,13 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
         agent_version,
         kms_key_id: instance.kms_key_id.clone(),
         started: SystemTime::now(),
+        disconnect_timeout: state.opts.disconnect_timeout.unwrap_or(DISCONNECT_TIMEOUT),
+        stats: state.stats.clone(),
         state: Mutex::new(State {
             status: Status::Connecting,
             token: token(),
             ended: None,
+            disconnected: None,
         }),
         attach: attach_tx,
         stop: stop_tx,
@@ -343,7 +399,10 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
     state.sessions.lock().insert(id.clone(), session.clone());
     tokio::spawn(gateway::agent(
         session,
-        state.opts.faults.clone(),
+        gateway::AgentOptions {
+            faults: state.opts.faults.clone(),
+            paced: !state.opts.unpaced,
+        },
         attach_rx,
         stop_rx,
     ));
@@ -364,13 +423,19 @@ fn known(state: &SimState, req: &Value) -> Result<Arc<Session>, ApiError> {
 pub fn resume_session(state: &SimState, req: &Value) -> Result<Value, ApiError> {
     let session = known(state, req)?;
     Ok(match session.new_token() {
-        Some(token) => json!({
-            "SessionId": session.id,
-            "TokenValue": token,
-            "StreamUrl": stream_url(state, &session.id),
-        }),
-        // What the service answers for a session that has ended: no token.
-        None => json!({ "SessionId": session.id }),
+        Some(token) => {
+            Stats::add(&state.stats.resumes_with_token);
+            json!({
+                "SessionId": session.id,
+                "TokenValue": token,
+                "StreamUrl": stream_url(state, &session.id),
+            })
+        }
+        // What the service answers for a session that has ended or timed out: no token.
+        None => {
+            Stats::add(&state.stats.resumes_without_token);
+            json!({ "SessionId": session.id })
+        }
     })
 }
 

@@ -177,19 +177,12 @@ fn resize(master: &OwnedFd, cols: u16, rows: u16) {
     }
 }
 
-/// Reads the shell's next output into `buf`: `Ok(0)` once the shell has exited. Pending
-/// without a shell.
-pub async fn read(shell: &mut Option<Shell>, buf: &mut [u8]) -> std::io::Result<usize> {
-    let Some(shell) = shell else {
-        return std::future::pending().await;
-    };
-    match shell.output.recv().await {
-        Some(bytes) => {
-            let n = bytes.len().min(buf.len());
-            buf[..n].copy_from_slice(&bytes[..n]);
-            Ok(n)
-        }
-        None => Ok(0),
+/// The shell's next output, as the pty gave it; `None` once the shell (and everything
+/// it started) has exited. Pending without a shell.
+pub async fn next_output(shell: &mut Option<Shell>) -> Option<Vec<u8>> {
+    match shell {
+        Some(shell) => shell.output.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -247,17 +240,12 @@ mod tests {
             .send(b"stty size; echo $((6*7))x; exit\n".to_vec())
             .unwrap();
         let mut seen = Vec::new();
-        let mut buf = vec![0u8; 4096];
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let n = tokio::time::timeout_at(deadline, read(&mut shell, &mut buf))
-                .await
-                .expect("the shell exits")
-                .unwrap();
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
+        while let Some(bytes) = tokio::time::timeout_at(deadline, next_output(&mut shell))
+            .await
+            .expect("the shell exits")
+        {
+            seen.extend_from_slice(&bytes);
         }
         let text = String::from_utf8_lossy(&seen);
         assert!(text.contains("17 91"), "{text}");

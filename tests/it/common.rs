@@ -173,6 +173,24 @@ impl Sim {
         }
     }
 
+    /// The data channels' counters (`GET /sim/stats`): websockets opened and cut,
+    /// faults applied, the agent's modes, …
+    pub fn stats(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host).expect("the simulator listens");
+        write!(
+            stream,
+            "GET /sim/stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, json) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{response}");
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("stats: {e}: {json}"))
+    }
+
     /// `ec2ssh` pointed at this simulator for all regions.
     pub fn ec2ssh(&self, home: &Path) -> Command {
         let mut c = ec2ssh(home);

@@ -7,7 +7,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -62,17 +64,39 @@ fn body(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The test's HTTP server: its port, and how many connections it served at most at
+/// the same time.
+struct Http {
+    port: u16,
+    busiest: Arc<AtomicUsize>,
+}
+
+impl Http {
+    fn busiest(&self) -> usize {
+        self.busiest.load(Ordering::SeqCst)
+    }
+}
+
 /// An HTTP/1.1 server on 127.0.0.1 answering `GET /n` with `body(n)`, one request per
 /// connection. Runs until the test process exits.
-fn http_server() -> u16 {
+fn http_server() -> Http {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let open = Arc::new(AtomicUsize::new(0));
+    let busiest = Arc::new(AtomicUsize::new(0));
+    let max = busiest.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(conn));
+            let (open, max) = (open.clone(), max.clone());
+            std::thread::spawn(move || {
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                serve(conn);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
-    port
+    Http { port, busiest }
 }
 
 fn serve(mut conn: TcpStream) {
@@ -180,7 +204,7 @@ fn interrupt(mut child: Guarded, sim: &Sim) -> String {
     err
 }
 
-fn start() -> (tempfile::TempDir, Sim, u16) {
+fn start() -> (tempfile::TempDir, Sim, Http) {
     let home = tempfile::tempdir().unwrap();
     let fleet = fleet(home.path());
     let sim = Sim::start(home.path(), &["--fleet", fleet.to_str().unwrap()]);
@@ -189,29 +213,100 @@ fn start() -> (tempfile::TempDir, Sim, u16) {
 
 #[test]
 fn mux_mode_carries_concurrent_connections_and_sigint_ends_it() {
-    let (home, sim, port) = start();
+    let (home, sim, http) = start();
+    let port = http.port;
     let (child, addr) = forward(&sim, home.path(), &["web-mux", &format!("0:{port}")]);
     fetch_all(&addr);
-    // Everything went through one session.
+    // Everything went through one session, multiplexed.
     assert_eq!(active_sessions(&sim).len(), 1);
+    let stats = sim.stats();
+    assert_eq!(
+        (
+            stats["sessions_mux"].as_u64(),
+            stats["sessions_basic"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{stats}"
+    );
+    assert_eq!(stats["target_dials"], CLIENTS as u64, "{stats}");
+    assert!(http.busiest() > 1, "the connections overlapped");
     let err = interrupt(child, &sim);
     assert!(
         err.contains(&format!("forwarding {addr} → web-mux:{port}")),
         "{err}"
     );
+    assert!(!err.contains("one connection at a time"), "{err}");
 }
 
 #[test]
 fn basic_mode_serves_concurrent_clients_one_at_a_time() {
-    let (home, sim, port) = start();
-    let (child, addr) = forward(&sim, home.path(), &["web-basic", &port.to_string()]);
+    let (home, sim, http) = start();
+    let (child, addr) = forward(&sim, home.path(), &["web-basic", &http.port.to_string()]);
     fetch_all(&addr);
-    interrupt(child, &sim);
+    // The agent (3.0.161.0) chose basic mode from our handshake, and every one of the
+    // twenty clients got its own target connection, never two at once.
+    let stats = sim.stats();
+    assert_eq!(
+        (
+            stats["sessions_basic"].as_u64(),
+            stats["sessions_mux"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{stats}"
+    );
+    assert_eq!(stats["target_dials"], CLIENTS as u64, "{stats}");
+    assert_eq!(stats["target_open_max"], 1, "{stats}");
+    assert_eq!(
+        http.busiest(),
+        1,
+        "the service saw one connection at a time"
+    );
+    let err = interrupt(child, &sim);
+    assert!(
+        err.contains("the SSM agent on web-basic (3.0.161.0) forwards one connection at a time"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_session_terminated_by_the_service_ends_forward_cleanly() {
+    let (home, sim, http) = start();
+    let (mut child, addr) = forward(&sim, home.path(), &["web-mux", &http.port.to_string()]);
+    assert_eq!(Sha256::digest(get(&addr, 3)), Sha256::digest(body(3)));
+    let (id, _) = active_sessions(&sim).remove(0);
+    crate::rig::ssm_call(
+        &sim,
+        "TerminateSession",
+        &serde_json::json!({ "SessionId": id }),
+    );
+    // The service's channel_closed (HeaderLength 112) ends it at once: no resume, no
+    // waiting for the websocket to time out.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "forward still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("the port forwarding session ended"), "{err}");
+    let stats = sim.stats();
+    assert_eq!(stats["channel_closed_sent"], 1, "{stats}");
+    assert_eq!(stats["resumes_with_token"], 0, "{stats}");
+    assert_eq!(stats["resumes_without_token"], 0, "{stats}");
+    assert_no_active_sessions(&sim);
 }
 
 #[test]
 fn to_remote_host_and_a_refused_destination() {
-    let (home, sim, port) = start();
+    let (home, sim, http) = start();
+    let port = http.port;
     let spec = format!("0:{port}");
     let (child, addr) = forward(
         &sim,
@@ -239,7 +334,7 @@ fn to_remote_host_and_a_refused_destination() {
 
 #[test]
 fn an_offline_instance_is_refused_without_a_session() {
-    let (home, sim, _) = start();
+    let (home, sim, _http) = start();
     let out = sim
         .ec2ssh(home.path())
         .args(["forward", "web-down", "80"])

@@ -146,29 +146,73 @@ fn scp_64_mib_arrives_byte_exact() {
     setup(&[]).scp_roundtrip(64 << 20);
 }
 
+/// The simulator applied every kind of fault, both ways.
+fn assert_faults_happened(stats: &serde_json::Value) {
+    for fault in ["dropped", "duplicated", "reordered", "delayed"] {
+        for way in ["to_client", "from_client"] {
+            let key = format!("{fault}_{way}");
+            assert!(stats[&key].as_u64().unwrap() > 0, "no frame {key}: {stats}");
+        }
+    }
+}
+
+/// The websocket was cut at least `at_least` times and every cut was resumed on a new
+/// connection with a fresh token.
+fn assert_cut_and_resumed(stats: &serde_json::Value, at_least: u64) {
+    let n = |k: &str| stats[k].as_u64().unwrap();
+    assert!(n("cuts") >= at_least, "{stats}");
+    assert_eq!(n("websockets_opened"), n("cuts") + 1, "{stats}");
+    assert!(n("resumes_with_token") >= n("cuts"), "{stats}");
+    assert_eq!(n("resumes_without_token"), 0, "{stats}");
+}
+
 #[test]
 fn scp_64_mib_arrives_byte_exact_under_injected_faults() {
-    setup(&[
+    let s = setup(&[
         "--faults",
         "drop=0.01,duplicate=0.01,reorder=0.02,delay=0.01,delay-ms=15,seed=11",
-    ])
-    .scp_roundtrip(64 << 20);
+    ]);
+    s.scp_roundtrip(64 << 20);
+    assert_faults_happened(&s.sim.stats());
 }
 
 #[test]
 fn scp_64_mib_arrives_byte_exact_across_websocket_cuts() {
     // Every 12 MB on the wire the simulator drops the TCP connection under the
     // websocket, so the transfer needs several ResumeSession reconnects.
-    setup(&["--faults", "cut-after=12000000,seed=3"]).scp_roundtrip(64 << 20);
+    let s = setup(&["--faults", "cut-after=12000000,seed=3"]);
+    s.scp_roundtrip(64 << 20);
+    assert_cut_and_resumed(&s.sim.stats(), 5);
 }
 
 #[test]
 fn scp_arrives_byte_exact_under_faults_and_cuts_together() {
-    setup(&[
+    let s = setup(&[
         "--faults",
         "drop=0.02,duplicate=0.02,reorder=0.02,delay=0.02,delay-ms=10,cut-after=3000000,seed=29",
-    ])
-    .scp_roundtrip(16 << 20);
+    ]);
+    s.scp_roundtrip(16 << 20);
+    let stats = s.sim.stats();
+    assert_faults_happened(&stats);
+    assert_cut_and_resumed(&stats, 5);
+}
+
+#[test]
+fn what_ssh_sends_before_the_agent_has_dialled_is_resent() {
+    // The agent answers the handshake, then takes 500 ms to reach sshd; ssh's first
+    // bytes arrive meanwhile and are refused unacknowledged, so ec2ssh must resend.
+    let s = setup(&["--faults", "dial-delay-ms=500"]);
+    let out = s.ssh(ONLINE, "").arg("echo resent-ok").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "resent-ok\n",
+        "stderr: {}",
+        stderr_of(&out)
+    );
+    let stats = s.sim.stats();
+    assert!(stats["refused_not_ready"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["sessions_ssh"], 1);
+    assert_no_active_sessions(&s.sim);
 }
 
 #[test]

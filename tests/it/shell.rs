@@ -55,9 +55,15 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(&[])
+}
+
+fn setup_with(sim_args: &[&str]) -> Setup {
     let home = tempfile::tempdir().unwrap();
     let fleet = fleet(home.path());
-    let sim = Sim::start(home.path(), &["--fleet", fleet.to_str().unwrap()]);
+    let mut args = vec!["--fleet", fleet.to_str().unwrap()];
+    args.extend_from_slice(sim_args);
+    let sim = Sim::start(home.path(), &args);
     Setup { home, sim }
 }
 
@@ -112,6 +118,45 @@ fn shell_runs_commands_follows_resizes_and_exits_cleanly() {
     Setup::line(&t, "exit");
     let (_, code) = t.finished(s.home.path());
     assert_eq!(code, 0);
+    assert_no_active_sessions(&s.sim);
+}
+
+#[test]
+fn exit_ends_the_session_at_once_on_the_services_channel_closed() {
+    let s = setup();
+    let t = s.tmux("shell web-1");
+    t.wait_screen("the remote prompt", |sc| sc.contains(PROMPT));
+    let typed = std::time::Instant::now();
+    Setup::line(&t, "exit");
+    let (_, code) = t.finished(s.home.path());
+    let took = typed.elapsed();
+    assert_eq!(code, 0, "{}", t.screen());
+    // It ended on the service's channel_closed (HeaderLength 112, NUL-padded type):
+    // one websocket, never resumed. Had the frame been refused, the session would
+    // have ended on the websocket's close, through ResumeSession, with an error.
+    let stats = s.sim.stats();
+    assert_eq!(stats["channel_closed_sent"], 1, "{stats}");
+    assert_eq!(stats["websockets_opened"], 1, "{stats}");
+    assert_eq!(stats["resumes_with_token"], 0, "{stats}");
+    assert_eq!(stats["resumes_without_token"], 0, "{stats}");
+    // Generous: the driver only gives a silent websocket up after 75 s.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert_no_active_sessions(&s.sim);
+}
+
+#[test]
+fn a_slow_agent_is_waited_for_with_a_notice_and_ctrl_c_gives_up() {
+    // Six seconds each way: the shell's first output is twelve seconds out.
+    let s = setup_with(&["--faults", "latency-ms=6000"]);
+    let t = s.tmux("shell web-1");
+    let screen = t.wait_screen("the notice", |sc| {
+        sc.contains("ec2ssh: the SSM agent has not answered yet; still waiting (Ctrl-C gives up)")
+    });
+    assert!(!screen.contains(PROMPT), "{screen}");
+    // Raw mode turns Ctrl-C into a byte; before the session is up it still gives up.
+    t.send(&["C-c"]);
+    let (_, code) = t.finished(s.home.path());
+    assert_eq!(code, 130, "{}", t.screen());
     assert_no_active_sessions(&s.sim);
 }
 

@@ -329,60 +329,136 @@ fn publication(ty: MessageType) -> Vec<u8> {
 }
 
 #[test]
-fn pause_publication_stops_transmission_until_started() {
+fn the_client_ignores_publication_control() {
+    // Like the plugin: nothing a lost, duplicated or odd publication frame says can
+    // stop a client from sending or retransmitting.
     let mut c = client();
     c.send(ms(0), PayloadType::Output, b"a".to_vec()).unwrap();
     drain_transmit(&mut c);
     c.handle_frame(ms(10), &publication(MessageType::PausePublication))
         .unwrap();
-    assert_eq!(drain_events(&mut c), vec![Event::Paused]);
-    assert!(c.is_paused());
-
+    assert_eq!(drain_events(&mut c), vec![]);
     c.send(ms(20), PayloadType::Output, b"b".to_vec()).unwrap();
-    assert!(c.poll_transmit().is_none(), "new data is held while paused");
-    assert_eq!(c.poll_timeout(), None, "and nothing is retransmitted");
-    c.handle_timeout(ms(5_000));
-    assert!(c.poll_transmit().is_none());
+    assert_eq!(drain_transmit(&mut c).len(), 1, "new data still goes out");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(ms(200)),
+        "and the head still times out"
+    );
+    c.handle_timeout(ms(200));
+    let resent = drain_transmit(&mut c);
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].sequence_number, 0);
+    c.handle_frame(ms(300), &publication(MessageType::StartPublication))
+        .unwrap();
+    assert_eq!(drain_events(&mut c), vec![]);
+    assert!(
+        drain_transmit(&mut c).is_empty(),
+        "nothing is released twice"
+    );
+}
 
-    // Acks still flow while paused.
-    let frames = agent_frames(&[b"z"]);
-    let mut paused = client();
-    paused
-        .handle_frame(ms(0), &publication(MessageType::PausePublication))
+#[test]
+fn the_agent_pauses_on_pause_publication_until_started() {
+    let mut a = agent();
+    a.send(ms(0), PayloadType::Output, b"a".to_vec()).unwrap();
+    drain_transmit(&mut a);
+    a.handle_frame(ms(10), &publication(MessageType::PausePublication))
         .unwrap();
-    paused
-        .send(ms(0), PayloadType::Output, b"q".to_vec())
+    assert_eq!(drain_events(&mut a), vec![Event::Paused]);
+
+    a.send(ms(20), PayloadType::Output, b"b".to_vec()).unwrap();
+    assert!(a.poll_transmit().is_none(), "new data is held while paused");
+    assert_eq!(a.poll_timeout(), None, "and nothing is retransmitted");
+    a.handle_timeout(ms(5_000));
+    assert!(a.poll_transmit().is_none());
+
+    a.handle_frame(ms(6_000), &publication(MessageType::StartPublication))
         .unwrap();
-    assert!(paused.poll_transmit().is_none());
-    paused.handle_frame(ms(1), &frames[0]).unwrap();
-    let types: Vec<MessageType> = drain_transmit(&mut paused)
+    assert_eq!(drain_events(&mut a), vec![Event::Resumed]);
+    let out = drain_transmit(&mut a);
+    assert_eq!(out.len(), 1, "the held message goes out on resume");
+    assert_eq!(out[0].sequence_number, 1);
+    // The head (seq 0) was sent before the pause and is long overdue now.
+    assert_eq!(a.poll_timeout(), Some(ms(200)));
+}
+
+#[test]
+fn peer_traffic_unpauses_the_agent_and_acks_flow_while_paused() {
+    let mut a = agent();
+    a.handle_frame(ms(0), &publication(MessageType::PausePublication))
+        .unwrap();
+    a.send(ms(0), PayloadType::Output, b"q".to_vec()).unwrap();
+    assert!(a.poll_transmit().is_none());
+    let mut client = client();
+    client
+        .send(ms(0), PayloadType::Output, b"z".to_vec())
+        .unwrap();
+    let from_client = client.poll_transmit().unwrap();
+    a.handle_frame(ms(1), &from_client).unwrap();
+    let types: Vec<MessageType> = drain_transmit(&mut a)
         .into_iter()
         .map(|m| m.message_type)
         .collect();
     assert_eq!(
         types,
-        vec![MessageType::InputStreamData, MessageType::Acknowledge],
+        vec![MessageType::OutputStreamData, MessageType::Acknowledge],
         "peer traffic un-pauses and releases the held message; the ack goes out too"
     );
 
-    c.handle_frame(ms(6_000), &publication(MessageType::StartPublication))
+    let mut a = agent();
+    a.send(ms(0), PayloadType::Output, b"a".to_vec()).unwrap();
+    a.send(ms(0), PayloadType::Output, b"b".to_vec()).unwrap();
+    drain_transmit(&mut a);
+    a.handle_frame(ms(1), &publication(MessageType::PausePublication))
         .unwrap();
-    assert_eq!(drain_events(&mut c), vec![Event::Resumed]);
-    let out = drain_transmit(&mut c);
-    assert_eq!(out.len(), 1, "the held message goes out on resume");
-    assert_eq!(out[0].sequence_number, 1);
-    // The head (seq 0) was sent before the pause and is long overdue now.
-    assert_eq!(c.poll_timeout(), Some(ms(200)));
+    a.send(ms(1), PayloadType::Output, b"c".to_vec()).unwrap();
+    assert!(a.poll_transmit().is_none());
+    a.handle_frame(ms(2), &ack_frame(0)).unwrap();
+    assert_eq!(drain_transmit(&mut a).len(), 1, "an ack un-pauses too");
 }
 
 #[test]
-fn ack_unpauses() {
+fn a_receiver_that_is_not_ready_drops_without_ack_until_retransmitted() {
     let mut c = client();
-    c.send(ms(0), PayloadType::Output, b"a".to_vec()).unwrap();
-    c.handle_frame(ms(1), &publication(MessageType::PausePublication))
-        .unwrap();
-    c.handle_frame(ms(2), &ack_frame(0)).unwrap();
-    assert!(!c.is_paused());
+    for p in [b"a", b"b", b"c"] {
+        c.send(ms(0), PayloadType::Output, p.to_vec()).unwrap();
+    }
+    let frames: Vec<_> = std::iter::from_fn(|| c.poll_transmit()).collect();
+    let mut a = agent();
+    a.set_accepting(false);
+    for f in &frames {
+        a.handle_frame(ms(1), f).unwrap();
+    }
+    let acked: Vec<i64> = drain_transmit(&mut a)
+        .iter()
+        .map(|m| ack_of(m).sequence_number)
+        .collect();
+    assert_eq!(
+        acked,
+        vec![1, 2],
+        "the in-order one is refused, the rest kept"
+    );
+    assert_eq!(a.refused(), 1);
+    assert!(drain_events(&mut a).is_empty());
+    assert_eq!(a.expected_sequence(), 0);
+
+    // Ready again: nothing is delivered until the peer resends the refused one…
+    a.set_accepting(true);
+    assert!(drain_events(&mut a).is_empty());
+    c.handle_timeout(ms(200));
+    let resent = c.poll_transmit().expect("the client retransmits the head");
+    a.handle_frame(ms(201), &resent).unwrap();
+    let acked: Vec<i64> = drain_transmit(&mut a)
+        .iter()
+        .map(|m| ack_of(m).sequence_number)
+        .collect();
+    assert_eq!(acked, vec![0]);
+    // …then everything arrives in order, once.
+    assert_eq!(
+        received(&drain_events(&mut a)),
+        vec![(0, b"a".to_vec()), (1, b"b".to_vec()), (2, b"c".to_vec())]
+    );
 }
 
 #[test]
@@ -444,6 +520,33 @@ fn channel_closed_ends_the_channel_with_its_reason() {
     // Later frames are ignored.
     c.handle_frame(ms(3), &agent_frames(&[b"late"])[0]).unwrap();
     assert!(c.poll_event().is_none());
+}
+
+/// A frame of ours rewritten in the service's `channel_closed` shape: HeaderLength 112
+/// (no PayloadType field) and a NUL-padded MessageType.
+fn service_shape(mut frame: Vec<u8>) -> Vec<u8> {
+    frame.drain(112..116);
+    frame[..4].copy_from_slice(&112u32.to_be_bytes());
+    for b in &mut frame[4..36] {
+        if *b == b' ' {
+            *b = 0;
+        }
+    }
+    frame
+}
+
+#[test]
+fn the_services_112_byte_channel_closed_ends_the_channel() {
+    let mut c = client();
+    let body =
+        br#"{"SessionId":"s-1","MessageType":"channel_closed","SchemaVersion":1,"Output":""}"#;
+    let frame = codec::control_frame(MessageType::ChannelClosed, EPOCH_MS, body.to_vec()).unwrap();
+    c.handle_frame(ms(1), &service_shape(frame)).unwrap();
+    match drain_events(&mut c).as_slice() {
+        [Event::Closed(cc)] => assert_eq!(cc.session_id, "s-1"),
+        other => panic!("unexpected events {other:?}"),
+    }
+    assert!(c.is_closed());
 }
 
 #[test]

@@ -104,6 +104,41 @@ fn client_version_selects_basic_port_mode_on_the_agent() {
 }
 
 #[test]
+fn port_forwarding_claims_the_version_for_the_agents_mode() {
+    // The agent picks smux from our HandshakeResponse's ClientVersion (>= 1.1.70), so
+    // the claim follows the HandshakeRequest's AgentVersion by the plugin's rule.
+    let forwarding =
+        json!({"portNumber": "80", "type": "LocalPortForwarding", "localPortNumber": "0"});
+    for (agent, claimed) in [
+        ("3.3.1611.0", MUX_CLIENT_VERSION),
+        ("3.0.222.0", MUX_CLIENT_VERSION),
+        ("3.0.196.0", CLIENT_VERSION),
+        ("3.0.161.0", CLIENT_VERSION),
+        ("3.1", CLIENT_VERSION),
+        ("garbage", CLIENT_VERSION),
+    ] {
+        let mut s = session();
+        let mut peer = Peer::new();
+        s.handle_frame(ms(1), &peer.port_request(agent, forwarding.clone()))
+            .unwrap();
+        let resp: HandshakeResponse =
+            serde_json::from_slice(&stream_out(&mut s)[0].payload).unwrap();
+        assert_eq!(resp.client_version, claimed, "agent {agent}");
+        assert_eq!(s.claimed_client_version(), claimed);
+        assert_eq!(agent_multiplexes(agent), claimed == MUX_CLIENT_VERSION);
+    }
+    // A standard-stream port session (AWS-StartSSHSession) keeps the configured one.
+    let mut s = session();
+    let mut peer = Peer::new();
+    s.handle_frame(
+        ms(1),
+        &peer.port_request("3.3.1611.0", json!({"portNumber": "22"})),
+    )
+    .unwrap();
+    assert_eq!(s.claimed_client_version(), CLIENT_VERSION);
+}
+
+#[test]
 fn port_handshake_response_has_the_reference_shape() {
     let mut s = session();
     let mut peer = Peer::new();
@@ -185,6 +220,28 @@ fn unknown_session_type_and_kms_are_refused() {
     assert_eq!(body["Errors"].as_array().unwrap().len(), 3);
     match events(&mut s).as_slice() {
         [Event::HandshakeFailed(msg)] => assert!(msg.contains("Teleport"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_agents_action_names_are_sanitised_before_they_reach_the_user() {
+    let mut s = session();
+    let mut peer = Peer::new();
+    let req = peer.json(
+        PayloadType::HandshakeRequest,
+        json!({"AgentVersion": "3.3.987.0", "RequestedClientActions": [
+            {"ActionType": "Evil\u{1b}]0;owned\u{7}", "ActionParameters": null},
+            {"ActionType": "SessionType",
+             "ActionParameters": {"SessionType": "X\u{1b}[2J", "Properties": {}}}]}),
+    );
+    s.handle_frame(ms(0), &req).unwrap();
+    match events(&mut s).as_slice() {
+        [Event::HandshakeFailed(msg)] => {
+            assert!(!msg.chars().any(|c| c.is_control()), "{msg:?}");
+            assert!(msg.contains("Evil␛]0;owned␇"), "{msg}");
+            assert!(msg.contains("X␛[2J"), "{msg}");
+        }
         other => panic!("{other:?}"),
     }
 }
