@@ -77,7 +77,7 @@ ping = "Online"
 agent_version = "3.3.1611.0"
 target = "127.0.0.1:$port"
 EOF
-"$EC2SSH_BIN" sim --fleet "$work/fleet.toml" --keys-dir "$work/keys" >"$work/sim.json" &
+"$EC2SSH_BIN" sim --credentials-from-env --fleet "$work/fleet.toml" --keys-dir "$work/keys" >"$work/sim.json" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/sim.json" ] && break; sleep 0.05; done
 export AWS_ENDPOINT_URL

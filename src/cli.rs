@@ -404,4 +404,8 @@ pub struct SimArgs {
     /// Faults on every data channel, e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,seed=7
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<crate::sim::FaultConfig>,
+
+    /// Accept the key pair in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY instead of a fresh random one
+    #[arg(long)]
+    pub credentials_from_env: bool,
 }

@@ -1,10 +1,14 @@
 //! Turns SDK errors into `AwsError`: what failed (the IAM action, the region), why,
 //! and the one thing to do about it. Every AWS failure a user sees goes through here.
+//! The service's code and message are untrusted text: they are made inert for a
+//! terminal when the error is built, so no later print can forget it.
 
 use std::fmt;
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::Serialize;
+
+use crate::text::sanitize;
 
 /// The broad reason a call failed; it decides the advice we give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -14,6 +18,8 @@ pub enum AwsErrorKind {
     NoCredentials,
     InvalidCredentials,
     ExpiredCredentials,
+    /// The request's date is more than 15 minutes from AWS's clock.
+    ClockSkew,
     Unreachable,
     Throttled,
     NotImplemented,
@@ -58,6 +64,9 @@ impl AwsError {
             AwsErrorKind::ExpiredCredentials => {
                 format!("the AWS credentials have expired ({action} in {region}){code}")
             }
+            AwsErrorKind::ClockSkew => format!(
+                "AWS refused {action} in {region}: this computer's clock is more than 15 minutes off{code}"
+            ),
             AwsErrorKind::Unreachable => {
                 format!(
                     "could not reach AWS for {action} in {region}: {}",
@@ -93,6 +102,7 @@ impl AwsError {
             AwsErrorKind::NoCredentials => "configure credentials (`aws configure`, `aws sso login --profile NAME`, or AWS_PROFILE / AWS_ACCESS_KEY_ID), or try `ec2ssh demo`".to_string(),
             AwsErrorKind::InvalidCredentials => "check the access key and profile in use (`aws sts get-caller-identity`), or pick another with --profile".to_string(),
             AwsErrorKind::ExpiredCredentials => "refresh them: `aws sso login --profile NAME` for SSO, or renew your session credentials".to_string(),
+            AwsErrorKind::ClockSkew => "set the system clock right (e.g. turn on NTP: `timedatectl set-ntp true`)".to_string(),
             AwsErrorKind::Unreachable => "check the network or proxy, the region name, and any AWS_ENDPOINT_URL* override; from a private VPC you need its interface endpoints".to_string(),
             AwsErrorKind::Throttled => "wait a moment and press Ctrl-r (or run again); fewer regions at once also helps".to_string(),
             AwsErrorKind::NotImplemented => "point AWS_ENDPOINT_URL* at a service that implements it, or unset the override".to_string(),
@@ -111,8 +121,8 @@ impl AwsError {
         let (kind, code, message) = match err {
             SdkError::ServiceError(se) => {
                 let e = se.err();
-                let code = e.code().map(str::to_string);
-                let message = e.message().unwrap_or_default().to_string();
+                let code = e.code().map(|c| sanitize(c).into_owned());
+                let message = sanitize(e.message().unwrap_or_default()).into_owned();
                 (kind_for_code(code.as_deref(), &message), code, message)
             }
             SdkError::TimeoutError(_) => (AwsErrorKind::Unreachable, None, "timed out".into()),
@@ -136,13 +146,13 @@ impl AwsError {
                 context.clone(),
             ),
         };
-        tracing::debug!(action, region, error = %context, "AWS call failed");
+        tracing::debug!(action, region, error = %sanitize(&context), "AWS call failed");
         AwsError {
             action: action.to_string(),
             region: region.to_string(),
             kind,
             code,
-            message,
+            message: sanitize(&message).into_owned(),
         }
     }
 }
@@ -152,14 +162,23 @@ fn kind_for_code(code: Option<&str>, message: &str) -> AwsErrorKind {
         "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
             AwsErrorKind::AccessDenied
         }
-        "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
-            AwsErrorKind::ExpiredCredentials
+        "ExpiredToken" | "ExpiredTokenException" => AwsErrorKind::ExpiredCredentials,
+        "RequestExpired" | "RequestTimeTooSkewed" | "RequestInTheFuture" => AwsErrorKind::ClockSkew,
+        "InvalidSignatureException" | "SignatureDoesNotMatch"
+            if message.starts_with("Signature expired")
+                || message.starts_with("Signature not yet current") =>
+        {
+            AwsErrorKind::ClockSkew
         }
         "AuthFailure"
         | "InvalidClientTokenId"
         | "UnrecognizedClientException"
         | "SignatureDoesNotMatch"
-        | "IncompleteSignature" => AwsErrorKind::InvalidCredentials,
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "IncompleteSignatureException"
+        | "MissingAuthenticationToken"
+        | "MissingAuthenticationTokenException" => AwsErrorKind::InvalidCredentials,
         "Throttling"
         | "ThrottlingException"
         | "RequestLimitExceeded"
@@ -243,6 +262,25 @@ mod tests {
             AwsErrorKind::Throttled
         );
         assert_eq!(kind_for_code(Some("Weird"), ""), AwsErrorKind::Other);
+        assert_eq!(
+            kind_for_code(Some("InvalidSignatureException"), "The request signature we calculated does not match"),
+            AwsErrorKind::InvalidCredentials
+        );
+        assert_eq!(
+            kind_for_code(
+                Some("InvalidSignatureException"),
+                "Signature expired: 20261123T100000Z is now earlier than 20261123T100100Z (20261123T101600Z - 15 min.)"
+            ),
+            AwsErrorKind::ClockSkew
+        );
+        assert_eq!(
+            kind_for_code(Some("RequestExpired"), "Request has expired."),
+            AwsErrorKind::ClockSkew
+        );
+        assert_eq!(
+            kind_for_code(Some("UnrecognizedClientException"), ""),
+            AwsErrorKind::InvalidCredentials
+        );
     }
 
     #[test]

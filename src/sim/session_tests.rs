@@ -59,7 +59,7 @@ async fn sim(faults: &str) -> (SimHandle, SessionApi) {
         ..SimOptions::default()
     };
     let handle = start(fleet, opts).await.unwrap();
-    let ctx = AwsContext::for_endpoint(&handle.endpoint(), handle.regions());
+    let ctx = AwsContext::for_endpoint(&handle.endpoint(), handle.regions(), &handle.access_key());
     let api = SessionApi::new(ctx.ssm("us-east-1"), "us-east-1");
     (handle, api)
 }
@@ -230,7 +230,7 @@ async fn a_wrong_token_is_refused_without_a_handshake() {
 async fn describe_sessions_reports_the_life_of_a_session() {
     let (_sim, api) = sim("").await;
     let started = api.start_ssh(ONLINE, 22).await.unwrap();
-    let ssm = AwsContext::for_endpoint(&_sim.endpoint(), _sim.regions()).ssm("us-east-1");
+    let ssm = AwsContext::for_endpoint(&_sim.endpoint(), _sim.regions(), &_sim.access_key()).ssm("us-east-1");
     let describe = |state: aws_sdk_ssm::types::SessionState| {
         let ssm = ssm.clone();
         async move {

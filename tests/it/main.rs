@@ -12,5 +12,6 @@ mod proxy;
 mod rig;
 mod scp;
 mod shell;
+mod sim_auth;
 mod sshd;
 mod status;
