@@ -270,6 +270,7 @@ fn the_demo_connects_for_real() {
     t.wait_screen("a shell", |sc| {
         sc.contains("ec2ssh: connecting to web-prod-1")
     });
+    demo_credentials_are_private(&t, dir);
     t.type_text("echo demo-$((40+2)); exit");
     t.send(&["Enter"]);
     t.wait_screen("the picker again", |sc| {
@@ -277,6 +278,39 @@ fn the_demo_connects_for_real() {
     });
     t.send(&["Escape"]);
     assert_eq!(t.finished(dir).1, 130);
+}
+
+/// While the demo's ssh runs: its ProxyCommand got this run's random key pair through
+/// its environment, no process of the demo has the secret in its argv (which every
+/// local user can read), and a process with other credentials cannot use the demo's
+/// simulator.
+fn demo_credentials_are_private(t: &crate::common::Tmux, dir: &std::path::Path) {
+    use crate::common::{cmdline, descendants, environ, wait_for};
+    use std::time::Duration;
+    let proxy = wait_for("the demo's ProxyCommand", Duration::from_secs(10), || {
+        descendants(t.pane_pid())
+            .into_iter()
+            .find(|p| cmdline(*p).iter().any(|a| a == "proxy"))
+    });
+    let secret = environ(proxy, "AWS_SECRET_ACCESS_KEY").expect("the proxy has the secret");
+    let key_id = environ(proxy, "AWS_ACCESS_KEY_ID").unwrap();
+    let endpoint = environ(proxy, "AWS_ENDPOINT_URL").unwrap();
+    assert_eq!(secret.len(), 40, "a fresh random secret");
+    assert!(key_id.starts_with("AKIA"), "{key_id}");
+    let procs = descendants(t.pane_pid());
+    assert!(procs.len() >= 3, "sh, the picker, ssh, the proxy: {procs:?}");
+    for p in procs {
+        let argv = cmdline(p).join(" ");
+        assert!(!argv.contains(&secret), "the secret is in the argv of {p}: {argv}");
+    }
+    let out = ec2ssh(dir)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .args(["--no-cache", "--region", "us-east-1", "list", "-q"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{err}");
+    assert!(err.contains("(AuthFailure)"), "{err}");
 }
 
 /// `ec2ssh ssh-config` makes plain OpenSSH tools work by instance id and by Name alias.
