@@ -160,16 +160,21 @@ pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {
 }
 
 /// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
-fn validate_target(target: &str) -> Result<&str, AppError> {
+pub fn is_target_id(target: &str) -> bool {
     let ok = |hex: &str, lens: &[usize]| {
         lens.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
     };
-    let valid = match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
+    match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
         (Some(hex), _) => ok(hex, &[8, 17]),
         (_, Some(hex)) => ok(hex, &[17]),
         _ => false,
-    };
-    if valid {
+    }
+}
+
+/// The target ssh passed (`%h`), refused unless it is an instance or node id: it may
+/// come from anywhere a host name can (a script, a repository URL).
+fn validate_target(target: &str) -> Result<&str, AppError> {
+    if is_target_id(target) {
         Ok(target)
     } else {
         Err(AppError::other(

@@ -8,6 +8,7 @@ pub mod key;
 pub mod push;
 pub mod shell;
 pub mod ssh;
+pub mod ssh_escape;
 pub mod user;
 
 use std::path::PathBuf;
@@ -189,7 +190,7 @@ impl Connector {
         let started = Instant::now();
         let mut child = self
             .command(spec.program)
-            .args(ssh::args(&spec))
+            .args(ssh::args(&spec).map_err(ssh::unusable)?)
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
@@ -265,7 +266,7 @@ impl Connector {
         let started = Instant::now();
         let mut child = self
             .command(&scp)
-            .args(ssh::scp_args(&ssh, flags, &operands))
+            .args(ssh::scp_args(&ssh, flags, &operands).map_err(ssh::unusable)?)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

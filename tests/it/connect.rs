@@ -356,3 +356,134 @@ fn plain_ssh_works_with_the_printed_config() {
     }
     assert_no_active_sessions(&s.sim);
 }
+
+/// ec2ssh's data directory may hold a space and a `%h` (macOS's is
+/// "~/Library/Application Support/ec2ssh"): `ec2ssh ssh` (the argv) and plain ssh with
+/// the `ec2ssh ssh-config` block both pin the host key in its known_hosts, and only
+/// there, and ssh checks it there.
+#[test]
+fn a_data_directory_with_a_space_and_a_percent_h_pins_host_keys_in_it() {
+    let s = setup(&[]);
+    let data = s.home.path().join("Application Support %h");
+    let runtime = s.home.path().join("run %h time");
+    let known_hosts = data.join("ec2ssh/known_hosts");
+    let ssh = |extra: &[&str]| {
+        s.ec2ssh()
+            .env("XDG_DATA_HOME", &data)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .args(["ssh", ONLINE, "--", "-o", "BatchMode=yes"])
+            .args(extra)
+            .arg("echo pinned")
+            .output()
+            .unwrap()
+    };
+    let out = ssh(&[]);
+    assert_eq!(text(&out.stdout), "pinned\n", "{}", text(&out.stderr));
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")), "{pinned}");
+    // Nothing went where a split or expanded path would have put it.
+    let mut entries: Vec<String> = std::fs::read_dir(s.home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert!(
+        !entries.iter().any(|e| e.contains(ONLINE) || e == "Application"),
+        "{entries:?}"
+    );
+    // The pin is enforced from that file: another key there fails the connection.
+    let other = pinned.replace(
+        pinned.split_whitespace().nth(2).unwrap(),
+        "AAAAC3NzaC1lZDI1NTE5AAAAIPQjlJmOafhCXDxgY9QOv2zaZ6O8y5aIxJSPocfb+/qF",
+    );
+    std::fs::write(&known_hosts, other).unwrap();
+    let out = ssh(&[]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(&known_hosts).unwrap();
+
+    // Plain ssh through the printed block writes the same file.
+    let out = s
+        .ec2ssh()
+        .env("XDG_DATA_HOME", &data)
+        .arg("ssh-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = s.home.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!("{}\nHost *\n    BatchMode yes\n    LogLevel ERROR\n", text(&out.stdout)),
+    )
+    .unwrap();
+    let mut c = Command::new("ssh");
+    crate::common::hermetic(&mut c, s.home.path());
+    let out = c
+        .env("AWS_ENDPOINT_URL", &s.sim.endpoint)
+        .env("XDG_DATA_HOME", &data)
+        .arg("-F")
+        .arg(&config)
+        .args([ONLINE, "echo via-config"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "via-config\n", "{}", text(&out.stderr));
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")), "{pinned}");
+    assert_no_active_sessions(&s.sim);
+}
+
+/// Host names from elsewhere (a script, a repository URL) that match `Host i-*` reach
+/// `ec2ssh proxy` as one word, unexpanded: a command substitution runs nothing, and a
+/// glob does not turn into some instance's id found in the working directory.
+#[test]
+fn hostile_host_names_through_ssh_config_run_nothing() {
+    let s = setup(&[]);
+    let out = s.ec2ssh().arg("ssh-config").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = s.home.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!("{}\nHost *\n    BatchMode yes\n", text(&out.stdout)),
+    )
+    .unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    // An unquoted %h would glob `i-0aaaa00000000000?` into this name.
+    std::fs::write(cwd.path().join(ONLINE), "").unwrap();
+    let marker = cwd.path().join("pwned");
+    let ssh = |host: &str| {
+        let mut c = Command::new("ssh");
+        crate::common::hermetic(&mut c, s.home.path());
+        c.env("AWS_ENDPOINT_URL", &s.sim.endpoint)
+            .env("XDG_DATA_HOME", s.home.path().join("data"))
+            .current_dir(cwd.path())
+            .arg("-F")
+            .arg(&config)
+            .args([host, "echo reached"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for host in [
+        format!("i-$(touch {})", marker.display()),
+        format!("i-`touch {}`", marker.display()),
+        format!("i-0;touch {}", marker.display()),
+    ] {
+        let out = ssh(&host);
+        assert!(!out.status.success(), "{host}");
+        assert!(!marker.exists(), "{host} ran a command");
+    }
+    let glob = &format!("{}?", &ONLINE[..ONLINE.len() - 1]);
+    let out = ssh(glob);
+    assert!(!text(&out.stdout).contains("reached"), "the glob connected");
+    assert!(
+        text(&out.stderr).contains("is not an instance id"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_active_sessions(&s.sim);
+}
