@@ -208,12 +208,7 @@ async fn push_managed_key(
             "set HOME (or XDG_DATA_HOME)",
         )
     })?;
-    let key = crate::connect::key::managed(&paths.data_dir).map_err(|e| {
-        AppError::other(
-            e.to_string(),
-            "check the permissions of the directory named above",
-        )
-    })?;
+    let key = crate::connect::key::managed(&paths.data_dir).map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let instance = crate::fleet::Instance {
         id: target.to_string(),
         region: region.to_string(),

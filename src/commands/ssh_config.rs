@@ -29,12 +29,7 @@ pub async fn run(ctx: &AwsContext, args: &SshConfigArgs) -> Result<u8, AppError>
             "set HOME (or XDG_DATA_HOME)",
         )
     })?;
-    let key = key::managed(&paths.data_dir).map_err(|e| {
-        AppError::other(
-            e.to_string(),
-            "check the permissions of the directory named above",
-        )
-    })?;
+    let key = key::managed(&paths.data_dir).map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let exe = std::env::current_exe().map_err(|e| {
         AppError::other(
             format!("cannot find the ec2ssh executable: {e}"),

@@ -135,12 +135,7 @@ impl Connector {
                 ConnectionKey::ephemeral(&base, &format!("ec2ssh {}", instance.id))
             }
         }
-        .map_err(|e| {
-            AppError::other(
-                e.to_string(),
-                "check the permissions of the directory named above",
-            )
-        })?;
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
         if instance.is_hybrid() && !key.is_ephemeral() {
             // Instance Connect cannot serve hybrid nodes; the user's own key must
             // already be trusted there.
@@ -244,12 +239,7 @@ impl Connector {
             &key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref())),
             "xfer-",
         )
-        .map_err(|e| {
-            AppError::other(
-                e.to_string(),
-                "check the permissions of the directory named above",
-            )
-        })?;
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
         let listener = crate::transfer::progress::Listener::bind(dir.path()).map_err(|e| {
             AppError::other(
                 format!(

@@ -487,3 +487,66 @@ fn hostile_host_names_through_ssh_config_run_nothing() {
     );
     assert_no_active_sessions(&s.sim);
 }
+
+/// Without XDG_RUNTIME_DIR, keys go to `$TMPDIR/ec2ssh-UID`, a name anyone can take
+/// first. One found open to others, as a symlink, or owned by someone else is refused
+/// with the fix, before any key is made or pushed.
+#[test]
+fn a_key_directory_someone_else_prepared_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup(&[]);
+    let tmp = s.home.path().join("tmp");
+    let uid = rustix::process::getuid().as_raw();
+    let planted = tmp.join(format!("ec2ssh-{uid}"));
+    let ssh = || {
+        s.ec2ssh()
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", &tmp)
+            .args(["ssh", ONLINE, "--", "-o", "BatchMode=yes", "echo fine"])
+            .output()
+            .unwrap()
+    };
+    let refused = |why: &str| {
+        let out = ssh();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "error: refusing to keep connection keys in {}: {why}",
+                planted.display()
+            )),
+            "{err}"
+        );
+        assert!(err.contains("  fix: if you did not make"), "{err}");
+        let pushed = std::fs::read_dir(s.sshd.keys_dir())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(pushed, 0, "a key was pushed");
+    };
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("its mode is 777");
+
+    std::fs::remove_dir(&planted).unwrap();
+    let elsewhere = s.home.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    refused("it is a symbolic link");
+    std::fs::remove_file(&planted).unwrap();
+
+    if uid == 0 {
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        refused("it belongs to uid 65534");
+        std::fs::remove_dir(&planted).unwrap();
+    }
+
+    // Made by ec2ssh itself: 0700, and the connection works.
+    let out = ssh();
+    assert_eq!(text(&out.stdout), "fine\n", "{}", text(&out.stderr));
+    let mode = std::fs::symlink_metadata(&planted).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700);
+    assert_no_active_sessions(&s.sim);
+}
