@@ -47,8 +47,12 @@ impl fmt::Display for AwsError {
 }
 
 impl AwsError {
-    /// One line: what failed and why.
+    /// One line: what failed and why, inert for a terminal.
     pub fn summary(&self) -> String {
+        sanitize(&self.raw_summary()).into_owned()
+    }
+
+    fn raw_summary(&self) -> String {
         let code = self
             .code
             .as_deref()

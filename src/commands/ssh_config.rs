@@ -114,6 +114,12 @@ pub fn render(b: &Block) -> Result<String, EscapeError> {
         .instances
         .iter()
         .filter(|i| !i.is_hybrid() && crate::commands::proxy::is_target_id(&i.id))
+        .filter(|i| {
+            !i.region.is_empty()
+                && i.region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
         .filter_map(|i| i.name.as_deref().filter(|n| alias(n)).map(|n| (n, i)))
         .collect();
     let common = |out: &mut String| {

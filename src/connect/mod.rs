@@ -37,12 +37,13 @@ impl Finished {
     /// What to tell the user when ssh failed to connect or log in (it exits 255).
     pub fn hint(&self) -> Option<String> {
         (self.code == 255).then(|| {
+            let instance = crate::text::sanitize(&self.instance);
             format!(
                 "ssh could not log in to {} as {} ({}). Likely causes: the wrong OS user (pass --user, or tag the instance ec2ssh:user=NAME), the instance lacks the ec2-instance-connect package (Amazon Linux 2+ and Ubuntu 20.04+ have it), or a changed host key (`ec2ssh forget {}`).",
-                self.instance,
+                instance,
                 self.user.user,
                 self.user.source.label(),
-                self.instance
+                instance
             )
         })
     }

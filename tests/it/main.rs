@@ -13,5 +13,6 @@ mod rig;
 mod scp;
 mod shell;
 mod sim_auth;
+mod untrusted_text;
 mod sshd;
 mod status;
