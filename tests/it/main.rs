@@ -13,6 +13,7 @@ mod rig;
 mod scp;
 mod shell;
 mod sim_auth;
+mod sim_requests;
 mod untrusted_text;
 mod sshd;
 mod status;
