@@ -13,6 +13,8 @@ pub mod error;
 pub mod filter;
 pub mod fleet;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod session;
 pub mod signals;
 pub mod sim;

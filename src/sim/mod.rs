@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use fault::FaultConfig;
 pub use fleet::{FleetFile, SimInstance};
+pub use server::parse_json_body;
 
 /// How the simulator behaves beyond the fleet itself.
 #[derive(Debug, Clone, Default)]

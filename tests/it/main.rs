@@ -5,6 +5,7 @@ mod common;
 mod connect;
 mod doctor;
 mod forward;
+mod fuzz_regressions;
 mod list_moto;
 mod list_sim;
 mod picker;
