@@ -15,8 +15,11 @@ use crate::session::codec::{self, Message, MessageType, PayloadType};
 use crate::session::{messages, smux};
 use crate::sim::{self, FleetFile, SimOptions, SimState};
 
+/// A target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the name `fuzz/fuzz_targets/NAME.rs` and `scripts/fuzz.sh` use.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("frame_decode", frame_decode),
     ("channel_frames", channel_frames),
     ("smux_decode", smux_decode),
@@ -83,7 +86,7 @@ const TYPES: [&str; 8] = [
 /// channel's logic (sequencing, acknowledgements, handshake) and not only the codec.
 fn frame_from(b: &mut Bytes, now_ms: u64) -> Vec<u8> {
     let kind = b.u8();
-    if kind % 4 == 0 {
+    if kind.is_multiple_of(4) {
         return b.slice(4096).to_vec();
     }
     let message_type = match TYPES[usize::from(b.u8()) % TYPES.len()] {

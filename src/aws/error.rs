@@ -267,7 +267,10 @@ mod tests {
         );
         assert_eq!(kind_for_code(Some("Weird"), ""), AwsErrorKind::Other);
         assert_eq!(
-            kind_for_code(Some("InvalidSignatureException"), "The request signature we calculated does not match"),
+            kind_for_code(
+                Some("InvalidSignatureException"),
+                "The request signature we calculated does not match"
+            ),
             AwsErrorKind::InvalidCredentials
         );
         assert_eq!(

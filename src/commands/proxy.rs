@@ -208,7 +208,8 @@ async fn push_managed_key(
             "set HOME (or XDG_DATA_HOME)",
         )
     })?;
-    let key = crate::connect::key::managed(&paths.data_dir).map_err(|e| AppError::other(e.to_string(), e.fix()))?;
+    let key = crate::connect::key::managed(&paths.data_dir)
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let instance = crate::fleet::Instance {
         id: target.to_string(),
         region: region.to_string(),
@@ -461,9 +462,14 @@ mod tests {
         );
         for bad in ["", "unknown", "1.2.x", "v1.2.650.0", "\u{1b}[2J"] {
             let e = printed(bad).unwrap_err();
-            assert!(e.contains("not a version") && !e.contains('\u{1b}'), "{bad}: {e}");
+            assert!(
+                e.contains("not a version") && !e.contains('\u{1b}'),
+                "{bad}: {e}"
+            );
         }
-        assert!(response_in(&VersionProbe::TimedOut).unwrap_err().contains("within 5s"));
+        assert!(response_in(&VersionProbe::TimedOut)
+            .unwrap_err()
+            .contains("within 5s"));
         assert!(response_in(&VersionProbe::Failed("exit status: 1".into()))
             .unwrap_err()
             .contains("exit status: 1"));
@@ -483,7 +489,10 @@ mod tests {
             token: token.into(),
         };
         for shown in [format!("{dial:?}"), format!("{started:?}")] {
-            assert!(!shown.contains(token) && shown.contains("redacted"), "{shown}");
+            assert!(
+                !shown.contains(token) && shown.contains("redacted"),
+                "{shown}"
+            );
         }
     }
 

@@ -144,20 +144,32 @@ pub fn render(b: &Block) -> Result<String, EscapeError> {
     let _ = writeln!(out, "    ProxyCommand none");
     let _ = writeln!(out, "\nHost i-* \"!*'*\"");
     let _ = writeln!(out, "    User {}", b.user);
-    let _ = writeln!(out, "    ProxyCommand {}", proxy(b, exe, true, only_region)?);
+    let _ = writeln!(
+        out,
+        "    ProxyCommand {}",
+        proxy(b, exe, true, only_region)?
+    );
     common(&mut out);
     out.push_str(
         "\n# Hybrid nodes (mi-*): Instance Connect cannot push keys; use a key they trust.\n",
     );
     let _ = writeln!(out, "Host mi-* \"!*'*\"");
-    let _ = writeln!(out, "    ProxyCommand {}", proxy(b, exe, false, only_region)?);
+    let _ = writeln!(
+        out,
+        "    ProxyCommand {}",
+        proxy(b, exe, false, only_region)?
+    );
     let _ = writeln!(out, "    UserKnownHostsFile {known_hosts}");
     for (name, i) in aliases {
         let _ = writeln!(out, "\nHost {name}");
         let _ = writeln!(out, "    HostName {}", i.id);
         let _ = writeln!(out, "    HostKeyAlias {}", i.id);
         let _ = writeln!(out, "    User {}", user::platform_default(i));
-        let _ = writeln!(out, "    ProxyCommand {}", proxy(b, exe, true, Some(&i.region))?);
+        let _ = writeln!(
+            out,
+            "    ProxyCommand {}",
+            proxy(b, exe, true, Some(&i.region))?
+        );
         common(&mut out);
     }
     Ok(out)
@@ -263,7 +275,9 @@ mod tests {
             ]
         );
         assert_eq!(words("web-1")[7], "eu-west-1");
-        assert!(text.contains("Match host \"i-*,mi-*,web-1\" user \"*'*\"\n    ProxyCommand none\n"));
+        assert!(
+            text.contains("Match host \"i-*,mi-*,web-1\" user \"*'*\"\n    ProxyCommand none\n")
+        );
     }
 
     #[test]
@@ -304,7 +318,11 @@ mod tests {
                 .arg(host)
                 .output()
                 .expect("ssh (OpenSSH client) runs: scripts/test-deps.sh installs it");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8(out.stdout).unwrap()
         };
         for host in [ID, "web-1"] {
@@ -316,14 +334,23 @@ mod tests {
                     .to_string()
             };
             assert_eq!(line("hostname"), ID);
-            assert_eq!(line("userknownhostsfile"), data.join("known_hosts").to_str().unwrap());
-            assert_eq!(line("proxycommand"), proxy_line(&text, if host == ID { "i-*" } else { host }));
+            assert_eq!(
+                line("userknownhostsfile"),
+                data.join("known_hosts").to_str().unwrap()
+            );
+            assert_eq!(
+                line("proxycommand"),
+                proxy_line(&text, if host == ID { "i-*" } else { host })
+            );
             // IdentityFile is shown before ssh's `%` expansion.
             assert_eq!(
                 line("identityfile"),
                 data.join("id_ed25519").to_str().unwrap().replace('%', "%%")
             );
         }
-        assert_eq!(resolve("web-1").lines().find(|l| l.starts_with("user ")), Some("user ubuntu"));
+        assert_eq!(
+            resolve("web-1").lines().find(|l| l.starts_with("user ")),
+            Some("user ubuntu")
+        );
     }
 }

@@ -104,7 +104,10 @@ fn common_options(spec: &SshSpec) -> Result<Vec<OsString>, EscapeError> {
     opt("KbdInteractiveAuthentication=no".into());
     // Not `-i`: ssh checks that argument's path before expanding `%` tokens in it, so
     // no escaping could make a path with a `%` work there.
-    opt(format!("IdentityFile={}", ssh_escape::path_value(spec.key)?));
+    opt(format!(
+        "IdentityFile={}",
+        ssh_escape::path_value(spec.key)?
+    ));
     Ok(a)
 }
 

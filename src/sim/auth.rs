@@ -68,8 +68,7 @@ impl Accounts {
 pub fn random_access_key() -> AccessKey {
     use rand::Rng;
     const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    const SECRET_CHARS: &[u8] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut rng = rand::rng();
     let mut pick = |chars: &[u8], n: usize| -> String {
         (0..n)
@@ -221,7 +220,9 @@ impl AuthError {
             ),
             (AuthError::Incomplete(m), Json) => e(400, "IncompleteSignatureException", m.clone()),
             (AuthError::Incomplete(m), Ec2 | Sts) => e(400, "IncompleteSignature", m.clone()),
-            (AuthError::UnknownKey(_), Json) => e(400, "UnrecognizedClientException", INVALID_TOKEN),
+            (AuthError::UnknownKey(_), Json) => {
+                e(400, "UnrecognizedClientException", INVALID_TOKEN)
+            }
             (AuthError::UnknownKey(_), Ec2) => e(401, "AuthFailure", EC2_AUTH_FAILURE),
             (AuthError::UnknownKey(_), Sts) => e(403, "InvalidClientTokenId", INVALID_TOKEN),
             (AuthError::BadSignature, Json) => e(400, "InvalidSignatureException", BAD_SIGNATURE),
@@ -233,7 +234,14 @@ impl AuthError {
                     Ec2 | Sts => e(403, "SignatureDoesNotMatch", m),
                 }
             }
-            (AuthError::Skewed { signed, now, in_future }, _) => {
+            (
+                AuthError::Skewed {
+                    signed,
+                    now,
+                    in_future,
+                },
+                _,
+            ) => {
                 let now_t = parse_amz_date(now).unwrap_or(SystemTime::UNIX_EPOCH);
                 let m = if *in_future {
                     format!(
@@ -356,7 +364,12 @@ fn claim<'a>(
 
 /// Refuses a request date more than 15 minutes in the future, or more than
 /// `max_age` in the past.
-fn check_date(date: &str, time: SystemTime, now: SystemTime, max_age: Duration) -> Result<(), AuthError> {
+fn check_date(
+    date: &str,
+    time: SystemTime,
+    now: SystemTime,
+    max_age: Duration,
+) -> Result<(), AuthError> {
     let skew = |in_future| AuthError::Skewed {
         signed: date.to_string(),
         now: amz_date(now),
@@ -439,7 +452,9 @@ fn verify_query(
     }
     let need = |name: &str| {
         param(name).ok_or_else(|| {
-            AuthError::Incomplete(format!("Query-string authentication requires the {name} parameter."))
+            AuthError::Incomplete(format!(
+                "Query-string authentication requires the {name} parameter."
+            ))
         })
     };
     let (credential, date, expires, signed_headers, signature) = (
@@ -631,7 +646,8 @@ pub fn amz_date(t: SystemTime) -> String {
 
 fn parse_amz_date(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' || !digits(0..8) || !digits(9..15) {
         return None;
     }

@@ -292,9 +292,20 @@ mod tests {
     fn malformed_json_bodies_are_serialization_exceptions() {
         assert_eq!(parse_json_body(b"").unwrap(), serde_json::json!({}));
         assert_eq!(parse_json_body(b"{\"a\":1}").unwrap()["a"], 1);
-        for bad in [&b"{"[..], b"nul", b"[1,2]", b"\"x\"", b"{\"a\":}", b"\xff\xfe"] {
+        for bad in [
+            &b"{"[..],
+            b"nul",
+            b"[1,2]",
+            b"\"x\"",
+            b"{\"a\":}",
+            b"\xff\xfe",
+        ] {
             let e = parse_json_body(bad).unwrap_err();
-            assert_eq!((e.status, e.code.as_str()), (400, "SerializationException"), "{bad:?}");
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (400, "SerializationException"),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -298,10 +298,16 @@ fn demo_credentials_are_private(t: &crate::common::Tmux, dir: &std::path::Path) 
     assert_eq!(secret.len(), 40, "a fresh random secret");
     assert!(key_id.starts_with("AKIA"), "{key_id}");
     let procs = descendants(t.pane_pid());
-    assert!(procs.len() >= 3, "sh, the picker, ssh, the proxy: {procs:?}");
+    assert!(
+        procs.len() >= 3,
+        "sh, the picker, ssh, the proxy: {procs:?}"
+    );
     for p in procs {
         let argv = cmdline(p).join(" ");
-        assert!(!argv.contains(&secret), "the secret is in the argv of {p}: {argv}");
+        assert!(
+            !argv.contains(&secret),
+            "the secret is in the argv of {p}: {argv}"
+        );
     }
     let out = ec2ssh(dir)
         .env("AWS_ENDPOINT_URL", &endpoint)
@@ -380,7 +386,10 @@ fn a_data_directory_with_a_space_and_a_percent_h_pins_host_keys_in_it() {
     let out = ssh(&[]);
     assert_eq!(text(&out.stdout), "pinned\n", "{}", text(&out.stderr));
     let pinned = std::fs::read_to_string(&known_hosts).unwrap();
-    assert!(pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")), "{pinned}");
+    assert!(
+        pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")),
+        "{pinned}"
+    );
     // Nothing went where a split or expanded path would have put it.
     let mut entries: Vec<String> = std::fs::read_dir(s.home.path())
         .unwrap()
@@ -388,7 +397,9 @@ fn a_data_directory_with_a_space_and_a_percent_h_pins_host_keys_in_it() {
         .collect();
     entries.sort();
     assert!(
-        !entries.iter().any(|e| e.contains(ONLINE) || e == "Application"),
+        !entries
+            .iter()
+            .any(|e| e.contains(ONLINE) || e == "Application"),
         "{entries:?}"
     );
     // The pin is enforced from that file: another key there fails the connection.
@@ -417,7 +428,10 @@ fn a_data_directory_with_a_space_and_a_percent_h_pins_host_keys_in_it() {
     let config = s.home.path().join("ssh_config");
     std::fs::write(
         &config,
-        format!("{}\nHost *\n    BatchMode yes\n    LogLevel ERROR\n", text(&out.stdout)),
+        format!(
+            "{}\nHost *\n    BatchMode yes\n    LogLevel ERROR\n",
+            text(&out.stdout)
+        ),
     )
     .unwrap();
     let mut c = Command::new("ssh");
@@ -433,7 +447,10 @@ fn a_data_directory_with_a_space_and_a_percent_h_pins_host_keys_in_it() {
         .unwrap();
     assert_eq!(text(&out.stdout), "via-config\n", "{}", text(&out.stderr));
     let pinned = std::fs::read_to_string(&known_hosts).unwrap();
-    assert!(pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")), "{pinned}");
+    assert!(
+        pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")),
+        "{pinned}"
+    );
     assert_no_active_sessions(&s.sim);
 }
 
@@ -546,7 +563,10 @@ fn a_key_directory_someone_else_prepared_is_refused() {
     // Made by ec2ssh itself: 0700, and the connection works.
     let out = ssh();
     assert_eq!(text(&out.stdout), "fine\n", "{}", text(&out.stderr));
-    let mode = std::fs::symlink_metadata(&planted).unwrap().permissions().mode();
+    let mode = std::fs::symlink_metadata(&planted)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o700);
     assert_no_active_sessions(&s.sim);
 }

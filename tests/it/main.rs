@@ -15,6 +15,6 @@ mod scp;
 mod shell;
 mod sim_auth;
 mod sim_requests;
-mod untrusted_text;
 mod sshd;
 mod status;
+mod untrusted_text;

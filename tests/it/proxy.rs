@@ -375,8 +375,7 @@ fn an_old_plugin_gets_the_token_in_argv_and_the_user_is_told() {
     let out = s.proxy_with_plugin(&bin_dir);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let argv = std::fs::read_to_string(s.home.path().join("plugin-call.argv")).unwrap();
-    let response: serde_json::Value =
-        serde_json::from_str(argv.lines().next().unwrap()).unwrap();
+    let response: serde_json::Value = serde_json::from_str(argv.lines().next().unwrap()).unwrap();
     assert!(!response["TokenValue"].as_str().unwrap().is_empty());
     let err = stderr_of(&out);
     assert!(
@@ -401,13 +400,24 @@ fn a_plugin_whose_version_cannot_be_read_is_an_error_not_a_downgrade() {
         let out = s.proxy_with_plugin(&bin_dir);
         let err = stderr_of(&out);
         assert!(!out.status.success(), "{answer}: {err}");
-        assert!(err.contains(says) && err.contains("fix:"), "{answer}: {err}");
+        assert!(
+            err.contains(says) && err.contains("fix:"),
+            "{answer}: {err}"
+        );
         assert!(
             !s.home.path().join("plugin-call.argv").exists(),
             "{answer}: the plugin ran"
         );
-        let history = ssm_call(&s.sim, "DescribeSessions", &serde_json::json!({ "State": "History" }));
-        assert_eq!(history["Sessions"], serde_json::json!([]), "{answer}: a session started");
+        let history = ssm_call(
+            &s.sim,
+            "DescribeSessions",
+            &serde_json::json!({ "State": "History" }),
+        );
+        assert_eq!(
+            history["Sessions"],
+            serde_json::json!([]),
+            "{answer}: a session started"
+        );
         assert!(active_sessions(&s.sim).is_empty());
     }
 }
@@ -418,7 +428,11 @@ fn the_plugin_transport_runs_the_plugin_like_the_aws_cli_and_terminates() {
     let bin_dir = fake_plugin(s.home.path());
     let out = s.proxy_with_plugin(&bin_dir);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(!stderr_of(&out).contains("command line"), "{}", stderr_of(&out));
+    assert!(
+        !stderr_of(&out).contains("command line"),
+        "{}",
+        stderr_of(&out)
+    );
     let record = s.home.path().join("plugin-call");
     let argv = std::fs::read_to_string(record.with_extension("argv")).unwrap();
     let argv: Vec<&str> = argv.lines().collect();

@@ -20,14 +20,14 @@ fn as_caller(sim: &Sim, home: &std::path::Path, key: (&str, &str), args: &[&str]
     if !args.contains(&"--region") {
         c.arg("--region").arg(sim.regions.join(","));
     }
-    c.args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    c.args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn active_sessions(sim: &Sim) -> usize {
-    let (status, v) = sim.ssm("DescribeSessions", &serde_json::json!({ "State": "Active" }));
+    let (status, v) = sim.ssm(
+        "DescribeSessions",
+        &serde_json::json!({ "State": "Active" }),
+    );
     assert!(status.starts_with("HTTP/1.1 200"), "{status} {v}");
     v["Sessions"].as_array().unwrap().len()
 }
@@ -58,15 +58,27 @@ fn another_process_with_other_credentials_can_neither_list_nor_start_a_session()
 
     let listed = as_caller(&sim, home.path(), own, &["--no-cache", "list", "-q"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
-    assert!(text(&listed.stdout).contains(id), "{}", text(&listed.stdout));
+    assert!(
+        text(&listed.stdout).contains(id),
+        "{}",
+        text(&listed.stdout)
+    );
 
     for (key, ec2_code, ssm_code) in [
         (other, "AuthFailure", "UnrecognizedClientException"),
-        (guessed, "SignatureDoesNotMatch", "InvalidSignatureException"),
+        (
+            guessed,
+            "SignatureDoesNotMatch",
+            "InvalidSignatureException",
+        ),
     ] {
         let out = as_caller(&sim, home.path(), key, &["--no-cache", "list", "-q"]);
         let err = text(&out.stderr);
-        assert!(!out.status.success(), "{key:?} listed: {}", text(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "{key:?} listed: {}",
+            text(&out.stdout)
+        );
         assert!(text(&out.stdout).is_empty());
         assert!(err.contains(&format!("({ec2_code})")), "{key:?}: {err}");
         assert!(err.contains(&format!("({ssm_code})")), "{key:?}: {err}");
@@ -75,7 +87,15 @@ fn another_process_with_other_credentials_can_neither_list_nor_start_a_session()
         // With a key push first (refused there), and without (refused at StartSession).
         for (args, action) in [
             (
-                vec!["--region", "us-east-1", "proxy", id, "22", "--push-key", "ec2-user"],
+                vec![
+                    "--region",
+                    "us-east-1",
+                    "proxy",
+                    id,
+                    "22",
+                    "--push-key",
+                    "ec2-user",
+                ],
                 "ec2-instance-connect:SendSSHPublicKey",
             ),
             (
@@ -112,7 +132,10 @@ fn refusals_carry_each_protocols_code_status_and_message() {
     );
     let (status, body) = sim.signed_call((own.0, "x"), now, "ssm", ssm, "{}");
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
-    assert!(body.contains(r#""__type":"InvalidSignatureException""#), "{body}");
+    assert!(
+        body.contains(r#""__type":"InvalidSignatureException""#),
+        "{body}"
+    );
     assert!(body.contains("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."));
 
     let (status, body) = sim.signed_call(("AKIAOTHER", "x"), now, "ec2", None, ec2);
@@ -120,7 +143,10 @@ fn refusals_carry_each_protocols_code_status_and_message() {
     assert!(body.contains("<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to validate the provided access credentials</Message></Error></Errors><RequestID>"), "{body}");
     let (status, body) = sim.signed_call((own.0, "x"), now, "ec2", None, ec2);
     assert_eq!(status, "HTTP/1.1 403 Forbidden");
-    assert!(body.contains("<Code>SignatureDoesNotMatch</Code>"), "{body}");
+    assert!(
+        body.contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{body}"
+    );
 
     let (status, body) = sim.signed_call(("AKIAOTHER", "x"), now, "sts", None, sts);
     assert_eq!(status, "HTTP/1.1 403 Forbidden");
@@ -130,11 +156,17 @@ fn refusals_carry_each_protocols_code_status_and_message() {
     let slow = now - Duration::from_secs(20 * 60);
     let (status, body) = sim.signed_call(own, slow, "ssm", ssm, "{}");
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
-    assert!(body.contains(r#""__type":"InvalidSignatureException","message":"Signature expired: "#), "{body}");
+    assert!(
+        body.contains(r#""__type":"InvalidSignatureException","message":"Signature expired: "#),
+        "{body}"
+    );
     assert!(body.contains(" - 15 min.)"), "{body}");
     let (status, body) = sim.signed_call(own, slow, "ec2", None, ec2);
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
-    assert!(body.contains("<Code>RequestExpired</Code><Message>Request has expired.</Message>"), "{body}");
+    assert!(
+        body.contains("<Code>RequestExpired</Code><Message>Request has expired.</Message>"),
+        "{body}"
+    );
     // 20 minutes fast.
     let fast = now + Duration::from_secs(20 * 60);
     let (status, body) = sim.signed_call(own, fast, "ssm", ssm, "{}");
@@ -143,7 +175,13 @@ fn refusals_carry_each_protocols_code_status_and_message() {
 
     // StartSession itself, with someone else's key: no session.
     let start = r#"{"Target":"i-0a1b2c3d4e5f60001","DocumentName":"AWS-StartSSHSession","Parameters":{"portNumber":["22"]}}"#;
-    let (status, _) = sim.signed_call(("AKIAOTHER", "x"), now, "ssm", Some("AmazonSSM.StartSession"), start);
+    let (status, _) = sim.signed_call(
+        ("AKIAOTHER", "x"),
+        now,
+        "ssm",
+        Some("AmazonSSM.StartSession"),
+        start,
+    );
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
     assert_eq!(active_sessions(&sim), 0);
     // And with the run's key, one.

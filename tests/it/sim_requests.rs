@@ -39,7 +39,10 @@ fn a_huge_next_token_is_an_invalid_token_not_a_crash() {
         &format!("Action=DescribeInstances&Version=2016-11-15&MaxResults=5&NextToken={HUGE}"),
     );
     assert_eq!(status, "HTTP/1.1 400 Bad Request", "{body}");
-    assert!(body.contains("<Code>InvalidParameterValue</Code>"), "{body}");
+    assert!(
+        body.contains("<Code>InvalidParameterValue</Code>"),
+        "{body}"
+    );
 
     // Still serving, and paging still works from a real token.
     let (status, page) = sim.ssm(
@@ -53,7 +56,10 @@ fn a_huge_next_token_is_an_invalid_token_not_a_crash() {
         &serde_json::json!({ "MaxResults": 50, "NextToken": next }),
     );
     assert_eq!(status, "HTTP/1.1 200 OK", "{rest}");
-    assert!(!rest["InstanceInformationList"].as_array().unwrap().is_empty());
+    assert!(!rest["InstanceInformationList"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -72,10 +78,15 @@ fn a_malformed_json_body_is_a_serialization_exception() {
         } else {
             "ssm"
         };
-        let (status, answer) =
-            sim.signed_call(own, SystemTime::now(), service, Some(target), body);
-        assert_eq!(status, "HTTP/1.1 400 Bad Request", "{target} {body}: {answer}");
-        assert_eq!(answer, r#"{"__type":"SerializationException"}"#, "{target} {body}");
+        let (status, answer) = sim.signed_call(own, SystemTime::now(), service, Some(target), body);
+        assert_eq!(
+            status, "HTTP/1.1 400 Bad Request",
+            "{target} {body}: {answer}"
+        );
+        assert_eq!(
+            answer, r#"{"__type":"SerializationException"}"#,
+            "{target} {body}"
+        );
     }
     // An empty body is an empty request, as for the service.
     let (status, answer) = sim.signed_call(

@@ -12,7 +12,8 @@ use crate::common::{ec2ssh, Sim};
 
 /// Every kind of terminal control: CSI clear, OSC title and clipboard, BEL, C1 CSI
 /// and NEL, DEL, bidi overrides and isolates.
-const EVIL: &str = "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]52;c;ZXZpbA==\u{7}\u{9b}31m\u{85}\u{7f}\u{202e}\u{2067}";
+const EVIL: &str =
+    "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]52;c;ZXZpbA==\u{7}\u{9b}31m\u{85}\u{7f}\u{202e}\u{2067}";
 
 /// What a terminal could act on (newline and tab aside, which output uses itself).
 fn controls(s: &str) -> Vec<char> {
@@ -28,14 +29,20 @@ fn assert_inert(what: &str, out: &Output) {
     for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
         let text = String::from_utf8_lossy(bytes);
         let found = controls(&text);
-        assert!(found.is_empty(), "{what}: {stream} carries {found:?}:\n{text}");
+        assert!(
+            found.is_empty(),
+            "{what}: {stream} carries {found:?}:\n{text}"
+        );
     }
 }
 
 /// A fleet whose one instance has hostile text in every field the service reports.
 fn hostile_fleet(home: &Path) -> std::path::PathBuf {
     // As TOML escapes: TOML strings cannot hold most controls literally.
-    let e: String = EVIL.chars().map(|c| format!("\\u{:04X}", c as u32)).collect();
+    let e: String = EVIL
+        .chars()
+        .map(|c| format!("\\u{:04X}", c as u32))
+        .collect();
     let path = home.join("hostile.toml");
     std::fs::write(
         &path,
@@ -103,8 +110,8 @@ fn fleet_text_is_inert_in_every_command() {
         &["doctor", "evilname", "--json"],
     ] {
         let out = run(args);
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let doc: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         assert!(
             !controls(&doc_strings(&doc)).is_empty(),
             "{args:?} kept the data: {doc}"
@@ -118,7 +125,10 @@ fn fleet_text_is_inert_in_every_command() {
         .iter()
         .filter_map(|i| i["name"].as_str())
         .collect();
-    assert!(names.contains(&format!("evil{EVIL}name").as_str()), "{names:?}");
+    assert!(
+        names.contains(&format!("evil{EVIL}name").as_str()),
+        "{names:?}"
+    );
 }
 
 /// All string values of a JSON document, concatenated.
@@ -163,7 +173,11 @@ fn hostile_endpoint() -> String {
                         "__type": format!("AccessDeniedException{EVIL}"),
                         "message": format!("denied{EVIL}because"),
                     });
-                    ("400 Bad Request", "application/x-amz-json-1.1", v.to_string())
+                    (
+                        "400 Bad Request",
+                        "application/x-amz-json-1.1",
+                        v.to_string(),
+                    )
                 } else {
                     let refs: String = EVIL
                         .chars()
@@ -212,11 +226,20 @@ fn service_error_text_is_inert() {
     let out = run(&["list"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("denied␛[2J"), "the message is shown, inert: {err}");
+    assert!(
+        err.contains("denied␛[2J"),
+        "the message is shown, inert: {err}"
+    );
     run(&["list", "--json"]);
     run(&["status"]);
     run(&["doctor"]);
     run(&["ssh", "i-0123456789abcdef0", "--", "true"]);
     run(&["proxy", "i-0123456789abcdef0", "22"]);
-    run(&["proxy", "i-0123456789abcdef0", "22", "--push-key", "ec2-user"]);
+    run(&[
+        "proxy",
+        "i-0123456789abcdef0",
+        "22",
+        "--push-key",
+        "ec2-user",
+    ]);
 }

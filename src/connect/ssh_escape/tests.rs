@@ -72,7 +72,11 @@ fn ssh_reads_file_names_back_unchanged() {
             .output()
             .expect("ssh (OpenSSH client) runs: scripts/test-deps.sh installs it");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let line = text
             .lines()
             .find_map(|l| l.strip_prefix("userknownhostsfile "))
@@ -98,7 +102,11 @@ fn the_shell_reads_proxy_command_words_back_unchanged() {
         .output()
         .expect("ssh runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let raw = text
         .lines()
         .find_map(|l| l.strip_prefix("proxycommand "))

@@ -41,7 +41,12 @@ impl Signed {
     }
 }
 
-fn sign_with(key: &AccessKey, service: &str, at: SystemTime, location: SignatureLocation) -> Signed {
+fn sign_with(
+    key: &AccessKey,
+    service: &str,
+    at: SystemTime,
+    location: SignatureLocation,
+) -> Signed {
     let mut req = HttpRequest::builder()
         .method("POST")
         .uri("/?keep=me%20too")
@@ -51,8 +56,8 @@ fn sign_with(key: &AccessKey, service: &str, at: SystemTime, location: Signature
         .header("user-agent", "aws-sdk-rust/1.0")
         .body(())
         .unwrap();
-    let identity = aws_sdk_ec2::config::Credentials::new(&key.id, key.secret(), None, None, "t")
-        .into();
+    let identity =
+        aws_sdk_ec2::config::Credentials::new(&key.id, key.secret(), None, None, "t").into();
     let mut settings = SigningSettings::default();
     settings.signature_location = location;
     if location == SignatureLocation::QueryParams {
@@ -98,7 +103,10 @@ fn a_request_signed_with_the_accounts_key_is_accepted() {
     let caller = verify(&accounts(), &s.request(), "ssm", t0()).unwrap();
     assert_eq!(caller.account_id, ACCOUNT_ID);
     assert_eq!(caller.access_key_id, "AKIAEXAMPLE000000001");
-    assert_eq!((caller.region.as_str(), caller.service.as_str()), ("eu-west-1", "ssm"));
+    assert_eq!(
+        (caller.region.as_str(), caller.service.as_str()),
+        ("eu-west-1", "ssm")
+    );
 }
 
 #[test]
@@ -107,13 +115,25 @@ fn an_unknown_key_is_refused_with_each_protocols_error() {
     let e = verify(&accounts(), &s.request(), "ssm", t0()).unwrap_err();
     assert_eq!(e, AuthError::UnknownKey("AKIAOTHER".into()));
     let j = e.api_error(Protocol::Json);
-    assert_eq!((j.status, j.code.as_str()), (400, "UnrecognizedClientException"));
-    assert_eq!(j.message, "The security token included in the request is invalid.");
+    assert_eq!(
+        (j.status, j.code.as_str()),
+        (400, "UnrecognizedClientException")
+    );
+    assert_eq!(
+        j.message,
+        "The security token included in the request is invalid."
+    );
     let q = e.api_error(Protocol::Ec2);
     assert_eq!((q.status, q.code.as_str()), (401, "AuthFailure"));
-    assert_eq!(q.message, "AWS was not able to validate the provided access credentials");
+    assert_eq!(
+        q.message,
+        "AWS was not able to validate the provided access credentials"
+    );
     let sts = e.api_error(Protocol::Sts);
-    assert_eq!((sts.status, sts.code.as_str()), (403, "InvalidClientTokenId"));
+    assert_eq!(
+        (sts.status, sts.code.as_str()),
+        (403, "InvalidClientTokenId")
+    );
 }
 
 #[test]
@@ -122,8 +142,13 @@ fn a_wrong_secret_or_a_changed_request_does_not_match() {
     let e = verify(&accounts(), &s.request(), "ssm", t0()).unwrap_err();
     assert_eq!(e, AuthError::BadSignature);
     let j = e.api_error(Protocol::Json);
-    assert_eq!((j.status, j.code.as_str()), (400, "InvalidSignatureException"));
-    assert!(j.message.starts_with("The request signature we calculated does not match"));
+    assert_eq!(
+        (j.status, j.code.as_str()),
+        (400, "InvalidSignatureException")
+    );
+    assert!(j
+        .message
+        .starts_with("The request signature we calculated does not match"));
     let q = e.api_error(Protocol::Ec2);
     assert_eq!((q.status, q.code.as_str()), (403, "SignatureDoesNotMatch"));
 
@@ -135,10 +160,8 @@ fn a_wrong_secret_or_a_changed_request_does_not_match() {
         Err(AuthError::BadSignature)
     );
     let mut s = signed(&key(), t0());
-    s.headers.insert(
-        "x-amz-target",
-        "AmazonSSM.StartSession".parse().unwrap(),
-    );
+    s.headers
+        .insert("x-amz-target", "AmazonSSM.StartSession".parse().unwrap());
     assert_eq!(
         verify(&accounts(), &s.request(), "ssm", t0()),
         Err(AuthError::BadSignature)
@@ -161,7 +184,8 @@ fn a_wrong_secret_or_a_changed_request_does_not_match() {
 #[test]
 fn unsigned_headers_may_change() {
     let mut s = signed(&key(), t0());
-    s.headers.insert("user-agent", "a proxy rewrote me".parse().unwrap());
+    s.headers
+        .insert("user-agent", "a proxy rewrote me".parse().unwrap());
     s.headers.insert("x-extra", "added later".parse().unwrap());
     assert!(verify(&accounts(), &s.request(), "ssm", t0()).is_ok());
 }
@@ -174,9 +198,21 @@ fn a_date_more_than_15_minutes_off_is_refused() {
     assert!(verify(&accounts(), &s.request(), "ssm", t0() - min(14)).is_ok());
 
     let e = verify(&accounts(), &s.request(), "ssm", t0() + min(16)).unwrap_err();
-    assert!(matches!(e, AuthError::Skewed { in_future: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            AuthError::Skewed {
+                in_future: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     let j = e.api_error(Protocol::Json);
-    assert_eq!((j.status, j.code.as_str()), (400, "InvalidSignatureException"));
+    assert_eq!(
+        (j.status, j.code.as_str()),
+        (400, "InvalidSignatureException")
+    );
     assert_eq!(
         j.message,
         "Signature expired: 20261123T100000Z is now earlier than 20261123T100100Z (20261123T101600Z - 15 min.)"
@@ -187,10 +223,22 @@ fn a_date_more_than_15_minutes_off_is_refused() {
         (400, "RequestExpired", "Request has expired.")
     );
     let sts = e.api_error(Protocol::Sts);
-    assert_eq!((sts.status, sts.code.as_str()), (403, "SignatureDoesNotMatch"));
+    assert_eq!(
+        (sts.status, sts.code.as_str()),
+        (403, "SignatureDoesNotMatch")
+    );
 
     let e = verify(&accounts(), &s.request(), "ssm", t0() - min(16)).unwrap_err();
-    assert!(matches!(e, AuthError::Skewed { in_future: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            AuthError::Skewed {
+                in_future: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(
         e.api_error(Protocol::Json).message,
         "Signature not yet current: 20261123T100000Z is still later than 20261123T095900Z (20261123T094400Z + 15 min.)"
@@ -263,12 +311,22 @@ fn presigned_urls_are_verified_from_the_query_string() {
     let s = sign_with(&key(), "ssmmessages", t0(), SignatureLocation::QueryParams);
     assert!(!s.headers.contains_key("authorization"));
     assert!(s.uri.contains("X-Amz-Signature="), "{}", s.uri);
-    let caller = verify(&accounts(), &s.request(), "ssmmessages", t0() + Duration::from_secs(59))
-        .unwrap();
+    let caller = verify(
+        &accounts(),
+        &s.request(),
+        "ssmmessages",
+        t0() + Duration::from_secs(59),
+    )
+    .unwrap();
     assert_eq!(caller.service, "ssmmessages");
     // Past X-Amz-Expires (60 s).
     assert_eq!(
-        verify(&accounts(), &s.request(), "ssmmessages", t0() + Duration::from_secs(61)),
+        verify(
+            &accounts(),
+            &s.request(),
+            "ssmmessages",
+            t0() + Duration::from_secs(61)
+        ),
         Err(AuthError::Expired)
     );
     // A parameter of its own changed.
@@ -305,7 +363,12 @@ fn random_keys_look_like_iam_keys_and_differ() {
 fn amz_dates_round_trip() {
     assert_eq!(amz_date(t0()), "20261123T100000Z");
     assert_eq!(parse_amz_date("20261123T100000Z"), Some(t0()));
-    for bad in ["", "2026-11-23T10:00:00Z", "20261123T100000", "2026112XT100000Z"] {
+    for bad in [
+        "",
+        "2026-11-23T10:00:00Z",
+        "20261123T100000",
+        "2026112XT100000Z",
+    ] {
         assert_eq!(parse_amz_date(bad), None, "{bad}");
     }
 }
