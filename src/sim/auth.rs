@@ -312,6 +312,14 @@ fn parse_scope(credential: &str) -> Result<Scope, AuthError> {
     }
 }
 
+/// What both kinds of signature carry, as received.
+struct Parts {
+    credential: String,
+    date: String,
+    signed_headers: String,
+    signature: String,
+}
+
 /// What both kinds of signature carry, once parsed.
 struct Claim<'a> {
     scope: Scope,
@@ -324,12 +332,15 @@ struct Claim<'a> {
 /// Parses the claim and finds its account; the caller checks the date.
 fn claim<'a>(
     accounts: &'a Accounts,
-    credential: &str,
-    date: &str,
-    signed_headers: &str,
-    signature: &str,
+    parts: &Parts,
     service: &str,
 ) -> Result<(Claim<'a>, SystemTime), AuthError> {
+    let Parts {
+        credential,
+        date,
+        signed_headers,
+        signature,
+    } = parts;
     let scope = parse_scope(credential)?;
     let account = accounts
         .by_access_key(&scope.access_key_id)
@@ -411,9 +422,14 @@ fn verify_header(
         field("SignedHeaders"),
         field("Signature"),
     ) else {
+        // One sentence per missing parameter, then the header, as the services say it.
+        let missing: String = ["Credential", "Signature", "SignedHeaders"]
+            .into_iter()
+            .filter(|name| field(name).is_none())
+            .map(|name| format!("Authorization header requires '{name}' parameter. "))
+            .collect();
         return Err(AuthError::Incomplete(format!(
-            "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters. Authorization={auth_start}",
-            auth_start = ALGORITHM
+            "{missing}Authorization={auth}"
         )));
     };
     let date = header(req.headers, "x-amz-date").ok_or_else(|| {
@@ -422,20 +438,15 @@ fn verify_header(
                 .into(),
         )
     })?;
-    let (claim, time) = claim(
-        accounts,
-        &credential,
-        &date,
-        &signed_headers,
-        &signature,
-        service,
-    )?;
-    check_date(&date, time, now, MAX_SKEW)?;
-    no_session_token(req, &claim)?;
-    let headers = signed_header_values(req.headers, &claim.signed_headers)?;
-    let settings = verifier_settings(SignatureLocation::Headers, None);
-    let expected = expected_signature(req, req.uri, &headers, &claim, time, settings)?;
-    check(&expected, claim)
+    let parts = Parts {
+        credential,
+        date,
+        signed_headers,
+        signature,
+    };
+    let (claim, time) = claim(accounts, &parts, service)?;
+    check_date(&parts.date, time, now, MAX_SKEW)?;
+    expect_signature(req, req.uri, claim, time, SignatureLocation::Headers, None)
 }
 
 fn verify_query(
@@ -473,22 +484,20 @@ fn verify_query(
                 "X-Amz-Expires must be a number of seconds between 1 and {MAX_EXPIRES}"
             ))
         })?;
-    let (claim, time) = claim(
-        accounts,
-        &credential,
-        &date,
-        &signed_headers,
-        &signature,
-        service,
-    )?;
+    let parts = Parts {
+        credential,
+        date,
+        signed_headers,
+        signature,
+    };
+    let (claim, time) = claim(accounts, &parts, service)?;
     // The date may be old (up to X-Amz-Expires), never far in the future.
-    match check_date(&date, time, now, Duration::from_secs(expires)) {
+    match check_date(&parts.date, time, now, Duration::from_secs(expires)) {
         Err(AuthError::Skewed {
             in_future: false, ..
         }) => return Err(AuthError::Expired),
         other => other?,
     }
-    no_session_token(req, &claim)?;
     // The signer adds the X-Amz-* parameters itself; it signs what remains.
     let (path, query) = req.uri.split_once('?').unwrap_or((req.uri, ""));
     let rest: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -503,12 +512,30 @@ fn verify_query(
             .finish();
         format!("{path}?{q}")
     };
-    let headers = signed_header_values(req.headers, &claim.signed_headers)?;
-    let settings = verifier_settings(
+    expect_signature(
+        req,
+        &uri,
+        claim,
+        time,
         SignatureLocation::QueryParams,
         Some(Duration::from_secs(expires)),
-    );
-    let expected = expected_signature(req, &uri, &headers, &claim, time, settings)?;
+    )
+}
+
+/// The rest of both checks: no session token, then the signature the claim's
+/// account would have made over what was received (with `uri` as signed).
+fn expect_signature(
+    req: &Request,
+    uri: &str,
+    claim: Claim,
+    time: SystemTime,
+    location: SignatureLocation,
+    expires_in: Option<Duration>,
+) -> Result<Caller, AuthError> {
+    no_session_token(req, &claim)?;
+    let headers = signed_header_values(req.headers, &claim.signed_headers)?;
+    let settings = verifier_settings(location, expires_in);
+    let expected = expected_signature(req, uri, &headers, &claim, time, settings)?;
     check(&expected, claim)
 }
 

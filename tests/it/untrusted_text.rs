@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use crate::common::{ec2ssh, Sim};
 
@@ -23,6 +23,13 @@ fn controls(s: &str) -> Vec<char> {
                 || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
         })
         .collect()
+}
+
+/// Runs `c` with no input and checks that neither of its outputs carries a control.
+fn run_inert(mut c: Command, what: &str) -> Output {
+    let out = c.stdin(Stdio::null()).output().unwrap();
+    assert_inert(what, &out);
+    out
 }
 
 fn assert_inert(what: &str, out: &Output) {
@@ -84,14 +91,9 @@ fn fleet_text_is_inert_in_every_command() {
     let fleet = hostile_fleet(home.path());
     let sim = Sim::start(home.path(), &["--fleet", fleet.to_str().unwrap()]);
     let run = |args: &[&str]| {
-        let out = sim
-            .ec2ssh(home.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_inert(&args.join(" "), &out);
-        out
+        let mut c = sim.ec2ssh(home.path());
+        c.args(args);
+        run_inert(c, &args.join(" "))
     };
     let out = run(&["--no-cache", "list"]);
     let table = String::from_utf8_lossy(&out.stdout);
@@ -213,15 +215,11 @@ fn service_error_text_is_inert() {
     let home = tempfile::tempdir().unwrap();
     let endpoint = hostile_endpoint();
     let run = |args: &[&str]| {
-        let out = ec2ssh(home.path())
-            .env("AWS_ENDPOINT_URL", &endpoint)
+        let mut c = ec2ssh(home.path());
+        c.env("AWS_ENDPOINT_URL", &endpoint)
             .args(["--no-cache", "--region", "us-east-1"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_inert(&args.join(" "), &out);
-        out
+            .args(args);
+        run_inert(c, &args.join(" "))
     };
     let out = run(&["list"]);
     assert!(!out.status.success());
