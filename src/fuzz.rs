@@ -62,13 +62,36 @@ impl Bytes<'_> {
     }
 }
 
-/// One frame through the decoder. What decodes re-encodes, and decodes back the same.
+/// One frame through the decoder. What decodes re-encodes, and decodes back the same,
+/// except that the MessageType is read back the reference's way (NULs trimmed from
+/// the padded field's ends, then spaces: messageparser.go `getString`), which is not
+/// idempotent for a type with NULs inside (a fuzz finding, kept in fuzz/regressions).
 pub fn frame_decode(data: &[u8]) {
     let Ok(msg) = codec::decode(data) else { return };
-    if let Ok(frame) = codec::encode(&msg) {
-        let again = codec::decode(&frame);
-        assert_eq!(again.as_ref(), Ok(&msg), "decode(encode(m)) != m");
-    }
+    let Ok(frame) = codec::encode(&msg) else { return };
+    let padded = format!("{:<32}", msg.message_type.as_str());
+    let read_back = padded.trim_matches('\0').trim_ascii();
+    let again = match codec::decode(&frame) {
+        Ok(again) => again,
+        // A type of NULs and spaces only reads back empty, which is refused.
+        Err(e) => {
+            assert!(read_back.is_empty(), "an encoded frame does not decode: {e}");
+            return;
+        }
+    };
+    assert_eq!(again.message_type.as_str(), read_back, "message type read back");
+    let same = |m: &Message| {
+        (
+            m.schema_version,
+            m.created_date,
+            m.sequence_number,
+            m.flags,
+            m.message_id,
+            m.payload_type.to_u32(),
+            m.payload.clone(),
+        )
+    };
+    assert_eq!(same(&again), same(&msg), "decode(encode(m)) != m");
 }
 
 const TYPES: [&str; 8] = [
