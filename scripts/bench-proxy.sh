@@ -88,7 +88,7 @@ target = "127.0.0.1:$port"
 EOF
 start_sim() {  # start_sim NAME ARGS... -> the endpoint
     local name=$1; shift
-    "$EC2SSH_BIN" sim --fleet "$work/fleet.toml" --keys-dir "$work/keys" "$@" >"$work/$name.json" &
+    "$EC2SSH_BIN" sim --credentials-from-env --fleet "$work/fleet.toml" --keys-dir "$work/keys" "$@" >"$work/$name.json" &
     pids+=($!)
     for _ in $(seq 100); do [ -s "$work/$name.json" ] && break; sleep 0.05; done
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/$name.json"

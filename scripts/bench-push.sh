@@ -86,7 +86,7 @@ keys_dir = "$h/keys"
 tags = { Role = "bench" }
 EOF
 done
-"$EC2SSH_BIN" sim --fleet "$work/fleet.toml" >"$work/sim.json" &
+"$EC2SSH_BIN" sim --credentials-from-env --fleet "$work/fleet.toml" >"$work/sim.json" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/sim.json" ] && break; sleep 0.05; done
 export AWS_ENDPOINT_URL

@@ -55,7 +55,7 @@ PY
 
 {
 # --- simulator, 5,000 instances
-"$bin" sim --generate 5000 > "$work/sim.json" &
+"$bin" sim --credentials-from-env --generate 5000 > "$work/sim.json" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/sim.json" ] && break; sleep 0.1; done
 ep=$(python3 -c "import json;print(json.load(open('$work/sim.json'))['endpoint'])" )

@@ -416,4 +416,7 @@ pub struct SimArgs {
     /// How long a session whose client went away may be resumed (e.g. 500ms, 2m; default 20m)
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub disconnect_timeout: Option<std::time::Duration>,
+    /// Accept the key pair in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY instead of a fresh random one
+    #[arg(long)]
+    pub credentials_from_env: bool,
 }

@@ -60,12 +60,15 @@ impl AppError {
     }
 }
 
-/// Prints the error the way every ec2ssh failure looks.
+/// Prints the error the way every ec2ssh failure looks. Errors quote names, paths,
+/// and service or agent text, so the lines are made inert for the terminal here, the
+/// one place every error passes through.
 pub fn report(err: &AppError) {
+    use crate::text::sanitize;
     for (what, fix) in err.explain() {
-        eprintln!("error: {what}");
+        eprintln!("error: {}", sanitize(&what));
         if let Some(fix) = fix {
-            eprintln!("  fix: {fix}");
+            eprintln!("  fix: {}", sanitize(&fix));
         }
     }
 }

@@ -14,6 +14,8 @@ pub mod filter;
 pub mod fleet;
 pub mod forward;
 pub mod net;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod session;
 pub mod signals;
 pub mod sim;

@@ -1,5 +1,6 @@
-//! Untrusted text (tag values, names) made inert for a terminal, and measured in
-//! display cells so wide (CJK, emoji) text stays aligned.
+//! Untrusted text (tag values, names, ids, agent and service messages) made inert
+//! for a terminal, and measured in display cells so wide (CJK, emoji) text stays
+//! aligned.
 
 use std::borrow::Cow;
 
@@ -30,6 +31,26 @@ fn replacement(c: char) -> char {
         _ if is_unsafe(c) => '\u{FFFD}',
         _ => c,
     }
+}
+
+/// A serialized JSON document made inert for a terminal without changing its data:
+/// serde_json already escapes C0 controls inside strings, but writes DEL, C1 controls
+/// and bidirectional overrides as they are; those can only occur inside strings, so
+/// each becomes a `\uXXXX` escape (C0 characters left are the document's own layout).
+pub fn json_inert(json: String) -> String {
+    let escape = |c: char| is_unsafe(c) && c as u32 > 0x1F;
+    if !json.chars().any(escape) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if escape(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Display width in terminal cells.
@@ -102,6 +123,21 @@ mod tests {
         assert_eq!(sanitize("tab\there\r"), "tab␉here␍");
         assert_eq!(sanitize("del\u{7f}c1\u{9b}"), "del␡c1\u{FFFD}");
         assert_eq!(sanitize("evil\u{202E}txt.exe"), "evil\u{FFFD}txt.exe");
+    }
+
+    #[test]
+    fn json_keeps_its_data_and_loses_its_controls() {
+        let data = serde_json::json!({
+            "name": "a\u{1b}]0;t\u{7}b\u{9b}31m\u{202e}c\u{7f}",
+            "ok": "日本 🚀"
+        });
+        let text = json_inert(serde_json::to_string_pretty(&data).unwrap());
+        assert!(!text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || is_bidi_control(c)));
+        assert!(text.contains("\\u009b") && text.contains("\\u202e") && text.contains("日本 🚀"));
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, data);
     }
 
     #[test]

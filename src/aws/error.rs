@@ -1,5 +1,7 @@
 //! Turns SDK errors into `AwsError`: what failed (the IAM action, the region), why,
 //! and the one thing to do about it. Every AWS failure a user sees goes through here.
+//! The service's code and message are untrusted text: they are made inert for a
+//! terminal when the error is built, so no later print can forget it.
 
 use std::fmt;
 
@@ -8,6 +10,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use serde::Serialize;
 
 use crate::net::ProxyError;
+use crate::text::sanitize;
 
 /// The broad reason a call failed; it decides the advice we give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,6 +20,8 @@ pub enum AwsErrorKind {
     NoCredentials,
     InvalidCredentials,
     ExpiredCredentials,
+    /// The request's date is more than 15 minutes from AWS's clock.
+    ClockSkew,
     Unreachable,
     /// The HTTP proxy in the way refused or failed (the message says which, and why).
     Proxy,
@@ -46,8 +51,12 @@ impl fmt::Display for AwsError {
 }
 
 impl AwsError {
-    /// One line: what failed and why.
+    /// One line: what failed and why, inert for a terminal.
     pub fn summary(&self) -> String {
+        sanitize(&self.raw_summary()).into_owned()
+    }
+
+    fn raw_summary(&self) -> String {
         let code = self
             .code
             .as_deref()
@@ -63,6 +72,9 @@ impl AwsError {
             AwsErrorKind::ExpiredCredentials => {
                 format!("the AWS credentials have expired ({action} in {region}){code}")
             }
+            AwsErrorKind::ClockSkew => format!(
+                "AWS refused {action} in {region}: this computer's clock is more than 15 minutes off{code}"
+            ),
             AwsErrorKind::Unreachable => {
                 format!(
                     "could not reach AWS for {action} in {region}: {}",
@@ -99,6 +111,7 @@ impl AwsError {
             AwsErrorKind::NoCredentials => "configure credentials (`aws configure`, `aws sso login --profile NAME`, or AWS_PROFILE / AWS_ACCESS_KEY_ID), or try `ec2ssh demo`".to_string(),
             AwsErrorKind::InvalidCredentials => "check the access key and profile in use (`aws sts get-caller-identity`), or pick another with --profile".to_string(),
             AwsErrorKind::ExpiredCredentials => "refresh them: `aws sso login --profile NAME` for SSO, or renew your session credentials".to_string(),
+            AwsErrorKind::ClockSkew => "set the system clock right (e.g. turn on NTP: `timedatectl set-ntp true`)".to_string(),
             AwsErrorKind::Unreachable => "check the network or proxy, the region name, and any AWS_ENDPOINT_URL* override; from a private VPC you need its interface endpoints".to_string(),
             AwsErrorKind::Proxy => "check https_proxy/HTTPS_PROXY, http_proxy, ALL_PROXY and NO_PROXY (see the README's \"Proxies\"): the proxy must allow CONNECT to the AWS endpoints on port 443".to_string(),
             AwsErrorKind::Throttled => "wait a moment and press Ctrl-r (or run again); fewer regions at once also helps".to_string(),
@@ -119,8 +132,8 @@ impl AwsError {
         let (kind, code, message) = match err {
             SdkError::ServiceError(se) => {
                 let e = se.err();
-                let code = e.code().map(str::to_string);
-                let message = e.message().unwrap_or_default().to_string();
+                let code = e.code().map(|c| sanitize(c).into_owned());
+                let message = sanitize(e.message().unwrap_or_default()).into_owned();
                 (kind_for_code(code.as_deref(), &message), code, message)
             }
             SdkError::TimeoutError(_) => (
@@ -151,13 +164,13 @@ impl AwsError {
                 context.clone(),
             ),
         };
-        tracing::debug!(action, region, error = %DisplayErrorContext(err), "AWS call failed");
+        tracing::debug!(action, region, error = %sanitize(&DisplayErrorContext(err).to_string()), "AWS call failed");
         AwsError {
             action: action.to_string(),
             region: region.to_string(),
             kind,
             code,
-            message,
+            message: sanitize(&message).into_owned(),
         }
     }
 
@@ -280,14 +293,23 @@ fn kind_for_code(code: Option<&str>, message: &str) -> AwsErrorKind {
         "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
             AwsErrorKind::AccessDenied
         }
-        "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
-            AwsErrorKind::ExpiredCredentials
+        "ExpiredToken" | "ExpiredTokenException" => AwsErrorKind::ExpiredCredentials,
+        "RequestExpired" | "RequestTimeTooSkewed" | "RequestInTheFuture" => AwsErrorKind::ClockSkew,
+        "InvalidSignatureException" | "SignatureDoesNotMatch"
+            if message.starts_with("Signature expired")
+                || message.starts_with("Signature not yet current") =>
+        {
+            AwsErrorKind::ClockSkew
         }
         "AuthFailure"
         | "InvalidClientTokenId"
         | "UnrecognizedClientException"
         | "SignatureDoesNotMatch"
-        | "IncompleteSignature" => AwsErrorKind::InvalidCredentials,
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "IncompleteSignatureException"
+        | "MissingAuthenticationToken"
+        | "MissingAuthenticationTokenException" => AwsErrorKind::InvalidCredentials,
         "Throttling"
         | "ThrottlingException"
         | "RequestLimitExceeded"
@@ -373,6 +395,28 @@ mod tests {
             AwsErrorKind::Throttled
         );
         assert_eq!(kind_for_code(Some("Weird"), ""), AwsErrorKind::Other);
+        assert_eq!(
+            kind_for_code(
+                Some("InvalidSignatureException"),
+                "The request signature we calculated does not match"
+            ),
+            AwsErrorKind::InvalidCredentials
+        );
+        assert_eq!(
+            kind_for_code(
+                Some("InvalidSignatureException"),
+                "Signature expired: 20261123T100000Z is now earlier than 20261123T100100Z (20261123T101600Z - 15 min.)"
+            ),
+            AwsErrorKind::ClockSkew
+        );
+        assert_eq!(
+            kind_for_code(Some("RequestExpired"), "Request has expired."),
+            AwsErrorKind::ClockSkew
+        );
+        assert_eq!(
+            kind_for_code(Some("UnrecognizedClientException"), ""),
+            AwsErrorKind::InvalidCredentials
+        );
     }
 
     #[test]

@@ -12,6 +12,35 @@ use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
 
 pub use error::{AwsError, AwsErrorKind};
 
+/// A fixed key pair (the simulator's). Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    secret: String,
+}
+
+impl AccessKey {
+    pub fn new(id: impl Into<String>, secret: impl Into<String>) -> Self {
+        AccessKey {
+            id: id.into(),
+            secret: secret.into(),
+        }
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
 /// The region couldn't be decided: no flag, no config, nothing in the AWS chain.
 #[derive(Debug, thiserror::Error)]
 #[error("no AWS region is set")]
@@ -83,10 +112,10 @@ impl AwsContext {
         })
     }
 
-    /// A context that talks only to `endpoint` (the built-in simulator) with fixed
-    /// demo credentials, ignoring the user's AWS environment.
-    pub fn for_endpoint(endpoint: &str, regions: Vec<String>) -> Self {
-        let creds = Credentials::new("AKIDEC2SSHDEMO", "demo-secret", None, None, "ec2ssh-demo");
+    /// A context that talks only to `endpoint` (the built-in simulator) with `key`,
+    /// ignoring the user's AWS environment.
+    pub fn for_endpoint(endpoint: &str, regions: Vec<String>, key: &AccessKey) -> Self {
+        let creds = Credentials::new(&key.id, key.secret(), None, None, "ec2ssh-demo");
         let base = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .http_client(http_client())

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::aws::AwsContext;
+use crate::aws::{AccessKey, AwsContext};
 use crate::cli::{DemoArgs, FleetSource, SimArgs};
 use crate::config::{Config, Paths};
 use crate::connect::Connector;
@@ -74,11 +74,17 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         ..SimOptions::default()
     };
     let sim = start(&args.source, opts).await?;
-    let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
+    let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions(), &sim.access_key());
     let mut pick = super::pick_options(&args.pick, &Config::default());
     pick.notice = notice;
     if sshd.is_some() {
-        pick.connector = Some(demo_connector(&ctx, &sim.endpoint(), dir.path(), args)?);
+        pick.connector = Some(demo_connector(
+            &ctx,
+            &sim.endpoint(),
+            &sim.access_key(),
+            dir.path(),
+            args,
+        )?);
     }
     let outcome = tui::run(ctx, None, pick).await?;
     drop(sshd);
@@ -87,10 +93,12 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
 
 /// Connects as the current user (the only one the private sshd lets in), keeps the
 /// demo's host keys and state in its own directory, and points the proxy that ssh runs
-/// at the simulator with the demo credentials.
+/// at the simulator with this run's credentials, which reach it through its
+/// environment only (never its command line, which every local user can read).
 fn demo_connector(
     ctx: &AwsContext,
     endpoint: &str,
+    key: &AccessKey,
     dir: &std::path::Path,
     args: &DemoArgs,
 ) -> Result<Connector, AppError> {
@@ -108,8 +116,8 @@ fn demo_connector(
     let set = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
     connector.child_env = vec![
         set("AWS_ENDPOINT_URL", endpoint),
-        set("AWS_ACCESS_KEY_ID", "AKIDEC2SSHDEMO"),
-        set("AWS_SECRET_ACCESS_KEY", "demo-secret"),
+        set("AWS_ACCESS_KEY_ID", &key.id),
+        set("AWS_SECRET_ACCESS_KEY", key.secret()),
         set("AWS_EC2_METADATA_DISABLED", "true"),
         set("AWS_CONFIG_FILE", "/dev/null"),
         set("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
@@ -135,9 +143,16 @@ fn current_user() -> String {
         .unwrap_or_else(|| "root".into())
 }
 
-/// Serves until SIGINT/SIGTERM, after printing one JSON line: endpoint, regions, size.
+/// Serves until SIGINT/SIGTERM, after printing one JSON line: endpoint, the key pair
+/// that may call it, regions, size.
 pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
+    let access_key = if args.credentials_from_env {
+        Some(key_from_env()?)
+    } else {
+        None
+    };
     let opts = SimOptions {
+        access_key,
         denied_actions: args.deny.iter().cloned().collect::<HashSet<_>>(),
         port: args.port,
         default_target: args.target,
@@ -149,8 +164,11 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
         ..SimOptions::default()
     };
     let sim = start(&args.source, opts).await?;
+    let key = sim.access_key();
     let summary = serde_json::json!({
         "endpoint": sim.endpoint(),
+        "access_key_id": key.id,
+        "secret_access_key": key.secret(),
         "regions": sim.regions(),
         "instances": sim.instance_count(),
     });
@@ -158,4 +176,16 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
     let mut signals = crate::signals::Signals::install();
     signals.recv().await;
     Ok(0)
+}
+
+/// `--credentials-from-env`: the key pair in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+fn key_from_env() -> Result<AccessKey, AppError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => Ok(AccessKey::new(id, secret)),
+        _ => Err(AppError::other(
+            "--credentials-from-env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            "set both, or drop the flag to get a fresh random key pair",
+        )),
+    }
 }

@@ -28,7 +28,7 @@ use crate::tui::unix_now;
 pub async fn run(ctx: &AwsContext, args: &DoctorArgs) -> Result<u8, AppError> {
     let list = diagnose(ctx, args.target.as_deref(), &Evidence::default()).await;
     if args.json {
-        println!("{}", to_json(&list));
+        println!("{}", crate::text::json_inert(to_json(&list)));
     } else {
         let color = crate::commands::list::use_color(crate::cli::ColorChoice::Auto, true)
             && std::io::stdout().is_terminal();

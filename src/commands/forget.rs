@@ -21,7 +21,8 @@ pub fn run(target: &str) -> Result<u8, AppError> {
         );
     } else {
         eprintln!(
-            "ec2ssh: forgot {removed} host key(s) of {target}; the next connection records the new one"
+            "ec2ssh: forgot {removed} host key(s) of {}; the next connection records the new one",
+            crate::text::sanitize(target)
         );
     }
     Ok(0)

@@ -52,7 +52,7 @@ pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
         .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
 
     let name = match instance.display_name() {
-        "" => instance.id.clone(),
+        "" => sanitize(&instance.id).into_owned(),
         n => sanitize(n).to_string(),
     };
     let remote = args.ports.remote;

@@ -67,15 +67,17 @@ pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Re
                 })
                 .collect(),
         };
-        serde_json::to_writer_pretty(&mut out, &doc)
+        serde_json::to_string_pretty(&doc)
             .map_err(std::io::Error::from)
-            .and_then(|_| writeln!(out))
+            .and_then(|json| writeln!(out, "{}", crate::text::json_inert(json)))
     } else {
         for w in &inv.warnings {
             eprintln!("warning: {}\n  fix: {}", w.summary(), w.fix());
         }
         if args.quiet {
-            shown.iter().try_for_each(|i| writeln!(out, "{}", i.id))
+            shown
+                .iter()
+                .try_for_each(|i| writeln!(out, "{}", sanitize(&i.id)))
         } else {
             let color = use_color(args.color, std::io::stdout().is_terminal());
             out.write_all(table(&shown, color).as_bytes())

@@ -42,7 +42,7 @@ pub fn pick_options(args: &PickArgs, config: &Config) -> PickOptions {
 pub fn finish_pick(outcome: Outcome) -> Result<u8, AppError> {
     match outcome {
         Outcome::Picked(id) => {
-            println!("{id}");
+            println!("{}", crate::text::sanitize(&id));
             Ok(0)
         }
         Outcome::Connected(code) => Ok(code.clamp(0, 255) as u8),

@@ -14,7 +14,6 @@ use crate::cli::ProxyArgs;
 use crate::config::Transport;
 use crate::error::AppError;
 use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
-use crate::session::client::version_greater;
 use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, TunnelError};
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
@@ -40,8 +39,10 @@ async fn run_proxy(
     let target = validate_target(&args.target)?;
     let region = region_for(ctx, target).await?;
     let api = SessionApi::new(ctx.ssm(&region), &region);
+    // Before any session exists: a plugin that cannot be used is an error, not a
+    // downgrade to passing the token where `ps` shows it.
     let plugin = match transport {
-        Transport::Plugin => Some(find_plugin()?),
+        Transport::Plugin => Some(Plugin::probe(find_plugin()?).await?),
         Transport::Native => None,
     };
 
@@ -90,7 +91,7 @@ async fn tunnel(
     session: &Session<'_>,
     started: &Started,
     args: &ProxyArgs,
-    plugin: Option<PathBuf>,
+    plugin: Option<Plugin>,
     ctx: &AwsContext,
     counters: &Counters,
 ) -> Result<Finish, AppError> {
@@ -161,16 +162,21 @@ pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {
 }
 
 /// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
-fn validate_target(target: &str) -> Result<&str, AppError> {
+pub fn is_target_id(target: &str) -> bool {
     let ok = |hex: &str, lens: &[usize]| {
         lens.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
     };
-    let valid = match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
+    match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
         (Some(hex), _) => ok(hex, &[8, 17]),
         (_, Some(hex)) => ok(hex, &[17]),
         _ => false,
-    };
-    if valid {
+    }
+}
+
+/// The target ssh passed (`%h`), refused unless it is an instance or node id: it may
+/// come from anywhere a host name can (a script, a repository URL).
+fn validate_target(target: &str) -> Result<&str, AppError> {
+    if is_target_id(target) {
         Ok(target)
     } else {
         Err(AppError::other(
@@ -203,12 +209,8 @@ async fn push_managed_key(
             "set HOME (or XDG_DATA_HOME)",
         )
     })?;
-    let key = crate::connect::key::managed(&paths.data_dir).map_err(|e| {
-        AppError::other(
-            e.to_string(),
-            "check the permissions of the directory named above",
-        )
-    })?;
+    let key = crate::connect::key::managed(&paths.data_dir)
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let instance = crate::fleet::Instance {
         id: target.to_string(),
         region: region.to_string(),
@@ -275,10 +277,104 @@ fn is_executable(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The first plugin version that reads the StartSession response from an environment
+/// variable named by argv[1] (its release notes, 1.2.536.0), keeping the token out of
+/// the process list.
+const ENV_RESPONSE_VERSION: &str = "1.2.536.0";
+/// How long `session-manager-plugin --version` may take.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the plugin is handed the StartSession response, which holds the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseIn {
+    /// In `AWS_SSM_START_SESSION_RESPONSE`, named by argv[1].
+    Env,
+    /// In argv[1] itself: only for a plugin known to predate the variable.
+    Argv { version: String },
+}
+
+/// What `--version` answered.
+#[derive(Debug)]
+pub enum VersionProbe {
+    Printed(String),
+    Failed(String),
+    TimedOut,
+}
+
+/// Amazon's session-manager-plugin, found and asked its version.
+#[derive(Debug)]
+struct Plugin {
+    path: PathBuf,
+    response_in: ResponseIn,
+}
+
+impl Plugin {
+    async fn probe(path: PathBuf) -> Result<Plugin, AppError> {
+        let run = tokio::process::Command::new(&path)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let probe = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
+            Err(_) => VersionProbe::TimedOut,
+            Ok(Err(e)) => VersionProbe::Failed(e.to_string()),
+            Ok(Ok(out)) if !out.status.success() => VersionProbe::Failed(out.status.to_string()),
+            Ok(Ok(out)) => VersionProbe::Printed(String::from_utf8_lossy(&out.stdout).into_owned()),
+        };
+        let response_in = response_in(&probe).map_err(|what| {
+            AppError::other(
+                format!("cannot use {}: {what}", path.display()),
+                "check that `session-manager-plugin --version` prints its version, or use the built-in client: drop --transport plugin",
+            )
+        })?;
+        tracing::debug!(?response_in, "session-manager-plugin");
+        Ok(Plugin { path, response_in })
+    }
+}
+
+/// Where the response goes, from what `--version` answered. Anything but a version
+/// known to predate the environment variable gets the variable; an answer that is no
+/// version at all is an error (so is no answer), never a fall back to argv.
+pub fn response_in(probe: &VersionProbe) -> Result<ResponseIn, String> {
+    let printed = match probe {
+        VersionProbe::Printed(p) => p.trim(),
+        VersionProbe::Failed(why) => return Err(format!("`--version` failed ({why})")),
+        VersionProbe::TimedOut => {
+            return Err(format!(
+                "`--version` did not answer within {}s",
+                VERSION_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    match (parse_version(printed), parse_version(ENV_RESPONSE_VERSION)) {
+        (Some(v), Some(min)) if v < min => Ok(ResponseIn::Argv {
+            version: printed.to_string(),
+        }),
+        (Some(_), _) => Ok(ResponseIn::Env),
+        (None, _) => Err(format!(
+            "`--version` printed {:?}, which is not a version",
+            crate::text::sanitize(&printed.chars().take(80).collect::<String>())
+        )),
+    }
+}
+
+/// `1.2.536.0` as numbers, trailing zeros dropped so that `1.2` equals `1.2.0.0`.
+fn parse_version(v: &str) -> Option<Vec<u64>> {
+    let mut parts: Vec<u64> = v
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    while parts.last() == Some(&0) {
+        parts.pop();
+    }
+    Some(parts)
+}
+
 /// Runs the plugin exactly as `aws ssm start-session` does: the StartSession response,
 /// region, operation, profile, request and endpoint as arguments, stdio inherited.
 async fn run_plugin(
-    plugin: &std::path::Path,
+    plugin: &Plugin,
     started: &Started,
     target: &str,
     port: u16,
@@ -296,14 +392,19 @@ async fn run_plugin(
         "Parameters": { "portNumber": [port.to_string()] },
     });
     let endpoint = ctx.ssm_endpoint(region);
-    let mut cmd = tokio::process::Command::new(plugin);
-    // Plugins since 1.2.536.0 take the response (which holds the token) from an
-    // environment variable named by argv[1], keeping it out of the process list.
-    if plugin_takes_env(plugin).await {
-        let env_name = "AWS_SSM_START_SESSION_RESPONSE";
-        cmd.arg(env_name).env(env_name, response.to_string());
-    } else {
-        cmd.arg(response.to_string());
+    let mut cmd = tokio::process::Command::new(&plugin.path);
+    match &plugin.response_in {
+        ResponseIn::Env => {
+            let env_name = "AWS_SSM_START_SESSION_RESPONSE";
+            cmd.arg(env_name).env(env_name, response.to_string());
+        }
+        ResponseIn::Argv { version } => {
+            eprintln!(
+                "ec2ssh: warning: session-manager-plugin {} predates {ENV_RESPONSE_VERSION}, so its session token goes on its command line, where other local users can see it; update the plugin",
+                crate::text::sanitize(version)
+            );
+            cmd.arg(response.to_string());
+        }
     }
     let mut child = cmd
         .arg(region)
@@ -315,7 +416,7 @@ async fn run_plugin(
         .spawn()
         .map_err(|e| {
             AppError::other(
-                format!("cannot run {}: {e}", plugin.display()),
+                format!("cannot run {}: {e}", plugin.path.display()),
                 "check the session-manager-plugin installation",
             )
         })?;
@@ -338,26 +439,63 @@ async fn run_plugin(
     }
 }
 
-/// Whether the plugin is new enough (>= 1.2.536.0) to read the response from the
-/// environment.
-async fn plugin_takes_env(plugin: &std::path::Path) -> bool {
-    let out = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::process::Command::new(plugin)
-            .arg("--version")
-            .stdin(std::process::Stdio::null())
-            .output(),
-    )
-    .await;
-    let Ok(Ok(out)) = out else { return false };
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    tracing::debug!(%version, "session-manager-plugin version");
-    version == "1.2.536.0" || version_greater(&version, "1.2.536.0")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_plugin_known_to_be_old_gets_the_token_in_argv() {
+        let printed = |v: &str| response_in(&VersionProbe::Printed(v.into()));
+        assert_eq!(printed("1.2.536.0\n"), Ok(ResponseIn::Env));
+        assert_eq!(printed("1.2.650.0"), Ok(ResponseIn::Env));
+        assert_eq!(printed("1.3"), Ok(ResponseIn::Env));
+        assert_eq!(
+            printed("1.2.497.0"),
+            Ok(ResponseIn::Argv {
+                version: "1.2.497.0".into()
+            })
+        );
+        assert_eq!(
+            printed("1.2.53"),
+            Ok(ResponseIn::Argv {
+                version: "1.2.53".into()
+            })
+        );
+        for bad in ["", "unknown", "1.2.x", "v1.2.650.0", "\u{1b}[2J"] {
+            let e = printed(bad).unwrap_err();
+            assert!(
+                e.contains("not a version") && !e.contains('\u{1b}'),
+                "{bad}: {e}"
+            );
+        }
+        assert!(response_in(&VersionProbe::TimedOut)
+            .unwrap_err()
+            .contains("within 5s"));
+        assert!(response_in(&VersionProbe::Failed("exit status: 1".into()))
+            .unwrap_err()
+            .contains("exit status: 1"));
+    }
+
+    /// What carries a session token never shows it in `{:?}` (logs use it).
+    #[test]
+    fn tokens_are_redacted_from_debug_output() {
+        let token = "AAEAAQ-secret-token-value";
+        let dial = Dial {
+            stream_url: "wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/s".into(),
+            token: token.into(),
+        };
+        let started = Started {
+            session_id: "s".into(),
+            stream_url: dial.stream_url.clone(),
+            token: token.into(),
+        };
+        for shown in [format!("{dial:?}"), format!("{started:?}")] {
+            assert!(
+                !shown.contains(token) && shown.contains("redacted"),
+                "{shown}"
+            );
+        }
+    }
 
     #[test]
     fn targets() {

@@ -95,7 +95,8 @@ pub async fn run(
             direction: req.spec.direction,
             results: &results,
         };
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        println!("{}", crate::text::json_inert(json));
     } else {
         for line in summary(&results) {
             println!("{line}");
@@ -153,18 +154,18 @@ pub fn summary(results: &[HostResult]) -> Vec<String> {
         if r.ok {
             lines.push(format!(
                 "ok      {name}  {}  {} in {}",
-                r.id,
+                sanitize(&r.id),
                 human_bytes(r.bytes),
                 human_duration(Duration::from_secs_f64(r.seconds))
             ));
         } else {
             lines.push(format!(
                 "failed  {name}  {}  {}",
-                r.id,
-                r.error.as_deref().unwrap_or("failed")
+                sanitize(&r.id),
+                sanitize(r.error.as_deref().unwrap_or("failed"))
             ));
             if let Some(fix) = &r.fix {
-                lines.push(format!("        fix: {fix}"));
+                lines.push(format!("        fix: {}", sanitize(fix)));
             }
         }
     }

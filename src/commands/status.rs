@@ -93,9 +93,9 @@ pub fn render(rows: &[Row], was: &HashMap<String, Ping>, now: i64) -> Vec<String
         lines.push(format!(
             "{}  {}  {}  {}  {}",
             fit(&sanitize(r.name.as_deref().unwrap_or("")), 24),
-            fit(&r.id, 20),
+            fit(&sanitize(&r.id), 20),
             fit(&ping, 29),
-            fit(r.agent_version.as_deref().unwrap_or("–"), 12),
+            fit(&sanitize(r.agent_version.as_deref().unwrap_or("–")), 12),
             r.last_ping
                 .map(|t| age(now - t))
                 .unwrap_or_else(|| "–".into())
@@ -132,7 +132,8 @@ pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
                     all_online: online,
                     instances: &rows,
                 };
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
+                println!("{}", crate::text::json_inert(json));
             }
         } else if finished || args.watch {
             for r in &rows {
@@ -159,7 +160,7 @@ pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
                 let waiting: Vec<String> = rows
                     .iter()
                     .filter(|r| r.ping != Ping::Online)
-                    .map(|r| format!("{} ({})", r.id, r.ping.label()))
+                    .map(|r| format!("{} ({})", sanitize(&r.id), r.ping.label()))
                     .collect();
                 eprintln!(
                     "error: timed out after {} waiting for: {}",

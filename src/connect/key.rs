@@ -15,6 +15,9 @@ pub enum KeyError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    /// The directory for keys exists but is not safely ours.
+    #[error("refusing to keep connection keys in {dir}: {why}")]
+    Unsafe { dir: PathBuf, why: String },
     #[error("cannot write the connection key: {0}")]
     Write(#[from] std::io::Error),
     #[error("cannot generate the connection key: {0}")]
@@ -24,6 +27,19 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl KeyError {
+    /// What the user can do about it.
+    pub fn fix(&self) -> String {
+        match self {
+            KeyError::Unsafe { dir, .. } => format!(
+                "if you did not make {} yourself, someone else may have: remove it, or set XDG_RUNTIME_DIR to a directory only you can enter",
+                dir.display()
+            ),
+            _ => "check the permissions of the directory named above".to_string(),
+        }
+    }
 }
 
 /// A key for ssh's `-i` and its public half for `SendSSHPublicKey`.
@@ -82,17 +98,14 @@ impl ConnectionKey {
 }
 
 /// A new directory only this user can enter, `base/PREFIX…` (an unpredictable
-/// name), removed when the returned handle drops; `base` is created 0700 if needed.
+/// name), removed when the returned handle drops; `base` is made private first
+/// ([`ensure_private_dir`]).
 pub fn private_dir(base: &Path, prefix: &str) -> Result<tempfile::TempDir, KeyError> {
     let err = |source| KeyError::Dir {
         dir: base.to_path_buf(),
         source,
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(base)
-        .map_err(err)?;
+    ensure_private_dir(base)?;
     tempfile::Builder::new()
         .prefix(prefix)
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -128,17 +141,71 @@ pub fn managed(data_dir: &Path) -> Result<ConnectionKey, KeyError> {
 }
 
 /// Where per-connection directories go: ec2ssh's runtime dir (`$XDG_RUNTIME_DIR/ec2ssh`),
-/// else a private directory of this user's in the system temp dir.
+/// else `ec2ssh-UID` in the system temp dir, which anyone can create first: every
+/// use goes through [`ensure_private_dir`].
 pub fn base_dir(runtime_dir: Option<&Path>) -> PathBuf {
     match runtime_dir {
         Some(dir) => dir.to_path_buf(),
-        None => {
-            let uid = std::fs::metadata("/proc/self")
-                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-                .unwrap_or(0);
-            std::env::temp_dir().join(format!("ec2ssh-{uid}"))
+        None => std::env::temp_dir().join(format!("ec2ssh-{}", current_uid())),
+    }
+}
+
+fn current_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// Makes `dir` a directory only we can enter: created 0700 when missing, and whether
+/// just created or found, checked without following links (lstat): a directory, not a
+/// symlink, owned by our uid, with no access for group or others. Anything else is
+/// refused: someone may have made it to read or swap our keys.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let err = |source| KeyError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let unsafe_dir = |why: String| KeyError::Unsafe {
+        dir: dir.to_path_buf(),
+        why,
+    };
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(err)?;
         }
     }
+    let created = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(err(e)),
+    };
+    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir("it is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(unsafe_dir("it is not a directory".into()));
+    }
+    let uid = current_uid();
+    if meta.uid() != uid {
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, not to you (uid {uid})",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if created && mode != 0o700 {
+        // The umask may have taken bits away; make it exactly what we asked for.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    } else if mode & 0o077 != 0 {
+        return Err(unsafe_dir(format!(
+            "its mode is {mode:o}, so others can enter it (it must be 700)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -163,6 +230,68 @@ mod tests {
         assert_ne!(other.private, key.private, "never a shared path");
         drop(key);
         assert!(!dir.exists(), "the directory goes with the key");
+    }
+
+    #[test]
+    fn the_key_directory_is_made_private_and_checked_when_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("run/ec2ssh");
+        ensure_private_dir(&fresh).unwrap();
+        let meta = std::fs::symlink_metadata(&fresh).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+        // Found again as we left it: fine.
+        ensure_private_dir(&fresh).unwrap();
+
+        let refused = |dir: &Path, why: &str| {
+            let e = ensure_private_dir(dir).unwrap_err();
+            assert!(
+                matches!(&e, KeyError::Unsafe { why: w, .. } if w.contains(why)),
+                "{}: {e}",
+                dir.display()
+            );
+            assert!(e.fix().contains(&dir.display().to_string()), "{}", e.fix());
+            // Nothing was created in it.
+            assert!(ConnectionKey::ephemeral(dir, "x").is_err());
+        };
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        refused(&open, "mode is 755");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        refused(&link, "symbolic link");
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        refused(&file, "not a directory");
+    }
+
+    #[test]
+    fn a_key_directory_owned_by_someone_else_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let theirs = tmp.path().join("ec2ssh-theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let other = if current_uid() == 0 {
+            // As root, give it away; otherwise make do with a directory root owns.
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            theirs
+        } else {
+            PathBuf::from("/")
+        };
+        let e = ensure_private_dir(&other).unwrap_err();
+        assert!(
+            matches!(&e, KeyError::Unsafe { why, .. } if why.contains("belongs to uid")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_fallback_directory_is_named_by_the_real_uid() {
+        let dir = base_dir(None);
+        assert_eq!(
+            dir.file_name().unwrap().to_str().unwrap(),
+            format!("ec2ssh-{}", rustix::process::getuid().as_raw())
+        );
     }
 
     #[test]

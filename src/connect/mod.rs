@@ -8,6 +8,7 @@ pub mod key;
 pub mod push;
 pub mod shell;
 pub mod ssh;
+pub mod ssh_escape;
 pub mod user;
 
 use std::path::PathBuf;
@@ -36,12 +37,13 @@ impl Finished {
     /// What to tell the user when ssh failed to connect or log in (it exits 255).
     pub fn hint(&self) -> Option<String> {
         (self.code == 255).then(|| {
+            let instance = crate::text::sanitize(&self.instance);
             format!(
                 "ssh could not log in to {} as {} ({}). Likely causes: the wrong OS user (pass --user, or tag the instance ec2ssh:user=NAME), the instance lacks the ec2-instance-connect package (Amazon Linux 2+ and Ubuntu 20.04+ have it), or a changed host key (`ec2ssh forget {}`).",
-                self.instance,
+                instance,
                 self.user.user,
                 self.user.source.label(),
-                self.instance
+                instance
             )
         })
     }
@@ -141,12 +143,7 @@ impl Connector {
                 ConnectionKey::ephemeral(&base, &format!("ec2ssh {}", instance.id))
             }
         }
-        .map_err(|e| {
-            AppError::other(
-                e.to_string(),
-                "check the permissions of the directory named above",
-            )
-        })?;
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
         if self.pushes_key(instance) {
             push::push(&self.ctx, instance, &user.user, &key.public).await?;
         } else {
@@ -194,7 +191,7 @@ impl Connector {
         let started = Instant::now();
         let mut child = self
             .command(spec.program)
-            .args(ssh::args(&spec))
+            .args(ssh::args(&spec).map_err(ssh::unusable)?)
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
@@ -265,12 +262,7 @@ impl Connector {
             &key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref())),
             "xfer-",
         )
-        .map_err(|e| {
-            AppError::other(
-                e.to_string(),
-                "check the permissions of the directory named above",
-            )
-        })?;
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
         let listener = crate::transfer::progress::Listener::bind(dir.path()).map_err(|e| {
             AppError::other(
                 format!(
@@ -285,8 +277,8 @@ impl Connector {
         let operands = spec.operands(&p.user.user, &instance.id, local_dest);
         tracing::info!(instance = %instance.id, user = %p.user.user, ?operands, "running scp");
         let started = Instant::now();
-        let mut child =
-            self.spawn_quiet(&scp, ssh::scp_args(&ssh, flags, &operands), Stdio::null())?;
+        let args = ssh::scp_args(&ssh, flags, &operands).map_err(ssh::unusable)?;
+        let mut child = self.spawn_quiet(&scp, args, Stdio::null())?;
         let stderr = child
             .stderr
             .take()

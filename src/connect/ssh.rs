@@ -1,9 +1,13 @@
 //! The OpenSSH command line for a connection, as an argv (no shell is involved,
-//! except the ProxyCommand that ssh itself hands to `sh -c`, whose few values are
-//! validated or quoted here).
+//! except the ProxyCommand that ssh itself hands to `sh -c`). Every value that ssh
+//! re-reads (file names, the ProxyCommand) is written by [`super::ssh_escape`], the
+//! same escaper `ec2ssh ssh-config` uses.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+use super::ssh_escape::{self, Arg, EscapeError, Token};
+use crate::error::AppError;
 
 /// Everything the ssh command line depends on.
 #[derive(Debug, Clone)]
@@ -32,9 +36,12 @@ pub fn default_program() -> PathBuf {
     PathBuf::from("ssh")
 }
 
-/// Quotes `s` for `sh -c` (single quotes; `'` becomes `'\''`).
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+/// The error a user sees when a path cannot be handed to ssh.
+pub fn unusable(e: EscapeError) -> AppError {
+    AppError::other(
+        format!("cannot pass a path to ssh: {e}"),
+        "use directories without control characters or \"${\" (XDG_DATA_HOME, XDG_RUNTIME_DIR, --key)",
+    )
 }
 
 /// The ProxyCommand: this binary's `proxy` for `%h %p` in the instance's region.
@@ -43,31 +50,37 @@ pub fn proxy_command(
     region: &str,
     profile: Option<&str>,
     progress: Option<&Path>,
-) -> String {
-    let mut cmd = format!(
-        "{} proxy %h %p --region {}",
-        shell_quote(&exe.to_string_lossy()),
-        shell_quote(region)
-    );
+) -> Result<String, EscapeError> {
+    let exe = exe
+        .to_str()
+        .ok_or_else(|| EscapeError::NotUtf8(exe.to_string_lossy().into_owned()))?;
+    let progress = match progress {
+        Some(p) => Some(
+            p.to_str()
+                .ok_or_else(|| EscapeError::NotUtf8(p.to_string_lossy().into_owned()))?,
+        ),
+        None => None,
+    };
+    let mut args = vec![
+        Arg::Word(exe),
+        Arg::Word("proxy"),
+        Arg::Token(Token::Host),
+        Arg::Token(Token::Port),
+        Arg::Word("--region"),
+        Arg::Word(region),
+    ];
     if let Some(p) = profile {
-        cmd.push_str(&format!(" --profile {}", shell_quote(p)));
+        args.extend([Arg::Word("--profile"), Arg::Word(p)]);
     }
     if let Some(p) = progress {
-        cmd.push_str(&format!(
-            " --progress {}",
-            shell_quote(&p.to_string_lossy())
-        ));
+        args.extend([Arg::Word("--progress"), Arg::Word(p)]);
     }
-    // ssh expands %-tokens in ProxyCommand; a literal % in a path or profile must
-    // not be taken for one.
-    cmd.replace('%', "%%")
-        .replace("%%h", "%h")
-        .replace("%%p", "%p")
+    ssh_escape::proxy_command(&args)
 }
 
 /// The options every ssh and scp run gets: the tunnel, the key, host keys pinned
 /// per instance id, no password prompts.
-fn common_options(spec: &SshSpec) -> Vec<OsString> {
+fn common_options(spec: &SshSpec) -> Result<Vec<OsString>, EscapeError> {
     let mut a: Vec<OsString> = Vec::new();
     let mut opt = |o: String| {
         a.push("-o".into());
@@ -75,10 +88,13 @@ fn common_options(spec: &SshSpec) -> Vec<OsString> {
     };
     opt(format!(
         "ProxyCommand={}",
-        proxy_command(spec.exe, spec.region, spec.profile, spec.progress)
+        proxy_command(spec.exe, spec.region, spec.profile, spec.progress)?
     ));
     opt(format!("HostKeyAlias={}", spec.instance));
-    opt(format!("UserKnownHostsFile={}", spec.known_hosts.display()));
+    opt(format!(
+        "UserKnownHostsFile={}",
+        ssh_escape::path_value(spec.known_hosts)?
+    ));
     opt("StrictHostKeyChecking=accept-new".into());
     // Plain entries, so `ec2ssh forget` can find them (ids are not secrets).
     opt("HashKnownHosts=no".into());
@@ -86,24 +102,32 @@ fn common_options(spec: &SshSpec) -> Vec<OsString> {
     opt("IdentitiesOnly=yes".into());
     opt("PasswordAuthentication=no".into());
     opt("KbdInteractiveAuthentication=no".into());
-    a.push("-i".into());
-    a.push(spec.key.as_os_str().to_owned());
-    a
+    // Not `-i`: ssh checks that argument's path before expanding `%` tokens in it, so
+    // no escaping could make a path with a `%` work there.
+    opt(format!(
+        "IdentityFile={}",
+        ssh_escape::path_value(spec.key)?
+    ));
+    Ok(a)
 }
 
 /// The ssh arguments (without the program).
-pub fn args(spec: &SshSpec) -> Vec<OsString> {
-    let mut a = common_options(spec);
+pub fn args(spec: &SshSpec) -> Result<Vec<OsString>, EscapeError> {
+    let mut a = common_options(spec)?;
     a.extend(spec.options.iter().map(OsString::from));
     a.push(format!("{}@{}", spec.user, spec.instance).into());
     a.extend(spec.command.iter().map(OsString::from));
-    a
+    Ok(a)
 }
 
 /// The scp arguments (without the program): `flags` such as `-r`, then `--` so no
 /// operand is taken for an option, then the operands.
-pub fn scp_args(spec: &SshSpec, flags: &[&str], operands: &[String]) -> Vec<OsString> {
-    let mut a = common_options(spec);
+pub fn scp_args(
+    spec: &SshSpec,
+    flags: &[&str],
+    operands: &[String],
+) -> Result<Vec<OsString>, EscapeError> {
+    let mut a = common_options(spec)?;
     // Nothing may prompt (there is no terminal to answer), and only errors are
     // worth reporting per host (not "Permanently added … to known hosts").
     a.extend(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"].map(OsString::from));
@@ -111,7 +135,7 @@ pub fn scp_args(spec: &SshSpec, flags: &[&str], operands: &[String]) -> Vec<OsSt
     a.extend(spec.options.iter().map(OsString::from));
     a.push("--".into());
     a.extend(operands.iter().map(OsString::from));
-    a
+    Ok(a)
 }
 
 #[cfg(test)]
@@ -134,21 +158,26 @@ mod tests {
         }
     }
 
+    fn strings(a: Vec<OsString>) -> Vec<String> {
+        a.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
     #[test]
     fn the_command_line_pins_the_host_key_to_the_instance_id() {
         let exe = Path::new("/usr/bin/ec2ssh");
-        let a: Vec<String> = args(&spec(exe, None))
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(args(&spec(exe, None)).unwrap());
         let joined = a.join(" ");
         assert!(
-            joined.contains("ProxyCommand='/usr/bin/ec2ssh' proxy %h %p --region 'eu-west-1'"),
+            joined.contains(
+                "ProxyCommand='/usr/bin/ec2ssh' 'proxy' '%h' '%p' '--region' 'eu-west-1'"
+            ),
             "{joined}"
         );
         assert!(joined.contains("HostKeyAlias=i-0123456789abcdef0"));
-        assert!(joined.contains("UserKnownHostsFile=/home/a/.local/share/ec2ssh/known_hosts"));
+        assert!(joined.contains("UserKnownHostsFile=\"/home/a/.local/share/ec2ssh/known_hosts\""));
+        assert!(joined.contains("IdentityFile=\"/run/user/1/ec2ssh/conn-x/id_ed25519\""));
         assert!(joined.contains("IdentitiesOnly=yes"));
+        assert!(!a.contains(&"-i".to_string()));
         assert_eq!(a.last().unwrap(), "ec2-user@i-0123456789abcdef0");
     }
 
@@ -162,26 +191,30 @@ mod tests {
             "-rf.txt".to_string(),
             "ec2-user@i-0123456789abcdef0:".into(),
         ];
-        let a: Vec<String> = scp_args(&sp, &["-r"], &ops)
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a = strings(scp_args(&sp, &["-r"], &ops).unwrap());
         let dashes = a.iter().position(|x| x == "--").unwrap();
         assert_eq!(&a[dashes + 1..], &ops);
         assert!(a[..dashes].contains(&"-r".to_string()));
         assert!(a.contains(&"BatchMode=yes".to_string()));
         assert!(a
             .iter()
-            .any(|x| x.ends_with("--progress '/run/user/1/ec2ssh/xfer-a/progress.sock'")));
+            .any(|x| x.ends_with("'--progress' '/run/user/1/ec2ssh/xfer-a/progress.sock'")));
     }
 
     #[test]
-    fn odd_paths_and_profiles_are_quoted_for_the_proxy_shell() {
-        let exe = Path::new("/opt/my tools/ec2ssh's 100%");
-        let cmd = proxy_command(exe, "us-east-1", Some("prod; rm -rf ~"), None);
+    fn odd_paths_and_profiles_are_quoted_and_no_percent_is_left_live() {
+        let exe = Path::new("/opt/my tools/ec2ssh's 100%h");
+        let cmd = proxy_command(exe, "us-east-1", Some("prod; rm -rf ~"), None).unwrap();
         assert_eq!(
             cmd,
-            r"'/opt/my tools/ec2ssh'\''s 100%%' proxy %h %p --region 'us-east-1' --profile 'prod; rm -rf ~'"
+            r"'/opt/my tools/ec2ssh'\''s 100%%h' 'proxy' '%h' '%p' '--region' 'us-east-1' '--profile' 'prod; rm -rf ~'"
         );
+        let mut sp = spec(exe, None);
+        let data = Path::new("/home/a b/%h data/known_hosts");
+        sp.known_hosts = data;
+        let a = strings(args(&sp).unwrap());
+        assert!(a.contains(&"UserKnownHostsFile=\"/home/a b/%%h data/known_hosts\"".to_string()));
+        sp.known_hosts = Path::new("/home/${USER}/kh");
+        assert!(matches!(args(&sp), Err(EscapeError::EnvReference(_))));
     }
 }

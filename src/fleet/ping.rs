@@ -116,7 +116,7 @@ mod tests {
     #[tokio::test]
     async fn every_region_or_only_the_targets_in_chunks() {
         let sim = sim::start(fleet(240), SimOptions::default()).await.unwrap();
-        let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
+        let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions(), &sim.access_key());
 
         let all = fetch_pings(&ctx, None).await;
         assert_eq!(all.warnings, []);
@@ -155,7 +155,7 @@ mod tests {
             ..SimOptions::default()
         };
         let sim = sim::start(fleet(4), opts).await.unwrap();
-        let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
+        let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions(), &sim.access_key());
         let report = fetch_pings(&ctx, None).await;
         assert_eq!(report.updates, []);
         assert_eq!(report.warnings.len(), 1, "one line for both regions");

@@ -149,10 +149,20 @@ pub enum Notice {
 }
 
 /// Where to dial and the token for the first connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Dial {
     pub stream_url: String,
     pub token: String,
+}
+
+// Hand-written so the token can never reach a log through `{:?}`.
+impl std::fmt::Debug for Dial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dial")
+            .field("stream_url", &self.stream_url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Something that can fetch a fresh token after the websocket broke (`ResumeSession`).

@@ -50,6 +50,13 @@ pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<
         }
         None => usize::MAX,
     };
+    if start > matching.len() {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameterValue",
+            "Invalid value for NextToken",
+        ));
+    }
     let end = start.saturating_add(page).min(matching.len());
     let next = (end < matching.len()).then(|| end.to_string());
     matching = matching

@@ -94,8 +94,9 @@ impl SimInstance {
         if let Some(r) = &self.region {
             return r;
         }
-        match &self.az {
-            Some(az) if az.len() > 1 => &az[..az.len() - 1],
+        // Without its last character (which need not be one byte in a hostile file).
+        match self.az.as_deref().and_then(|az| az.char_indices().last()) {
+            Some((last, _)) if last > 0 => &self.az.as_deref().unwrap_or(default)[..last],
             _ => default,
         }
     }

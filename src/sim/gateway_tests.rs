@@ -126,8 +126,7 @@ impl Sim {
         Sim::start(opts, speaker_blob).await
     }
 
-    /// One SSM JSON 1.1 call, signed only as far as the simulator looks (the region
-    /// in the credential scope): (HTTP status, body).
+    /// One SSM JSON 1.1 call, signed with the simulator's key: (HTTP status, body).
     async fn call(&self, op: &str, body: Value) -> (u16, Value) {
         let addr = self
             .handle
@@ -135,10 +134,24 @@ impl Sim {
             .trim_start_matches("http://")
             .to_string();
         let body = body.to_string();
+        let target = format!("AmazonSSM.{op}");
+        let signed: String = super::auth::sign_headers(
+            &self.handle.access_key(),
+            "us-east-1",
+            "ssm",
+            "POST",
+            &format!("http://{addr}/"),
+            &[("host", &addr), ("x-amz-target", &target)],
+            body.as_bytes(),
+            SystemTime::now(),
+        )
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
         let request = format!(
-            "POST / HTTP/1.1\r\nHost: {addr}\r\nX-Amz-Target: AmazonSSM.{op}\r\n\
-             Content-Type: application/x-amz-json-1.1\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0\r\n\
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nX-Amz-Target: {target}\r\n\
+             Content-Type: application/x-amz-json-1.1\r\n{signed}\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );

@@ -3,6 +3,7 @@
 //! generated. It powers `ec2ssh demo` and the end-to-end tests; later parts add
 //! sessions and key pushes. It is a faithful stand-in, not the reference.
 
+pub mod auth;
 pub mod ec2;
 pub mod fault;
 pub mod fleet;
@@ -31,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use fault::FaultConfig;
 pub use fleet::{FleetFile, SimInstance};
+pub use server::parse_json_body;
 
 /// How the simulator behaves beyond the fleet itself.
 #[derive(Debug, Clone, Default)]
@@ -61,12 +63,17 @@ pub struct SimOptions {
     /// An authorized_keys file that pushed keys are added to, each valid 60 s (the
     /// demo's private sshd reads it).
     pub authorized_keys: Option<std::path::PathBuf>,
+    /// The key pair of the simulator's account; `None` makes a random one, so that
+    /// nobody who has not been told it can call the simulator.
+    pub access_key: Option<crate::aws::AccessKey>,
 }
 
 /// What every handler sees.
 pub struct SimState {
     pub fleet: FleetFile,
     pub opts: SimOptions,
+    /// Who may call the simulator (requests are SigV4-verified against these).
+    pub accounts: auth::Accounts,
     /// Relative times in the fleet count back from here.
     pub started: SystemTime,
     requests: AtomicU64,
@@ -82,9 +89,14 @@ pub struct SimState {
 impl SimState {
     /// `addr` is where the simulator listens (it goes into stream URLs).
     pub fn new(fleet: FleetFile, opts: SimOptions, addr: SocketAddr) -> Self {
+        let key = opts
+            .access_key
+            .clone()
+            .unwrap_or_else(auth::random_access_key);
         SimState {
             fleet,
             opts,
+            accounts: auth::Accounts::single(key),
             started: SystemTime::now(),
             requests: AtomicU64::new(0),
             sessions: sessions::Registry::default(),
@@ -169,6 +181,7 @@ pub struct SimHandle {
     endpoint: String,
     regions: Vec<String>,
     listable: usize,
+    access_key: crate::aws::AccessKey,
     task: tokio::task::JoinHandle<()>,
     state: Arc<SimState>,
 }
@@ -181,6 +194,11 @@ impl SimHandle {
 
     pub fn regions(&self) -> Vec<String> {
         self.regions.clone()
+    }
+
+    /// The key pair that may call this simulator (its one account's).
+    pub fn access_key(&self) -> crate::aws::AccessKey {
+        self.access_key.clone()
     }
 
     /// Sessions not yet terminated.
@@ -206,7 +224,11 @@ impl Drop for SimHandle {
 }
 
 /// Binds 127.0.0.1 and serves in a background task.
-pub async fn start(fleet: FleetFile, opts: SimOptions) -> anyhow::Result<SimHandle> {
+pub async fn start(fleet: FleetFile, mut opts: SimOptions) -> anyhow::Result<SimHandle> {
+    let access_key = opts
+        .access_key
+        .get_or_insert_with(auth::random_access_key)
+        .clone();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
@@ -218,6 +240,7 @@ pub async fn start(fleet: FleetFile, opts: SimOptions) -> anyhow::Result<SimHand
         endpoint,
         regions,
         listable,
+        access_key,
         task,
         state,
     })

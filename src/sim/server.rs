@@ -1,16 +1,20 @@
 //! The HTTP front: one handler that tells the protocols apart (JSON 1.1 by its
-//! `X-Amz-Target`, EC2 query by its `Action` form field), finds the region in the
-//! SigV4 credential scope, applies denials, and renders errors the way AWS does.
+//! `X-Amz-Target`, EC2 and STS query by the `Action` form field), verifies the SigV4
+//! signature (which also gives the region), applies denials, and renders errors the
+//! way AWS does. The data-channel websocket is not signed (its first frame carries
+//! the session's token), so it is routed before authentication.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 
+use super::auth::{self, Protocol};
 use super::{ec2, gateway, instance_connect, sessions, ssm, vpc, ApiError, SimState};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
@@ -19,10 +23,12 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
         .route("/v1/data-channel/{session}", get(gateway::upgrade))
         .route("/sim/stats", get(stats))
         .with_state(state)
-        .fallback(move |headers: HeaderMap, body: Bytes| {
-            let state = api.clone();
-            async move { handle(&state, &headers, &body).await }
-        });
+        .fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = api.clone();
+                async move { handle(&state, &method, &uri, &headers, &body).await }
+            },
+        );
     // Small frames (acks, keystrokes) must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -38,27 +44,123 @@ async fn stats(axum::extract::State(state): axum::extract::State<Arc<SimState>>)
     ([("content-type", "application/json")], body).into_response()
 }
 
-/// The region from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
-pub fn region_of(headers: &HeaderMap) -> Option<String> {
-    let auth = headers.get("authorization")?.to_str().ok()?;
-    let scope = auth.split("Credential=").nth(1)?;
-    scope.split('/').nth(2).map(str::to_string)
+/// One API request: which protocol it speaks and which service signs for it.
+enum Call<'a> {
+    Json { target: &'a str },
+    Query { params: ec2::Params },
 }
 
-async fn handle(state: &SimState, headers: &HeaderMap, body: &[u8]) -> Response {
+impl Call<'_> {
+    fn protocol(&self) -> Protocol {
+        match self {
+            Call::Json { .. } => Protocol::Json,
+            Call::Query { params } if is_sts(params) => Protocol::Sts,
+            Call::Query { .. } => Protocol::Ec2,
+        }
+    }
+
+    /// The SigV4 signing name the operation expects (its credential scope's service).
+    fn service(&self) -> &'static str {
+        match self {
+            Call::Json { target } if target.starts_with("AWSEC2InstanceConnectService.") => {
+                "ec2-instance-connect"
+            }
+            Call::Json { .. } => "ssm",
+            Call::Query { params } if is_sts(params) => "sts",
+            Call::Query { .. } => "ec2",
+        }
+    }
+}
+
+fn is_sts(params: &ec2::Params) -> bool {
+    params.get("Action").map(String::as_str) == Some("GetCallerIdentity")
+}
+
+async fn handle(
+    state: &SimState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     if !state.opts.latency.is_zero() {
         tokio::time::sleep(state.opts.latency).await;
     }
-    let region = region_of(headers).unwrap_or_else(|| state.fleet.default_region.clone());
-    match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
-        Some(target) => json_call(state, &region, target, body),
-        None => query_call(state, &region, body),
+    let call = match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        Some(target) => Call::Json { target },
+        None => Call::Query {
+            params: form_urlencoded::parse(body).into_owned().collect(),
+        },
+    };
+
+    // Authentication, before anything looks at what is asked.
+    let request = auth::Request {
+        method: method.as_str(),
+        uri: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        headers,
+        body,
+    };
+    let caller = match auth::verify(&state.accounts, &request, call.service(), SystemTime::now()) {
+        Ok(caller) => caller,
+        Err(e) => {
+            tracing::debug!(error = %e, "request refused");
+            return error_response(state, call.protocol(), e.api_error(call.protocol()));
+        }
+    };
+
+    match call {
+        Call::Json { target } => json_call(state, &caller.region, target, body),
+        Call::Query { params } => query_call(state, &caller.region, &params),
+    }
+}
+
+/// An error as `protocol`'s service renders it.
+fn error_response(state: &SimState, protocol: Protocol, e: ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    match protocol {
+        Protocol::Json => {
+            let mut body = serde_json::json!({ "__type": e.code });
+            if !e.message.is_empty() {
+                body["message"] = e.message.clone().into();
+            }
+            let body = body.to_string();
+            (
+                status,
+                [
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("x-amzn-errortype", e.code.as_str()),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Protocol::Ec2 => {
+            let xml = format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,
+                ec2::escape(&e.code),
+                ec2::escape(&e.message),
+                state.request_id()
+            );
+            (status, [("content-type", "text/xml;charset=UTF-8")], xml).into_response()
+        }
+        Protocol::Sts => {
+            let xml = format!(
+                r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>"#,
+                ec2::escape(&e.code),
+                ec2::escape(&e.message),
+                state.request_id()
+            );
+            (status, [("content-type", "text/xml")], xml).into_response()
+        }
     }
 }
 
 fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Response {
     let (service, op) = target.split_once('.').unwrap_or(("", target));
-    let req: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let req = match parse_json_body(body) {
+        Ok(req) => req,
+        Err(e) => return error_response(state, Protocol::Json, e),
+    };
     let result = match (service, op) {
         ("AmazonSSM", "DescribeInstanceInformation") => {
             deny(state, "ssm:DescribeInstanceInformation", false)
@@ -107,36 +209,37 @@ fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Respo
             v.to_string(),
         )
             .into_response(),
-        Err(e) => {
-            let body = serde_json::json!({ "__type": e.code, "message": e.message }).to_string();
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (
-                status,
-                [
-                    ("content-type", "application/x-amz-json-1.1"),
-                    ("x-amzn-errortype", e.code.as_str()),
-                ],
-                body,
-            )
-                .into_response()
-        }
+        Err(e) => error_response(state, Protocol::Json, e),
     }
 }
 
-fn query_call(state: &SimState, region: &str, body: &[u8]) -> Response {
-    let params: ec2::Params = form_urlencoded::parse(body).into_owned().collect();
+/// A JSON 1.1 request body: an object (an empty body counts as `{}`). Anything else
+/// is refused before the operation runs, as the services' front end does: 400 and
+/// `{"__type":"SerializationException"}` with no message (a real answer is quoted in
+/// pplu/aws-sdk-perl#237).
+pub fn parse_json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::json!({}));
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(ApiError::new(400, "SerializationException", "")),
+    }
+}
+
+fn query_call(state: &SimState, region: &str, params: &ec2::Params) -> Response {
     let action = params.get("Action").map(String::as_str).unwrap_or("");
     let result = match action {
         "DescribeInstances" => deny(state, "ec2:DescribeInstances", true)
-            .and_then(|_| ec2::describe_instances(state, region, &params)),
+            .and_then(|_| ec2::describe_instances(state, region, params)),
         "DescribeRouteTables" => deny(state, "ec2:DescribeRouteTables", true)
-            .and_then(|_| vpc::describe_route_tables(state, region, &params)),
+            .and_then(|_| vpc::describe_route_tables(state, region, params)),
         "DescribeVpcEndpoints" => deny(state, "ec2:DescribeVpcEndpoints", true)
-            .and_then(|_| vpc::describe_vpc_endpoints(state, region, &params)),
+            .and_then(|_| vpc::describe_vpc_endpoints(state, region, params)),
         "DescribeVpcAttribute" => deny(state, "ec2:DescribeVpcAttribute", true)
-            .and_then(|_| vpc::describe_vpc_attribute(state, region, &params)),
+            .and_then(|_| vpc::describe_vpc_attribute(state, region, params)),
         "DescribeSecurityGroups" => deny(state, "ec2:DescribeSecurityGroups", true)
-            .and_then(|_| vpc::describe_security_groups(state, region, &params)),
+            .and_then(|_| vpc::describe_security_groups(state, region, params)),
         // STS cannot deny GetCallerIdentity, so neither does the simulator.
         "GetCallerIdentity" => Ok(vpc::get_caller_identity(state)),
         _ => Err(ApiError::new(
@@ -152,16 +255,7 @@ fn query_call(state: &SimState, region: &str, body: &[u8]) -> Response {
             xml,
         )
             .into_response(),
-        Err(e) => {
-            let xml = format!(
-                r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,
-                ec2::escape(&e.code),
-                ec2::escape(&e.message),
-                state.request_id()
-            );
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, [("content-type", "text/xml;charset=UTF-8")], xml).into_response()
-        }
+        Err(e) => error_response(state, Protocol::Ec2, e),
     }
 }
 
@@ -202,15 +296,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn region_from_sigv4_scope() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKID/20261123/eu-west-1/ec2/aws4_request, SignedHeaders=host, Signature=abc"
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(region_of(&h).as_deref(), Some("eu-west-1"));
-        assert_eq!(region_of(&HeaderMap::new()), None);
+    fn malformed_json_bodies_are_serialization_exceptions() {
+        assert_eq!(parse_json_body(b"").unwrap(), serde_json::json!({}));
+        assert_eq!(parse_json_body(b"{\"a\":1}").unwrap()["a"], 1);
+        for bad in [
+            &b"{"[..],
+            b"nul",
+            b"[1,2]",
+            b"\"x\"",
+            b"{\"a\":}",
+            b"\xff\xfe",
+        ] {
+            let e = parse_json_body(bad).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (400, "SerializationException"),
+                "{bad:?}"
+            );
+        }
     }
 }

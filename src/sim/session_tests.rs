@@ -64,7 +64,7 @@ async fn sim_with(opts: SimOptions) -> (SimHandle, SessionApi) {
     ))
     .unwrap();
     let handle = start(fleet, opts).await.unwrap();
-    let ctx = AwsContext::for_endpoint(&handle.endpoint(), handle.regions());
+    let ctx = AwsContext::for_endpoint(&handle.endpoint(), handle.regions(), &handle.access_key());
     let api = SessionApi::new(ctx.ssm("us-east-1"), "us-east-1");
     (handle, api)
 }
@@ -360,7 +360,8 @@ async fn a_wrong_token_is_refused_without_a_handshake() {
 async fn describe_sessions_reports_the_life_of_a_session() {
     let (_sim, api) = sim("").await;
     let started = api.start_ssh(ONLINE, 22).await.unwrap();
-    let ssm = AwsContext::for_endpoint(&_sim.endpoint(), _sim.regions()).ssm("us-east-1");
+    let ssm = AwsContext::for_endpoint(&_sim.endpoint(), _sim.regions(), &_sim.access_key())
+        .ssm("us-east-1");
     let describe = |state: aws_sdk_ssm::types::SessionState| {
         let ssm = ssm.clone();
         async move {

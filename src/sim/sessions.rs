@@ -496,9 +496,17 @@ pub fn describe_sessions(state: &SimState, req: &Value) -> Result<Value, ApiErro
         .take(max)
         .map(|s| s.describe())
         .collect();
+    if skip > sessions.len() {
+        return Err(ApiError::new(
+            400,
+            "InvalidNextToken",
+            "The specified token is not valid.",
+        ));
+    }
     let mut out = json!({ "Sessions": page });
-    if skip + max < sessions.len() {
-        out["NextToken"] = json!((skip + max).to_string());
+    let next = skip.saturating_add(max);
+    if next < sessions.len() {
+        out["NextToken"] = json!(next.to_string());
     }
     Ok(out)
 }

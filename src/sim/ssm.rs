@@ -62,7 +62,14 @@ pub fn describe_instance_information(
         .filter(|i| i.region(&state.fleet.default_region) == region)
         .filter(|i| filters.iter().all(|(k, v)| matches(state, i, k, v)))
         .collect();
-    let end = (start + max).min(all.len());
+    if start > all.len() {
+        return Err(ApiError::new(
+            400,
+            "InvalidNextToken",
+            "The specified token is not valid.",
+        ));
+    }
+    let end = start.saturating_add(max).min(all.len());
     let list: Vec<Value> = all
         .get(start..end)
         .unwrap_or_default()

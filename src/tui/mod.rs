@@ -225,7 +225,7 @@ pub async fn run(
                 let login = connector.user_for(&instance);
                 eprintln!(
                     "ec2ssh: connecting to {name} ({}) as {} ({})",
-                    instance.id,
+                    crate::text::sanitize(&instance.id),
                     login.user,
                     login.source.label()
                 );
@@ -267,7 +267,7 @@ pub async fn run(
                 guard.suspend();
                 eprintln!(
                     "ec2ssh: opening a Session Manager shell on {name} ({})",
-                    instance.id
+                    crate::text::sanitize(&instance.id)
                 );
                 let result = crate::connect::shell::run(&ctx, &instance, None, &mut signals).await;
                 if result.is_ok() {
@@ -348,7 +348,7 @@ pub async fn run(
 fn reachable(app: &mut App, id: &str, doing: &str) -> Option<(fleet::Instance, String)> {
     let instance = app.instances.iter().find(|i| i.id == id).cloned()?;
     let name = match instance.display_name() {
-        "" => instance.id.clone(),
+        "" => crate::text::sanitize(&instance.id).into_owned(),
         n => crate::text::sanitize(n).into_owned(),
     };
     if instance.ping != fleet::Ping::Online {

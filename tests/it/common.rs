@@ -140,11 +140,23 @@ pub struct Sim {
     pub endpoint: String,
     pub regions: Vec<String>,
     pub instances: usize,
+    /// The key pair the simulator accepts (the hermetic one, AKIDTEST, unless started
+    /// with `start_random`).
+    pub access_key_id: String,
+    pub secret_access_key: String,
     _child: Guarded,
 }
 
 impl Sim {
+    /// A simulator that accepts the hermetic environment's key pair.
     pub fn start(home: &Path, args: &[&str]) -> Sim {
+        let mut all = vec!["--credentials-from-env"];
+        all.extend_from_slice(args);
+        Sim::start_random(home, &all)
+    }
+
+    /// A simulator as `ec2ssh sim` runs by default: with a fresh random key pair.
+    pub fn start_random(home: &Path, args: &[&str]) -> Sim {
         let mut child = ec2ssh(home)
             .arg("sim")
             .args(args)
@@ -169,6 +181,8 @@ impl Sim {
                 .map(|r| r.as_str().unwrap().to_string())
                 .collect(),
             instances: v["instances"].as_u64().unwrap() as usize,
+            access_key_id: v["access_key_id"].as_str().unwrap().to_string(),
+            secret_access_key: v["secret_access_key"].as_str().unwrap().to_string(),
             _child: child,
         }
     }
@@ -189,6 +203,68 @@ impl Sim {
         let (head, json) = response.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 200"), "{response}");
         serde_json::from_str(json).unwrap_or_else(|e| panic!("stats: {e}: {json}"))
+    /// One raw HTTP request to the simulator, signed with `key` (id, secret) at `time`
+    /// the way the SDKs sign: `(status line, body)`.
+    pub fn signed_call(
+        &self,
+        key: (&str, &str),
+        time: std::time::SystemTime,
+        service: &str,
+        target: Option<&str>,
+        body: &str,
+    ) -> (String, String) {
+        use std::io::{Read, Write};
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut signed_headers = vec![("host", host)];
+        if let Some(t) = target {
+            signed_headers.push(("x-amz-target", t));
+        }
+        let signed = ec2ssh::sim::auth::sign_headers(
+            &ec2ssh::aws::AccessKey::new(key.0, key.1),
+            "us-east-1",
+            service,
+            "POST",
+            &format!("{}/", self.endpoint),
+            &signed_headers,
+            body.as_bytes(),
+            time,
+        )
+        .unwrap();
+        let mut request = format!("POST / HTTP/1.1\r\nHost: {host}\r\n");
+        match target {
+            Some(t) => request.push_str(&format!(
+                "X-Amz-Target: {t}\r\nContent-Type: application/x-amz-json-1.1\r\n"
+            )),
+            None => request
+                .push_str("Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"),
+        }
+        for (k, v) in signed {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let mut stream = TcpStream::connect(host).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.lines().next().unwrap_or_default().to_string();
+        (status, body.to_string())
+    }
+
+    /// A Session Manager call signed with the simulator's own key: `(status line, JSON)`.
+    pub fn ssm(&self, op: &str, body: &serde_json::Value) -> (String, serde_json::Value) {
+        let (status, text) = self.signed_call(
+            (&self.access_key_id, &self.secret_access_key),
+            std::time::SystemTime::now(),
+            "ssm",
+            Some(&format!("AmazonSSM.{op}")),
+            &body.to_string(),
+        );
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{op}: {e}: {text}"));
+        (status, json)
     }
 
     /// `ec2ssh` pointed at this simulator for all regions.
@@ -470,4 +546,52 @@ impl Tinyproxy {
             })
             .collect()
     }
+/// The processes descended from `root` (not `root` itself), read from /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid …; comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (child, _) in parents.iter().filter(|(_, pp)| *pp == p) {
+            out.push(*child);
+            frontier.push(*child);
+        }
+    }
+    out
+}
+
+/// A process's argv (empty once it is gone).
+pub fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One variable of a process's environment.
+pub fn environ(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|c| *c == 0).find_map(|kv| {
+        let kv = String::from_utf8_lossy(kv);
+        kv.strip_prefix(&format!("{name}=")).map(str::to_string)
+    })
 }

@@ -270,6 +270,7 @@ fn the_demo_connects_for_real() {
     t.wait_screen("a shell", |sc| {
         sc.contains("ec2ssh: connecting to web-prod-1")
     });
+    demo_credentials_are_private(&t, dir);
     t.type_text("echo demo-$((40+2)); exit");
     t.send(&["Enter"]);
     t.wait_screen("the picker again", |sc| {
@@ -277,6 +278,45 @@ fn the_demo_connects_for_real() {
     });
     t.send(&["Escape"]);
     assert_eq!(t.finished(dir).1, 130);
+}
+
+/// While the demo's ssh runs: its ProxyCommand got this run's random key pair through
+/// its environment, no process of the demo has the secret in its argv (which every
+/// local user can read), and a process with other credentials cannot use the demo's
+/// simulator.
+fn demo_credentials_are_private(t: &crate::common::Tmux, dir: &std::path::Path) {
+    use crate::common::{cmdline, descendants, environ, wait_for};
+    use std::time::Duration;
+    let proxy = wait_for("the demo's ProxyCommand", Duration::from_secs(10), || {
+        descendants(t.pane_pid())
+            .into_iter()
+            .find(|p| cmdline(*p).iter().any(|a| a == "proxy"))
+    });
+    let secret = environ(proxy, "AWS_SECRET_ACCESS_KEY").expect("the proxy has the secret");
+    let key_id = environ(proxy, "AWS_ACCESS_KEY_ID").unwrap();
+    let endpoint = environ(proxy, "AWS_ENDPOINT_URL").unwrap();
+    assert_eq!(secret.len(), 40, "a fresh random secret");
+    assert!(key_id.starts_with("AKIA"), "{key_id}");
+    let procs = descendants(t.pane_pid());
+    assert!(
+        procs.len() >= 3,
+        "sh, the picker, ssh, the proxy: {procs:?}"
+    );
+    for p in procs {
+        let argv = cmdline(p).join(" ");
+        assert!(
+            !argv.contains(&secret),
+            "the secret is in the argv of {p}: {argv}"
+        );
+    }
+    let out = ec2ssh(dir)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .args(["--no-cache", "--region", "us-east-1", "list", "-q"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{err}");
+    assert!(err.contains("(AuthFailure)"), "{err}");
 }
 
 /// `ec2ssh ssh-config` makes plain OpenSSH tools work by instance id and by Name alias.
@@ -320,5 +360,213 @@ fn plain_ssh_works_with_the_printed_config() {
             s.sshd.log()
         );
     }
+    assert_no_active_sessions(&s.sim);
+}
+
+/// ec2ssh's data directory may hold a space and a `%h` (macOS's is
+/// "~/Library/Application Support/ec2ssh"): `ec2ssh ssh` (the argv) and plain ssh with
+/// the `ec2ssh ssh-config` block both pin the host key in its known_hosts, and only
+/// there, and ssh checks it there.
+#[test]
+fn a_data_directory_with_a_space_and_a_percent_h_pins_host_keys_in_it() {
+    let s = setup(&[]);
+    let data = s.home.path().join("Application Support %h");
+    let runtime = s.home.path().join("run %h time");
+    let known_hosts = data.join("ec2ssh/known_hosts");
+    let ssh = |extra: &[&str]| {
+        s.ec2ssh()
+            .env("XDG_DATA_HOME", &data)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .args(["ssh", ONLINE, "--", "-o", "BatchMode=yes"])
+            .args(extra)
+            .arg("echo pinned")
+            .output()
+            .unwrap()
+    };
+    let out = ssh(&[]);
+    assert_eq!(text(&out.stdout), "pinned\n", "{}", text(&out.stderr));
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")),
+        "{pinned}"
+    );
+    // Nothing went where a split or expanded path would have put it.
+    let mut entries: Vec<String> = std::fs::read_dir(s.home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.contains(ONLINE) || e == "Application"),
+        "{entries:?}"
+    );
+    // The pin is enforced from that file: another key there fails the connection.
+    let other = pinned.replace(
+        pinned.split_whitespace().nth(2).unwrap(),
+        "AAAAC3NzaC1lZDI1NTE5AAAAIPQjlJmOafhCXDxgY9QOv2zaZ6O8y5aIxJSPocfb+/qF",
+    );
+    std::fs::write(&known_hosts, other).unwrap();
+    let out = ssh(&[]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(&known_hosts).unwrap();
+
+    // Plain ssh through the printed block writes the same file.
+    let out = s
+        .ec2ssh()
+        .env("XDG_DATA_HOME", &data)
+        .arg("ssh-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = s.home.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\nHost *\n    BatchMode yes\n    LogLevel ERROR\n",
+            text(&out.stdout)
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("ssh");
+    crate::common::hermetic(&mut c, s.home.path());
+    let out = c
+        .env("AWS_ENDPOINT_URL", &s.sim.endpoint)
+        .env("XDG_DATA_HOME", &data)
+        .arg("-F")
+        .arg(&config)
+        .args([ONLINE, "echo via-config"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "via-config\n", "{}", text(&out.stderr));
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        pinned.starts_with(&format!("{ONLINE} ssh-ed25519 ")),
+        "{pinned}"
+    );
+    assert_no_active_sessions(&s.sim);
+}
+
+/// Host names from elsewhere (a script, a repository URL) that match `Host i-*` reach
+/// `ec2ssh proxy` as one word, unexpanded: a command substitution runs nothing, and a
+/// glob does not turn into some instance's id found in the working directory.
+#[test]
+fn hostile_host_names_through_ssh_config_run_nothing() {
+    let s = setup(&[]);
+    let out = s.ec2ssh().arg("ssh-config").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = s.home.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!("{}\nHost *\n    BatchMode yes\n", text(&out.stdout)),
+    )
+    .unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    // An unquoted %h would glob `i-0aaaa00000000000?` into this name.
+    std::fs::write(cwd.path().join(ONLINE), "").unwrap();
+    let marker = cwd.path().join("pwned");
+    let ssh = |host: &str| {
+        let mut c = Command::new("ssh");
+        crate::common::hermetic(&mut c, s.home.path());
+        c.env("AWS_ENDPOINT_URL", &s.sim.endpoint)
+            .env("XDG_DATA_HOME", s.home.path().join("data"))
+            .current_dir(cwd.path())
+            .arg("-F")
+            .arg(&config)
+            .args([host, "echo reached"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for host in [
+        format!("i-$(touch {})", marker.display()),
+        format!("i-`touch {}`", marker.display()),
+        format!("i-0;touch {}", marker.display()),
+    ] {
+        let out = ssh(&host);
+        assert!(!out.status.success(), "{host}");
+        assert!(!marker.exists(), "{host} ran a command");
+    }
+    let glob = &format!("{}?", &ONLINE[..ONLINE.len() - 1]);
+    let out = ssh(glob);
+    assert!(!text(&out.stdout).contains("reached"), "the glob connected");
+    assert!(
+        text(&out.stderr).contains("is not an instance id"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_active_sessions(&s.sim);
+}
+
+/// Without XDG_RUNTIME_DIR, keys go to `$TMPDIR/ec2ssh-UID`, a name anyone can take
+/// first. One found open to others, as a symlink, or owned by someone else is refused
+/// with the fix, before any key is made or pushed.
+#[test]
+fn a_key_directory_someone_else_prepared_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup(&[]);
+    let tmp = s.home.path().join("tmp");
+    let uid = rustix::process::getuid().as_raw();
+    let planted = tmp.join(format!("ec2ssh-{uid}"));
+    let ssh = || {
+        s.ec2ssh()
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", &tmp)
+            .args(["ssh", ONLINE, "--", "-o", "BatchMode=yes", "echo fine"])
+            .output()
+            .unwrap()
+    };
+    let refused = |why: &str| {
+        let out = ssh();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "error: refusing to keep connection keys in {}: {why}",
+                planted.display()
+            )),
+            "{err}"
+        );
+        assert!(err.contains("  fix: if you did not make"), "{err}");
+        let pushed = std::fs::read_dir(s.sshd.keys_dir())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(pushed, 0, "a key was pushed");
+    };
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("its mode is 777");
+
+    std::fs::remove_dir(&planted).unwrap();
+    let elsewhere = s.home.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    refused("it is a symbolic link");
+    std::fs::remove_file(&planted).unwrap();
+
+    if uid == 0 {
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        refused("it belongs to uid 65534");
+        std::fs::remove_dir(&planted).unwrap();
+    }
+
+    // Made by ec2ssh itself: 0700, and the connection works.
+    let out = ssh();
+    assert_eq!(text(&out.stdout), "fine\n", "{}", text(&out.stderr));
+    let mode = std::fs::symlink_metadata(&planted)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o700);
     assert_no_active_sessions(&s.sim);
 }

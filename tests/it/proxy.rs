@@ -372,6 +372,11 @@ fn the_plugin_transport_explains_a_missing_plugin() {
 
 /// A stand-in session-manager-plugin that records how it was called.
 fn fake_plugin(dir: &Path) -> std::path::PathBuf {
+    fake_plugin_answering(dir, "echo 1.2.650.0; exit 0")
+}
+
+/// The same, with `version` the shell code that answers `--version`.
+fn fake_plugin_answering(dir: &Path, version: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let bin_dir = dir.join("plugin-bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
@@ -381,7 +386,7 @@ fn fake_plugin(dir: &Path) -> std::path::PathBuf {
         &script,
         format!(
             "#!/bin/sh\n\
-             if [ \"$1\" = --version ]; then echo 1.2.650.0; exit 0; fi\n\
+             if [ \"$1\" = --version ]; then {version}; fi\n\
              for a in \"$@\"; do printf '%s\\n' \"$a\"; done > {rec}.argv\n\
              printf '%s' \"$AWS_SSM_START_SESSION_RESPONSE\" > {rec}.env\n\
              exit 0\n",
@@ -393,19 +398,85 @@ fn fake_plugin(dir: &Path) -> std::path::PathBuf {
     bin_dir
 }
 
+impl Setup {
+    fn proxy_with_plugin(&self, bin_dir: &Path) -> std::process::Output {
+        self.proxy(ONLINE)
+            .arg("--transport")
+            .arg("plugin")
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+/// Only a plugin whose version is known to predate the environment variable gets
+/// the response (and its token) on the command line, and the user is told.
+#[test]
+fn an_old_plugin_gets_the_token_in_argv_and_the_user_is_told() {
+    let s = setup(&[]);
+    let bin_dir = fake_plugin_answering(s.home.path(), "echo 1.2.497.0; exit 0");
+    let out = s.proxy_with_plugin(&bin_dir);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let argv = std::fs::read_to_string(s.home.path().join("plugin-call.argv")).unwrap();
+    let response: serde_json::Value = serde_json::from_str(argv.lines().next().unwrap()).unwrap();
+    assert!(!response["TokenValue"].as_str().unwrap().is_empty());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("session-manager-plugin 1.2.497.0 predates 1.2.536.0")
+            && err.contains("command line"),
+        "{err}"
+    );
+    assert_no_active_sessions(&s.sim);
+}
+
+/// A `--version` that fails, prints no version, or hangs is an error before any
+/// session starts: the token never goes on a command line by default.
+#[test]
+fn a_plugin_whose_version_cannot_be_read_is_an_error_not_a_downgrade() {
+    let s = setup(&[]);
+    for (answer, says) in [
+        ("exit 1", "`--version` failed"),
+        ("echo unknown; exit 0", "not a version"),
+        ("exec sleep 30", "did not answer within 5s"),
+    ] {
+        let bin_dir = fake_plugin_answering(s.home.path(), answer);
+        let out = s.proxy_with_plugin(&bin_dir);
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "{answer}: {err}");
+        assert!(
+            err.contains(says) && err.contains("fix:"),
+            "{answer}: {err}"
+        );
+        assert!(
+            !s.home.path().join("plugin-call.argv").exists(),
+            "{answer}: the plugin ran"
+        );
+        let history = ssm_call(
+            &s.sim,
+            "DescribeSessions",
+            &serde_json::json!({ "State": "History" }),
+        );
+        assert_eq!(
+            history["Sessions"],
+            serde_json::json!([]),
+            "{answer}: a session started"
+        );
+        assert!(active_sessions(&s.sim).is_empty());
+    }
+}
+
 #[test]
 fn the_plugin_transport_runs_the_plugin_like_the_aws_cli_and_terminates() {
     let s = setup(&[]);
     let bin_dir = fake_plugin(s.home.path());
-    let out = s
-        .proxy(ONLINE)
-        .arg("--transport")
-        .arg("plugin")
-        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = s.proxy_with_plugin(&bin_dir);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        !stderr_of(&out).contains("command line"),
+        "{}",
+        stderr_of(&out)
+    );
     let record = s.home.path().join("plugin-call");
     let argv = std::fs::read_to_string(record.with_extension("argv")).unwrap();
     let argv: Vec<&str> = argv.lines().collect();

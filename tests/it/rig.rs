@@ -3,7 +3,6 @@
 //! scripts/test-deps.sh), client keys, hermetic ssh/scp commands, and raw calls to
 //! the simulator's Session Manager API.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -246,26 +245,12 @@ pub const ONLINE: &str = "i-0aaaa000000000001";
 pub const LOST: &str = "i-0aaaa000000000002";
 pub const OLD_AGENT: &str = "i-0aaaa000000000003";
 
-/// Calls a Session Manager operation on the simulator (unsigned; it reads only the
-/// region from the credential scope) and returns the JSON answer.
+/// Calls a Session Manager operation on the simulator (signed with its key) and
+/// returns the JSON answer.
 pub fn ssm_call(sim: &Sim, op: &str, body: &serde_json::Value) -> serde_json::Value {
-    let host = sim.endpoint.trim_start_matches("http://");
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: AmazonSSM.{op}\r\n\
-         Content-Type: application/x-amz-json-1.1\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/ssm/aws4_request\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, json) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{op}: {response}");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{op}: {e}: {json}"))
+    let (status, json) = sim.ssm(op, body);
+    assert!(status.starts_with("HTTP/1.1 200"), "{op}: {status} {json}");
+    json
 }
 
 /// Sessions DescribeSessions reports as Active, as (id, status).
