@@ -404,4 +404,15 @@ pub struct SimArgs {
     /// Faults on every data channel, e.g. drop=0.02,duplicate=0.02,reorder=0.05,delay=0.05,delay-ms=30,cut-after=4000000,seed=7
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<crate::sim::FaultConfig>,
+
+    /// Answer this share of API calls (0 to 1) with the service's throttling error
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub throttle: f64,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("a share between 0 and 1, e.g. 0.2".into()),
+    }
 }

@@ -140,6 +140,7 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
         agent_version: args.agent_version.clone(),
         faults: args.faults.clone().unwrap_or_default(),
         keys_dir: args.keys_dir.clone(),
+        throttle: args.throttle,
         ..SimOptions::default()
     };
     let sim = start(&args.source, opts).await?;

@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod shell;
 pub mod sshd;
 pub mod ssm;
+pub mod throttle;
 pub mod vpc;
 
 use std::collections::HashSet;
@@ -51,6 +52,8 @@ pub struct SimOptions {
     /// An authorized_keys file that pushed keys are added to, each valid 60 s (the
     /// demo's private sshd reads it).
     pub authorized_keys: Option<std::path::PathBuf>,
+    /// Share of API calls answered with the service's throttling error (0 to 1).
+    pub throttle: f64,
 }
 
 /// What every handler sees.
@@ -64,13 +67,24 @@ pub struct SimState {
     pub sessions: sessions::Registry,
     /// Keys accepted by SendSSHPublicKey.
     pub keys_pushed: AtomicU64,
+    /// `--throttle`: which calls are over the request rate.
+    pub throttle: throttle::Throttle,
+    /// Positions in `fleet.instances` of each region's machines, in fleet order.
+    by_region: std::collections::HashMap<String, Vec<usize>>,
     addr: SocketAddr,
 }
 
 impl SimState {
     /// `addr` is where the simulator listens (it goes into stream URLs).
     pub fn new(fleet: FleetFile, opts: SimOptions, addr: SocketAddr) -> Self {
+        let mut by_region = std::collections::HashMap::<String, Vec<usize>>::new();
+        for (k, i) in fleet.instances.iter().enumerate() {
+            let region = i.region(&fleet.default_region).to_string();
+            by_region.entry(region).or_default().push(k);
+        }
         SimState {
+            throttle: throttle::Throttle::new(opts.throttle, 0x7407),
+            by_region,
             fleet,
             opts,
             started: SystemTime::now(),
@@ -83,6 +97,12 @@ impl SimState {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Positions in `fleet.instances` of the machines in `region`, in fleet order (what
+    /// the simulator's paging tokens count in).
+    pub fn region_positions(&self, region: &str) -> &[usize] {
+        self.by_region.get(region).map_or(&[], Vec::as_slice)
     }
 
     fn epoch(&self) -> f64 {

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 
-use super::{ec2, gateway, instance_connect, sessions, ssm, vpc, ApiError, SimState};
+use super::{ec2, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
@@ -41,6 +41,9 @@ pub fn region_of(headers: &HeaderMap) -> Option<String> {
 async fn handle(state: &SimState, headers: &HeaderMap, body: &[u8]) -> Response {
     if !state.opts.latency.is_zero() {
         tokio::time::sleep(state.opts.latency).await;
+    }
+    if let Some(busy) = throttle(state, headers, body) {
+        return busy;
     }
     let region = region_of(headers).unwrap_or_else(|| state.fleet.default_region.clone());
     match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
@@ -100,20 +103,23 @@ fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Respo
             v.to_string(),
         )
             .into_response(),
-        Err(e) => {
-            let body = serde_json::json!({ "__type": e.code, "message": e.message }).to_string();
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (
-                status,
-                [
-                    ("content-type", "application/x-amz-json-1.1"),
-                    ("x-amzn-errortype", e.code.as_str()),
-                ],
-                body,
-            )
-                .into_response()
-        }
+        Err(e) => json_error(&e),
     }
+}
+
+/// An error in the JSON 1.1 protocol's shape.
+fn json_error(e: &ApiError) -> Response {
+    let body = serde_json::json!({ "__type": e.code, "message": e.message }).to_string();
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amzn-errortype", e.code.as_str()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn query_call(state: &SimState, region: &str, body: &[u8]) -> Response {
@@ -145,17 +151,40 @@ fn query_call(state: &SimState, region: &str, body: &[u8]) -> Response {
             xml,
         )
             .into_response(),
-        Err(e) => {
-            let xml = format!(
-                r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,
-                ec2::escape(&e.code),
-                ec2::escape(&e.message),
-                state.request_id()
-            );
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, [("content-type", "text/xml;charset=UTF-8")], xml).into_response()
-        }
+        Err(e) => query_error(state, &e),
     }
+}
+
+/// An error in the EC2 query protocol's shape.
+fn query_error(state: &SimState, e: &ApiError) -> Response {
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,
+        ec2::escape(&e.code),
+        ec2::escape(&e.message),
+        state.request_id()
+    );
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, [("content-type", "text/xml;charset=UTF-8")], xml).into_response()
+}
+
+/// `--throttle`: answers this share of calls with the service's throttling error.
+fn throttle(state: &SimState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let action = match target {
+        Some(_) => String::new(),
+        None => form_urlencoded::parse(body)
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default(),
+    };
+    let e = throttle::answer(target, &action)?;
+    if !state.throttle.roll() {
+        return None;
+    }
+    Some(match target {
+        Some(_) => json_error(&e),
+        None => query_error(state, &e),
+    })
 }
 
 fn deny(state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {

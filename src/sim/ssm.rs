@@ -54,24 +54,27 @@ pub fn describe_instance_information(
         })?,
         None => 0,
     };
-    let all: Vec<&SimInstance> = state
-        .fleet
-        .instances
+    // The token is a position in the region's machines: each page scans on from it.
+    let fleet = &state.fleet.instances;
+    let mut rest = state
+        .region_positions(region)
         .iter()
-        .filter(|i| state.ping_of(i).is_some() && i.state.as_deref() != Some("terminated"))
-        .filter(|i| i.region(&state.fleet.default_region) == region)
-        .filter(|i| filters.iter().all(|(k, v)| matches(state, i, k, v)))
-        .collect();
-    let end = (start + max).min(all.len());
-    let list: Vec<Value> = all
-        .get(start..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|i| info(state, i))
+        .enumerate()
+        .skip(start)
+        .filter(|&(_, &k)| {
+            let i = &fleet[k];
+            state.ping_of(i).is_some()
+                && i.state.as_deref() != Some("terminated")
+                && filters.iter().all(|(key, v)| matches(state, i, key, v))
+        });
+    let list: Vec<Value> = rest
+        .by_ref()
+        .take(max)
+        .map(|(_, &k)| info(state, &fleet[k]))
         .collect();
     let mut out = json!({ "InstanceInformationList": list });
-    if end < all.len() {
-        out["NextToken"] = json!(end.to_string());
+    if let Some((at, _)) = rest.next() {
+        out["NextToken"] = json!(at.to_string());
     }
     Ok(out)
 }
