@@ -3,11 +3,13 @@
 //! handing out per-region service clients.
 
 pub mod error;
+pub mod retry;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
 
 pub use error::{AwsError, AwsErrorKind};
+pub use retry::ThrottleWatch;
 
 /// The region couldn't be decided: no flag, no config, nothing in the AWS chain.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,8 @@ pub struct AwsContext {
     pub profile: Option<String>,
     /// Identifies the account view for the on-disk cache (profile, regions, endpoint).
     pub cache_key: String,
+    /// Sees every attempt of every client made here: is AWS throttling us?
+    pub throttle: ThrottleWatch,
 }
 
 impl AwsContext {
@@ -35,7 +39,7 @@ impl AwsContext {
         if let Some(first) = regions.first() {
             loader = loader.region(Region::new(first.clone()));
         }
-        let base = loader.load().await;
+        let base = retry::with_defaults(loader.load().await);
         let regions = if regions.is_empty() {
             match base.region() {
                 Some(r) => vec![r.to_string()],
@@ -58,6 +62,7 @@ impl AwsContext {
             regions,
             profile,
             cache_key,
+            throttle: ThrottleWatch::default(),
         })
     }
 
@@ -71,17 +76,20 @@ impl AwsContext {
             .endpoint_url(endpoint)
             .region(Region::new(regions.first().cloned().unwrap_or_default()))
             .build();
+        let base = retry::with_defaults(base);
         AwsContext {
             cache_key: format!("demo|{endpoint}|{}", regions.join(",")),
             base,
             regions,
             profile: None,
+            throttle: ThrottleWatch::default(),
         }
     }
 
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         let conf = aws_sdk_ec2::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
     }
@@ -89,6 +97,7 @@ impl AwsContext {
     pub fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
         let conf = aws_sdk_ssm::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_ssm::Client::from_conf(conf)
     }
@@ -116,6 +125,7 @@ impl AwsContext {
     pub fn sts(&self, region: &str) -> aws_sdk_sts::Client {
         let conf = aws_sdk_sts::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_sts::Client::from_conf(conf)
     }
@@ -128,6 +138,7 @@ impl AwsContext {
     ) -> aws_sdk_sts::Client {
         let conf = aws_sdk_sts::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .interceptor(interceptor)
             .build();
         aws_sdk_sts::Client::from_conf(conf)
@@ -136,6 +147,7 @@ impl AwsContext {
     pub fn instance_connect(&self, region: &str) -> aws_sdk_ec2instanceconnect::Client {
         let conf = aws_sdk_ec2instanceconnect::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_ec2instanceconnect::Client::from_conf(conf)
     }

@@ -135,6 +135,8 @@ pub struct App {
     pub last_dest: String,
     /// A finished diagnosis on screen (the instance's name, the checks); any key closes.
     pub diagnosis: Option<(String, Vec<crate::doctor::Check>)>,
+    /// AWS is throttling the calls under way and the SDK is retrying them.
+    pub throttled: bool,
 }
 
 /// The picker's push, from the dialog to the results.
@@ -172,6 +174,7 @@ impl App {
             push: None,
             last_dest: String::new(),
             diagnosis: None,
+            throttled: false,
         }
     }
 

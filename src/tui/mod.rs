@@ -81,6 +81,17 @@ fn spawn_ping_check(
     });
 }
 
+/// How long after a throttled attempt the status line still says so.
+const THROTTLE_SHOWN_FOR: Duration = Duration::from_secs(5);
+
+/// The ping refresh's clock: first tick one period from now.
+fn ping_interval(every: Duration) -> tokio::time::Interval {
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // After an ssh session, one check now rather than a burst of missed ones.
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
 /// The next tick of `interval`, or never without one.
 async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
@@ -126,12 +137,10 @@ pub async fn run(
     })?;
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut ping_tick = opts.ping_refresh.map(|every| {
-        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        // After an ssh session, one check now rather than a burst of missed ones.
-        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        i
-    });
+    let mut ping_tick = opts.ping_refresh.map(ping_interval);
+    // A ping check AWS throttled stretches the wait before the next one.
+    let mut ping_backoff = opts.ping_refresh.map(fleet::ping::Backoff::new);
+    let mut throttled_at_check = ctx.throttle.count();
     let mut signals = Signals::install();
     let mut connector = opts.connector;
     app.login = connector.as_ref().map(|c| c.rules.clone());
@@ -176,10 +185,23 @@ pub async fn run(
                 Some(Err(e)) => return Err(io_error(e)),
                 None => return Ok(Outcome::Cancelled),
             },
-            Some(action) = rx.recv() => Some(action),
+            Some(action) = rx.recv() => {
+                if let (Action::Pings { .. }, Some(backoff)) = (&action, ping_backoff.as_mut()) {
+                    let throttled = ctx.throttle.count() != throttled_at_check;
+                    let wait = backoff.after(throttled);
+                    if ping_tick.as_ref().is_some_and(|t| t.period() != wait) {
+                        ping_tick = Some(ping_interval(wait));
+                    }
+                }
+                Some(action)
+            }
             _ = tick.tick() => {
                 let now = unix_now();
-                (app.loading || now != last_second).then(|| { last_second = now; Action::Tick(now) })
+                let busy = app.loading || app.pings_in_flight > 0;
+                let throttled = busy && ctx.throttle.recently(THROTTLE_SHOWN_FOR);
+                let changed = throttled != app.throttled;
+                app.throttled = throttled;
+                (app.loading || changed || now != last_second).then(|| { last_second = now; Action::Tick(now) })
             }
             _ = next_tick(&mut ping_tick) => Some(Action::CheckPings),
             n = signals.recv() => {
@@ -288,7 +310,10 @@ pub async fn run(
                 });
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
-            Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
+            Some(Effect::CheckPings(only)) => {
+                throttled_at_check = ctx.throttle.count();
+                spawn_ping_check(&ctx, &tx, only);
+            }
             Some(Effect::StartPush {
                 hosts,
                 sources,

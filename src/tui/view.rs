@@ -744,6 +744,9 @@ fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     if app.loading {
         parts.push(format!("refreshing {spin}"));
     }
+    if app.throttled {
+        parts.push("AWS is throttling, retrying".into());
+    }
     if let Some(notice) = &app.notice {
         parts.insert(0, sanitize(notice).into_owned());
     }
@@ -879,6 +882,16 @@ mod tests {
         let mut a = app();
         a.loading = true;
         insta::assert_snapshot!(draw(&a, 120, 12).backend());
+    }
+
+    #[test]
+    fn the_status_line_says_when_aws_throttles() {
+        let mut a = app();
+        a.loading = true;
+        let line = |a: &App| format!("{:?}", draw(a, 120, 12).backend());
+        assert!(!line(&a).contains("throttling"));
+        a.throttled = true;
+        assert!(line(&a).contains("refreshing ⠋ · AWS is throttling, retrying"));
     }
 
     #[test]
