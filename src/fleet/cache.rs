@@ -1,7 +1,6 @@
 //! The last inventory per account view, on disk in the XDG cache dir, so the picker
 //! can paint at once. A missing, corrupt or old-format file is simply a miss.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -12,12 +11,21 @@ use super::model::Instance;
 /// Bump when `Instance` changes incompatibly; older files are then ignored.
 const FORMAT: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct CacheFile {
     format: u32,
     key: String,
     saved_at: i64,
     instances: Vec<Instance>,
+}
+
+/// What `store` writes: the same document, borrowing the fleet instead of copying it.
+#[derive(Serialize)]
+struct CacheFileRef<'a> {
+    format: u32,
+    key: &'a str,
+    saved_at: i64,
+    instances: &'a [Instance],
 }
 
 /// A cached fleet and when it was fetched (Unix seconds).
@@ -62,15 +70,16 @@ impl Cache {
     /// Writes atomically (temp file + rename) so a crash never leaves half a file.
     pub fn store(&self, key: &str, saved_at: i64, instances: &[Instance]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let file = CacheFile {
+        let file = CacheFileRef {
             format: FORMAT,
-            key: key.to_string(),
+            key,
             saved_at,
-            instances: instances.to_vec(),
+            instances,
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        serde_json::to_writer(&mut tmp, &file)?;
-        tmp.flush()?;
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, tmp);
+        serde_json::to_writer(&mut out, &file)?;
+        let tmp = out.into_inner().map_err(|e| e.into_error())?;
         tmp.persist(self.path(key)).map_err(|e| e.error)?;
         Ok(())
     }
