@@ -50,14 +50,16 @@ pub struct Haystack {
 
 impl Haystack {
     pub fn new(i: &Instance) -> Self {
-        let values = [
-            sanitize(i.display_name()),
-            i.id.as_str().into(),
-            i.private_ip.as_deref().unwrap_or_default().into(),
-            i.public_ip.as_deref().unwrap_or_default().into(),
-            sanitize(&i.platform_label()).into_owned().into(),
-            i.instance_type.as_deref().unwrap_or_default().into(),
-            i.availability_zone.as_deref().unwrap_or_default().into(),
+        let label = i.platform_label();
+        let (name, platform) = (sanitize(i.display_name()), sanitize(&label));
+        let values: [&str; FIELDS.len()] = [
+            &name,
+            &i.id,
+            i.private_ip.as_deref().unwrap_or_default(),
+            i.public_ip.as_deref().unwrap_or_default(),
+            &platform,
+            i.instance_type.as_deref().unwrap_or_default(),
+            i.availability_zone.as_deref().unwrap_or_default(),
         ];
         let mut text = String::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         let mut starts = [0; FIELDS.len()];
@@ -69,7 +71,11 @@ impl Haystack {
             }
             starts[n] = chars;
             text.push_str(v);
-            chars += v.chars().count();
+            chars += if v.is_ascii() {
+                v.len()
+            } else {
+                v.chars().count()
+            };
         }
         Haystack { text, starts }
     }

@@ -121,6 +121,18 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
 /// Loads the config file and the AWS context it and the flags describe.
 async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
     let config = Config::load(g.config.as_deref())?;
+    let ctx = context(g, &config).await?;
+    Ok((config, ctx))
+}
+
+async fn context(g: &GlobalArgs, config: &Config) -> Result<AwsContext, AppError> {
+    let (profile, regions) = view(g, config);
+    Ok(AwsContext::load(profile.as_deref(), &regions).await?)
+}
+
+/// The profile and the regions the flags and the config file ask for (regions
+/// deduplicated; none means the AWS chain decides).
+fn view(g: &GlobalArgs, config: &Config) -> (Option<String>, Vec<String>) {
     let profile = g.profile.clone().or_else(|| config.profile.clone());
     let regions = if g.region.is_empty() {
         config.regions.clone()
@@ -128,25 +140,32 @@ async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
         g.region.clone()
     };
     let mut seen = std::collections::HashSet::new();
-    let regions: Vec<String> = regions
+    let regions = regions
         .into_iter()
         .filter(|r| seen.insert(r.clone()))
         .collect();
-    let ctx = AwsContext::load(profile.as_deref(), &regions).await?;
-    Ok((config, ctx))
+    (profile, regions)
 }
 
 fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
     if g.no_cache || config.cache == Some(false) {
         return None;
     }
-    Paths::detect().map(|p| Cache::new(p.cache_dir))
+    let (profile, regions) = view(g, config);
+    Paths::detect().map(|p| Cache::new(p.cache_dir, profile.as_deref(), &regions))
 }
 
+/// The picker. Its first frame needs only the cached fleet, so the cache is read
+/// while aws-config loads (its credential chain reads the system's CA certificates).
 async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
-    let (config, ctx) = account(g).await?;
+    let config = Config::load(g.config.as_deref())?;
     let cache = cache_for(g, &config);
+    let reading = cache.clone().map(|c| std::thread::spawn(move || c.read()));
+    let ctx = context(g, &config).await?;
     let mut opts = commands::pick_options(args, &config);
+    opts.cached = reading
+        .and_then(|r| r.join().ok().flatten())
+        .and_then(|file| file.for_key(&ctx.cache_key));
     if !args.print {
         let mut connector = Connector::new(ctx.clone(), &config, Paths::detect());
         connector.set_login(args.user.clone(), args.key.clone())?;
