@@ -300,25 +300,41 @@ impl SearchIndex {
             out
         };
         let n = prev.rows.len();
-        let chunks = if n < PARALLEL_MIN { 1 } else { self.threads };
-        let mut found = if chunks == 1 {
+        let mut found = if n < PARALLEL_MIN || self.threads == 1 {
             work(0, n)
         } else {
+            // Small chunks handed out as threads free up: rows cost fuzzy-matcher
+            // very different amounts, so equal halves would leave one core idle.
+            let chunks = self.threads * 8;
             let cut = |c: usize| n * c / chunks;
-            std::thread::scope(|s| {
-                let others: Vec<_> = (1..chunks)
-                    .map(|c| s.spawn(move || work(cut(c), cut(c + 1))))
-                    .collect();
-                let mut found = work(0, cut(1));
-                for h in others {
-                    // A panic in fuzzy-matcher is a bug there; re-raise it here.
-                    let part = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                    found.rows.extend(part.rows);
-                    found.last.extend(part.last);
-                    found.total.extend(part.total);
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let take = || {
+                let mut done = Vec::new();
+                loop {
+                    let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if c >= chunks {
+                        return done;
+                    }
+                    done.push((c, work(cut(c), cut(c + 1))));
                 }
-                found
-            })
+            };
+            let mut parts = std::thread::scope(|s| {
+                let helpers: Vec<_> = (1..self.threads).map(|_| s.spawn(take)).collect();
+                let mut parts = take();
+                for h in helpers {
+                    // A panic in fuzzy-matcher is a bug there; re-raise it here.
+                    parts.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                }
+                parts
+            });
+            parts.sort_unstable_by_key(|(c, _)| *c);
+            let mut found = Found::default();
+            for (_, part) in parts {
+                found.rows.extend(part.rows);
+                found.last.extend(part.last);
+                found.total.extend(part.total);
+            }
+            found
         };
         found.ranked = rank(&found.rows, &found.total);
         found

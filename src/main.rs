@@ -155,21 +155,34 @@ fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
     Paths::detect().map(|p| Cache::new(p.cache_dir, profile.as_deref(), &regions))
 }
 
-/// The picker. Its first frame needs only the cached fleet, so the cache is read
-/// while aws-config loads (its credential chain reads the system's CA certificates).
+/// The picker. Its first frame needs only the cached fleet, so aws-config loads on a
+/// worker thread (its credential chain reads the system's CA certificates) while the
+/// picker reads the cache and draws it.
 async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
     let config = Config::load(g.config.as_deref())?;
     let cache = cache_for(g, &config);
-    let reading = cache.clone().map(|c| std::thread::spawn(move || c.read()));
-    let ctx = context(g, &config).await?;
-    let mut opts = commands::pick_options(args, &config);
-    opts.cached = reading
-        .and_then(|r| r.join().ok().flatten())
-        .and_then(|file| file.for_key(&ctx.cache_key));
-    if !args.print {
-        let mut connector = Connector::new(ctx.clone(), &config, Paths::detect());
-        connector.set_login(args.user.clone(), args.key.clone())?;
-        opts.connector = Some(connector);
-    }
-    commands::finish_pick(tui::run(ctx, cache, opts).await?)
+    let opts = commands::pick_options(args, &config);
+    let (g, args, config) = (g.clone(), args.clone(), config.clone());
+    let loading = tokio::spawn(async move {
+        let ctx = context(&g, &config).await?;
+        let connector = if args.print {
+            None
+        } else {
+            let mut c = Connector::new(ctx.clone(), &config, Paths::detect());
+            c.set_login(args.user.clone(), args.key.clone())?;
+            Some(c)
+        };
+        Ok((ctx, connector))
+    });
+    let account = async {
+        match loading.await {
+            Ok(account) => account,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(AppError::other(
+                format!("loading the AWS configuration stopped: {e}"),
+                "run ec2ssh again",
+            )),
+        }
+    };
+    commands::finish_pick(tui::run(account, cache, opts).await?)
 }

@@ -75,10 +75,11 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
     let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions());
     let mut pick = super::pick_options(&args.pick, &Config::default());
     pick.notice = notice;
-    if sshd.is_some() {
-        pick.connector = Some(demo_connector(&ctx, &sim.endpoint(), dir.path(), args)?);
-    }
-    let outcome = tui::run(ctx, None, pick).await?;
+    let connector = match sshd {
+        Some(_) => Some(demo_connector(&ctx, &sim.endpoint(), dir.path(), args)?),
+        None => None,
+    };
+    let outcome = tui::run(async { Ok((ctx, connector)) }, None, pick).await?;
     drop(sshd);
     super::finish_pick(outcome)
 }

@@ -38,6 +38,16 @@ impl CacheFile {
     pub fn for_key(self, key: &str) -> Option<Cached> {
         (self.key == key).then_some(self.cached)
     }
+
+    /// The account key the file was written for.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The fleet, whichever account it belongs to (check `key` before trusting it).
+    pub fn into_cached(self) -> Cached {
+        self.cached
+    }
 }
 
 /// The cache file of one account view.
@@ -87,8 +97,10 @@ impl Cache {
     /// Writes atomically (temp file + rename) so a crash never leaves half a file.
     pub fn store(&self, key: &str, saved_at: i64, instances: &[Instance]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(&encode(key, saved_at, instances))?;
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, tmp);
+        encode(key, saved_at, instances, &mut out)?;
+        let tmp = out.into_inner().map_err(|e| e.into_error())?;
         tmp.persist(&self.file).map_err(|e| e.error)?;
         Ok(())
     }
@@ -98,8 +110,14 @@ impl Cache {
     }
 }
 
-fn encode(key: &str, saved_at: i64, instances: &[Instance]) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(64 + 512 * instances.len()));
+/// Writes the file one instance at a time (a big fleet is not held twice).
+fn encode(
+    key: &str,
+    saved_at: i64,
+    instances: &[Instance],
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut w = Writer(Vec::with_capacity(4096));
     w.0.extend_from_slice(MAGIC);
     w.u32(FORMAT);
     w.str(key);
@@ -107,8 +125,10 @@ fn encode(key: &str, saved_at: i64, instances: &[Instance]) -> Vec<u8> {
     w.u32(instances.len() as u32);
     for i in instances {
         w.instance(i);
+        out.write_all(&w.0)?;
+        w.0.clear();
     }
-    w.0
+    out.write_all(&w.0)
 }
 
 fn decode(bytes: &[u8]) -> Option<CacheFile> {
@@ -417,7 +437,8 @@ mod tests {
                     ..Default::default()
                 })
                 .collect();
-            let bytes = encode("k", 7, &fleet);
+            let mut bytes = Vec::new();
+            encode("k", 7, &fleet, &mut bytes).unwrap();
             let back = decode(&bytes).and_then(|f| f.for_key("k")).map(|c| c.instances);
             prop_assert_eq!(back, Some(fleet));
             let _ = decode(&noise);

@@ -27,8 +27,14 @@ pub struct FetchError {
 }
 
 pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
-    let per_region = join_all(ctx.regions.iter().map(|r| fetch_region(ctx, r))).await;
+    let mut per_region = join_all(ctx.regions.iter().map(|r| fetch_region(ctx, r))).await;
+    // The biggest region's vector grows to hold the rest (no second copy of it).
+    let total = per_region.iter().map(|(i, _)| i.len()).sum::<usize>();
     let mut inv = Inventory::default();
+    if let Some((biggest, _)) = per_region.iter_mut().max_by_key(|(i, _)| i.len()) {
+        inv.instances = std::mem::take(biggest);
+        inv.instances.reserve_exact(total - inv.instances.len());
+    }
     let mut any_ok = false;
     for (instances, errors) in per_region {
         any_ok |= errors.len() < 2;
@@ -118,6 +124,12 @@ async fn ec2_instances(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
         let first = out.len();
+        let count = page
+            .reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum();
+        out.reserve_exact(count);
         for r in page.reservations() {
             out.extend(r.instances().iter().map(|i| from_ec2(region, i)));
         }

@@ -71,6 +71,8 @@ pub struct SimState {
     pub throttle: throttle::Throttle,
     /// Positions in `fleet.instances` of each region's machines, in fleet order.
     by_region: std::collections::HashMap<String, Vec<usize>>,
+    /// Position in `fleet.instances` of each id.
+    by_id: std::collections::HashMap<String, usize>,
     addr: SocketAddr,
 }
 
@@ -78,13 +80,16 @@ impl SimState {
     /// `addr` is where the simulator listens (it goes into stream URLs).
     pub fn new(fleet: FleetFile, opts: SimOptions, addr: SocketAddr) -> Self {
         let mut by_region = std::collections::HashMap::<String, Vec<usize>>::new();
+        let mut by_id = std::collections::HashMap::new();
         for (k, i) in fleet.instances.iter().enumerate() {
             let region = i.region(&fleet.default_region).to_string();
             by_region.entry(region).or_default().push(k);
+            by_id.entry(i.id.clone()).or_insert(k);
         }
         SimState {
             throttle: throttle::Throttle::new(opts.throttle, 0x7407),
             by_region,
+            by_id,
             fleet,
             opts,
             started: SystemTime::now(),
@@ -103,6 +108,19 @@ impl SimState {
     /// the simulator's paging tokens count in).
     pub fn region_positions(&self, region: &str) -> &[usize] {
         self.by_region.get(region).map_or(&[], Vec::as_slice)
+    }
+
+    /// Positions of the machines in `region` with these ids, in fleet order.
+    pub fn positions_of(&self, region: &str, ids: &[String]) -> Vec<usize> {
+        let default = &self.fleet.default_region;
+        let mut out: Vec<usize> = ids
+            .iter()
+            .filter_map(|id| self.by_id.get(id).copied())
+            .filter(|&k| self.fleet.instances[k].region(default) == region)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     fn epoch(&self) -> f64 {

@@ -54,10 +54,17 @@ pub fn describe_instance_information(
         })?,
         None => 0,
     };
-    // The token is a position in the region's machines: each page scans on from it.
+    // The token is a position in the region's machines (or, with an `InstanceIds`
+    // filter, in those instances'): each page scans on from it.
     let fleet = &state.fleet.instances;
-    let mut rest = state
-        .region_positions(region)
+    let named: Option<Vec<usize>> = filters
+        .iter()
+        .find(|(k, _)| k == "InstanceIds")
+        .map(|(_, ids)| state.positions_of(region, ids));
+    let candidates = named
+        .as_deref()
+        .unwrap_or_else(|| state.region_positions(region));
+    let mut rest = candidates
         .iter()
         .enumerate()
         .skip(start)

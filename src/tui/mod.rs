@@ -33,8 +33,6 @@ pub struct PickOptions {
     pub color: bool,
     /// Benchmark hook: stop after the first frame that shows rows.
     pub exit_after_first_frame: bool,
-    /// Enter connects with this (else it prints the picked id and exits).
-    pub connector: Option<Connector>,
     /// Exit after the ssh session, with its exit code, instead of coming back.
     pub once: bool,
     /// A first line for the status bar.
@@ -43,8 +41,6 @@ pub struct PickOptions {
     pub ping_refresh: Option<Duration>,
     /// Hosts a push copies to at once.
     pub parallel: usize,
-    /// The cached fleet, already read (else the picker reads `cache` itself).
-    pub cached: Option<fleet::Cached>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +79,20 @@ fn spawn_ping_check(
     });
 }
 
+/// Draws the state, sizing the list to the screen first.
+fn draw(app: &mut App, guard: &mut TerminalGuard, theme: Theme) -> Result<(), AppError> {
+    let size = guard.terminal.size().map_err(io_error)?;
+    let list_rows = view::areas(app, size.into()).list.height as usize;
+    if list_rows != app.viewport {
+        app.update(Action::Viewport(list_rows));
+    }
+    guard
+        .terminal
+        .draw(|f| view::render(f, app, theme))
+        .map_err(io_error)?;
+    Ok(())
+}
+
 /// How long after a throttled attempt the status line still says so.
 const THROTTLE_SHOWN_FOR: Duration = Duration::from_secs(5);
 
@@ -104,16 +114,24 @@ async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// The AWS context, and the connector Enter uses (none: Enter prints the picked id).
+pub type Account = (AwsContext, Option<Connector>);
+
+/// Runs the picker. `account` is awaited only after the cached fleet is on screen:
+/// loading the AWS configuration (its credential chain reads the system's CA
+/// certificates) should run meanwhile, e.g. in a spawned task. Cached rows of another
+/// account view than the loaded one are taken off again at once.
 pub async fn run(
-    ctx: AwsContext,
+    account: impl std::future::Future<Output = Result<Account, AppError>>,
     cache: Option<Cache>,
-    mut opts: PickOptions,
+    opts: PickOptions,
 ) -> Result<Outcome, AppError> {
     let mut app = App::new(unix_now());
     app.online_only = opts.online_only;
     app.details = opts.details;
-    let cached = opts.cached.take();
-    if let Some(c) = cached.or_else(|| cache.as_ref().and_then(|c| c.load(&ctx.cache_key))) {
+    let file = cache.as_ref().and_then(Cache::read);
+    let cached_for = file.as_ref().map(|f| f.key().to_string());
+    if let Some(c) = file.map(fleet::CacheFile::into_cached) {
         app.set_instances(
             c.instances,
             Source::Cached {
@@ -124,11 +142,6 @@ pub async fn run(
     for ch in opts.query.as_deref().unwrap_or_default().chars() {
         app.update(Action::Char(ch));
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    if !opts.exit_after_first_frame || app.instances.is_empty() {
-        app.loading = true;
-        spawn_refresh(&ctx, &tx);
-    }
 
     let theme = Theme { color: opts.color };
     let mut guard = TerminalGuard::enter().map_err(|e| {
@@ -137,6 +150,33 @@ pub async fn run(
             "run ec2ssh in an interactive terminal, or use `ec2ssh list` in scripts",
         )
     })?;
+    let first_frame =
+        |app: &mut App, guard: &mut TerminalGuard| -> Result<Option<Outcome>, AppError> {
+            draw(app, guard, theme)?;
+            if !opts.exit_after_first_frame {
+                return Ok(None);
+            }
+            // When the frame was drawn, for the benchmark to count from the exec.
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            terminal::restore();
+            eprintln!("first frame at {:.6}", at.as_secs_f64());
+            Ok(Some(Outcome::Cancelled))
+        };
+    if !app.instances.is_empty() {
+        if let Some(done) = first_frame(&mut app, &mut guard)? {
+            return Ok(done);
+        }
+    }
+    let (ctx, mut connector) = account.await?;
+    if cached_for.is_some_and(|k| k != ctx.cache_key) {
+        app.set_instances(Vec::new(), Source::Nothing);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    app.loading = true;
+    spawn_refresh(&ctx, &tx);
+
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut ping_tick = opts.ping_refresh.map(ping_interval);
@@ -144,7 +184,6 @@ pub async fn run(
     let mut ping_backoff = opts.ping_refresh.map(fleet::ping::Backoff::new);
     let mut throttled_at_check = ctx.throttle.count();
     let mut signals = Signals::install();
-    let mut connector = opts.connector;
     app.login = connector.as_ref().map(|c| c.rules.clone());
     app.notice = opts.notice.clone();
     let mut dirty = true;
@@ -153,24 +192,13 @@ pub async fn run(
 
     loop {
         if dirty {
-            let size = guard.terminal.size().map_err(io_error)?;
-            let list_rows = view::areas(&app, size.into()).list.height as usize;
-            if list_rows != app.viewport {
-                app.update(Action::Viewport(list_rows));
-            }
-            guard
-                .terminal
-                .draw(|f| view::render(f, &app, theme))
-                .map_err(io_error)?;
+            let shown_before = !app.instances.is_empty();
+            draw(&mut app, &mut guard, theme)?;
             dirty = false;
-            if opts.exit_after_first_frame && !app.instances.is_empty() {
-                // When the frame was drawn, for the benchmark to count from the exec.
-                let at = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                drop(guard);
-                eprintln!("first frame at {:.6}", at.as_secs_f64());
-                return Ok(Outcome::Cancelled);
+            if opts.exit_after_first_frame && !shown_before && !app.instances.is_empty() {
+                if let Some(done) = first_frame(&mut app, &mut guard)? {
+                    return Ok(done);
+                }
             }
         }
         let mut effect = None;
