@@ -419,4 +419,15 @@ pub struct SimArgs {
     /// Accept the key pair in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY instead of a fresh random one
     #[arg(long)]
     pub credentials_from_env: bool,
+
+    /// Answer this share of API calls (0 to 1) with the service's throttling error
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub throttle: f64,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("a share between 0 and 1, e.g. 0.2".into()),
+    }
 }

@@ -121,6 +121,22 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
 /// Loads the config file and the AWS context it and the flags describe.
 async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
     let config = Config::load(g.config.as_deref())?;
+    let ctx = context(g, &config).await?;
+    Ok((config, ctx))
+}
+
+async fn context(g: &GlobalArgs, config: &Config) -> Result<AwsContext, AppError> {
+    // A proxy variable that cannot be used fails here, before any call, with its fix.
+    ec2ssh::net::ProxyEnv::current()
+        .check()
+        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
+    let (profile, regions) = view(g, config);
+    Ok(AwsContext::load(profile.as_deref(), &regions).await?)
+}
+
+/// The profile and the regions the flags and the config file ask for (regions
+/// deduplicated; none means the AWS chain decides).
+fn view(g: &GlobalArgs, config: &Config) -> (Option<String>, Vec<String>) {
     let profile = g.profile.clone().or_else(|| config.profile.clone());
     let regions = if g.region.is_empty() {
         config.regions.clone()
@@ -128,33 +144,49 @@ async fn account(g: &GlobalArgs) -> Result<(Config, AwsContext), AppError> {
         g.region.clone()
     };
     let mut seen = std::collections::HashSet::new();
-    let regions: Vec<String> = regions
+    let regions = regions
         .into_iter()
         .filter(|r| seen.insert(r.clone()))
         .collect();
-    // A proxy variable that cannot be used fails here, before any call, with its fix.
-    ec2ssh::net::ProxyEnv::current()
-        .check()
-        .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
-    let ctx = AwsContext::load(profile.as_deref(), &regions).await?;
-    Ok((config, ctx))
+    (profile, regions)
 }
 
 fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
     if g.no_cache || config.cache == Some(false) {
         return None;
     }
-    Paths::detect().map(|p| Cache::new(p.cache_dir))
+    let (profile, regions) = view(g, config);
+    Paths::detect().map(|p| Cache::new(p.cache_dir, profile.as_deref(), &regions))
 }
 
+/// The picker. Its first frame needs only the cached fleet, so aws-config loads on a
+/// worker thread (its credential chain reads the system's CA certificates) while the
+/// picker reads the cache and draws it.
 async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
-    let (config, ctx) = account(g).await?;
+    let config = Config::load(g.config.as_deref())?;
     let cache = cache_for(g, &config);
-    let mut opts = commands::pick_options(args, &config);
-    if !args.print {
-        let mut connector = Connector::new(ctx.clone(), &config, Paths::detect());
-        connector.set_login(args.user.clone(), args.key.clone())?;
-        opts.connector = Some(connector);
-    }
-    commands::finish_pick(tui::run(ctx, cache, opts).await?)
+    let opts = commands::pick_options(args, &config);
+    let (g, args, config) = (g.clone(), args.clone(), config.clone());
+    let loading = tokio::spawn(async move {
+        let ctx = context(&g, &config).await?;
+        let connector = if args.print {
+            None
+        } else {
+            let mut c = Connector::new(ctx.clone(), &config, Paths::detect());
+            c.set_login(args.user.clone(), args.key.clone())?;
+            Some(c)
+        };
+        Ok((ctx, connector))
+    });
+    let account = async {
+        match loading.await {
+            Ok(account) => account,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(AppError::other(
+                format!("loading the AWS configuration stopped: {e}"),
+                "run ec2ssh again",
+            )),
+        }
+    };
+    commands::finish_pick(tui::run(account, cache, opts).await?)
 }

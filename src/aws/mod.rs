@@ -3,6 +3,7 @@
 //! handing out per-region service clients.
 
 pub mod error;
+pub mod retry;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
 
 pub use error::{AwsError, AwsErrorKind};
+pub use retry::ThrottleWatch;
 
 /// A fixed key pair (the simulator's). Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,6 +75,8 @@ pub struct AwsContext {
     pub profile: Option<String>,
     /// Identifies the account view for the on-disk cache (profile, regions, endpoint).
     pub cache_key: String,
+    /// Sees every attempt of every client made here: is AWS throttling us?
+    pub throttle: ThrottleWatch,
 }
 
 impl AwsContext {
@@ -86,7 +90,7 @@ impl AwsContext {
         if let Some(first) = regions.first() {
             loader = loader.region(Region::new(first.clone()));
         }
-        let base = loader.timeout_config(timeouts()).load().await;
+        let base = retry::with_defaults(loader.timeout_config(timeouts()).load().await);
         let regions = if regions.is_empty() {
             match base.region() {
                 Some(r) => vec![r.to_string()],
@@ -109,6 +113,7 @@ impl AwsContext {
             regions,
             profile,
             cache_key,
+            throttle: ThrottleWatch::default(),
         })
     }
 
@@ -124,17 +129,20 @@ impl AwsContext {
             .region(Region::new(regions.first().cloned().unwrap_or_default()))
             .timeout_config(timeouts())
             .build();
+        let base = retry::with_defaults(base);
         AwsContext {
             cache_key: format!("demo|{endpoint}|{}", regions.join(",")),
             base,
             regions,
             profile: None,
+            throttle: ThrottleWatch::default(),
         }
     }
 
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         let conf = aws_sdk_ec2::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
     }
@@ -142,6 +150,7 @@ impl AwsContext {
     pub fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
         let conf = aws_sdk_ssm::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_ssm::Client::from_conf(conf)
     }
@@ -169,6 +178,7 @@ impl AwsContext {
     pub fn sts(&self, region: &str) -> aws_sdk_sts::Client {
         let conf = aws_sdk_sts::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_sts::Client::from_conf(conf)
     }
@@ -181,6 +191,7 @@ impl AwsContext {
     ) -> aws_sdk_sts::Client {
         let conf = aws_sdk_sts::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .interceptor(interceptor)
             .build();
         aws_sdk_sts::Client::from_conf(conf)
@@ -189,6 +200,7 @@ impl AwsContext {
     pub fn instance_connect(&self, region: &str) -> aws_sdk_ec2instanceconnect::Client {
         let conf = aws_sdk_ec2instanceconnect::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .interceptor(self.throttle.clone())
             .build();
         aws_sdk_ec2instanceconnect::Client::from_conf(conf)
     }

@@ -77,16 +77,17 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
     let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions(), &sim.access_key());
     let mut pick = super::pick_options(&args.pick, &Config::default());
     pick.notice = notice;
-    if sshd.is_some() {
-        pick.connector = Some(demo_connector(
+    let connector = match sshd {
+        Some(_) => Some(demo_connector(
             &ctx,
             &sim.endpoint(),
             &sim.access_key(),
             dir.path(),
             args,
-        )?);
-    }
-    let outcome = tui::run(ctx, None, pick).await?;
+        )?),
+        None => None,
+    };
+    let outcome = tui::run(async { Ok((ctx, connector)) }, None, pick).await?;
     drop(sshd);
     super::finish_pick(outcome)
 }
@@ -161,6 +162,7 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
         unpaced: args.unpaced,
         disconnect_timeout: args.disconnect_timeout,
         keys_dir: args.keys_dir.clone(),
+        throttle: args.throttle,
         ..SimOptions::default()
     };
     let sim = start(&args.source, opts).await?;

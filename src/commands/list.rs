@@ -51,8 +51,8 @@ pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Re
     if args.online {
         shown.retain(|i| i.ping == Ping::Online);
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // One write per 64 KiB rather than per line (stdout is line-buffered).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if args.json {
         let doc = ListJson {
             version: 1,
@@ -83,6 +83,7 @@ pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Re
             out.write_all(table(&shown, color).as_bytes())
         }
     };
+    let written = written.and_then(|_| out.flush());
     match written {
         // A closed pipe (`| head`) is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

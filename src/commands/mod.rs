@@ -25,7 +25,6 @@ pub fn pick_options(args: &PickArgs, config: &Config) -> PickOptions {
         details: config.picker.details,
         color: list::use_color(ColorChoice::Auto, true),
         exit_after_first_frame: args.exit_after_first_frame,
-        connector: None,
         once: args.once || config.once,
         notice: None,
         ping_refresh: args
@@ -65,6 +64,24 @@ mod tests {
             Some(Command::Pick(a)) => a,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_first_frame_hook_stays_out_of_the_help() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let top = cli.render_long_help().to_string();
+        let pick = cli
+            .find_subcommand_mut("pick")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            pick.contains("--print") && !pick.contains("first-frame"),
+            "{pick}"
+        );
+        assert!(!top.contains("first-frame"));
+        assert!(pick_args(&["--exit-after-first-frame"]).exit_after_first_frame);
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::aws::AwsContext;
+use crate::aws::{AwsContext, AwsErrorKind};
 use crate::cli::StatusArgs;
 use crate::error::AppError;
+use crate::fleet::ping::Backoff;
 use crate::fleet::{self, Instance, Ping};
 use crate::signals::{self, Signals};
 use crate::text::{fit, sanitize};
@@ -113,8 +114,27 @@ pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
     let mut was: HashMap<String, Ping> = HashMap::new();
     let mut drawn = 0usize;
     let tty = std::io::stdout().is_terminal();
+    let polling = args.wait || args.watch;
+    let mut backoff = Backoff::new(Duration::from(args.interval));
     loop {
-        let inventory = fleet::fetch(ctx).await?;
+        let throttled_before = ctx.throttle.count();
+        let inventory = match fleet::fetch(ctx).await {
+            // Polling outlasts a throttled account: wait longer and ask again.
+            Err(e) if polling && throttled_only(&e) && !timed_out(started, args) => {
+                let wait = backoff.after(true);
+                eprintln!(
+                    "warning: {} (asking again in {})",
+                    e,
+                    humantime::format_duration(wait)
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    n = signals.recv() => return Err(signals::as_error(n)),
+                }
+            }
+            result => result?,
+        };
+        let throttled = ctx.throttle.count() > throttled_before;
         for w in &inventory.warnings {
             eprintln!("warning: {}", w.summary());
         }
@@ -123,7 +143,7 @@ pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
         let finished = if args.watch {
             false
         } else {
-            !args.wait || online || started.elapsed() >= Duration::from(args.timeout)
+            !args.wait || online || timed_out(started, args)
         };
         if args.json {
             if finished {
@@ -171,10 +191,19 @@ pub async fn run(ctx: &AwsContext, args: &StatusArgs) -> Result<u8, AppError> {
             return Ok(if online { 0 } else { NOT_ALL_ONLINE });
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from(args.interval)) => {}
+            _ = tokio::time::sleep(backoff.after(throttled)) => {}
             n = signals.recv() => return Err(signals::as_error(n)),
         }
     }
+}
+
+fn timed_out(started: Instant, args: &StatusArgs) -> bool {
+    started.elapsed() >= Duration::from(args.timeout)
+}
+
+/// Every call failed only because AWS throttled it.
+fn throttled_only(e: &fleet::FetchError) -> bool {
+    !e.errors.is_empty() && e.errors.iter().all(|e| e.kind == AwsErrorKind::Throttled)
 }
 
 #[cfg(test)]

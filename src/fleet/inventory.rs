@@ -1,10 +1,12 @@
-//! Fetching the fleet: every page of EC2 `DescribeInstances` and SSM
-//! `DescribeInstanceInformation`, both at once, for all regions in parallel.
+//! Fetching the fleet: every page of EC2 `DescribeInstances` and, for the instances
+//! on each page as it arrives, SSM `DescribeInstanceInformation`, for all regions in
+//! parallel.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use futures::future::join_all;
+use futures::{StreamExt, TryStreamExt};
 
 use super::merge::{merge_region, SsmRecord};
 use super::model::{sort_fleet, Instance, Ping};
@@ -25,8 +27,14 @@ pub struct FetchError {
 }
 
 pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
-    let per_region = join_all(ctx.regions.iter().map(|r| fetch_region(ctx, r))).await;
+    let mut per_region = join_all(ctx.regions.iter().map(|r| fetch_region(ctx, r))).await;
+    // The biggest region's vector grows to hold the rest (no second copy of it).
+    let total = per_region.iter().map(|(i, _)| i.len()).sum::<usize>();
     let mut inv = Inventory::default();
+    if let Some((biggest, _)) = per_region.iter_mut().max_by_key(|(i, _)| i.len()) {
+        inv.instances = std::mem::take(biggest);
+        inv.instances.reserve_exact(total - inv.instances.len());
+    }
     let mut any_ok = false;
     for (instances, errors) in per_region {
         any_ok |= errors.len() < 2;
@@ -49,15 +57,53 @@ pub fn merge_regions(errors: Vec<AwsError>) -> Vec<AwsError> {
     crate::aws::error::merge(errors)
 }
 
+/// One region: EC2's pages stream in, and as each arrives SSM is asked about its
+/// instances by id (`SSM_CONCURRENCY` lookups at once) while EC2 pages on; SSM-only
+/// hybrid nodes come in a query of their own. Only when EC2 cannot be asked does SSM
+/// list the whole region (if it answers at all).
 async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {
-    let (ec2, ssm) = tokio::join!(ec2_instances(ctx, region), ssm_records(ctx, region, None));
+    let client = ctx.ssm(region);
+    let (ids, chunks) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+    let chunks = futures::stream::unfold(chunks, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let lookups = chunks
+        .map(|chunk| ssm_query(&client, region, Some(ids_filter(chunk))))
+        .buffer_unordered(SSM_CONCURRENCY)
+        .try_concat();
+    let hybrids = ssm_query(&client, region, Some(hybrid_filter()));
+    let (ec2, by_id, hybrids) = tokio::join!(ec2_instances(ctx, region, ids), lookups, hybrids);
     let mut errors = Vec::new();
-    let ec2 = ec2.map_err(|e| errors.push(e)).ok();
+    let (ec2, ssm) = match ec2 {
+        Ok(instances) => {
+            let ssm = by_id.and_then(|mut records| {
+                records.extend(hybrids?);
+                Ok(records)
+            });
+            (Some(instances), ssm)
+        }
+        // Without EC2's ids SSM lists the whole region, unless it just failed too.
+        Err(e) => {
+            errors.push(e);
+            let ssm = match hybrids {
+                Ok(_) => ssm_query(&client, region, None).await,
+                Err(e) => Err(e),
+            };
+            (None, ssm)
+        }
+    };
     let ssm = ssm.map_err(|e| errors.push(e)).ok();
     (merge_region(region, ec2, ssm), errors)
 }
 
-async fn ec2_instances(ctx: &AwsContext, region: &str) -> Result<Vec<Instance>, AwsError> {
+/// Every page of `DescribeInstances`, each turned into `Instance`s as it arrives (the
+/// SDK's page is dropped at once); the ids of the live ones go to `ids` in chunks
+/// that fit one SSM filter.
+async fn ec2_instances(
+    ctx: &AwsContext,
+    region: &str,
+    ids: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
+) -> Result<Vec<Instance>, AwsError> {
     let client = ctx.ec2(region);
     let mut pages = client
         .describe_instances()
@@ -67,8 +113,25 @@ async fn ec2_instances(ctx: &AwsContext, region: &str) -> Result<Vec<Instance>, 
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
+        let first = out.len();
+        let count = page
+            .reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum();
+        out.reserve_exact(count);
         for r in page.reservations() {
             out.extend(r.instances().iter().map(|i| from_ec2(region, i)));
+        }
+        drop(page);
+        let live: Vec<String> = out[first..]
+            .iter()
+            .filter(|i| i.state.as_deref() != Some("terminated"))
+            .map(|i| i.id.clone())
+            .collect();
+        for chunk in live.chunks(MAX_FILTER_VALUES) {
+            // A closed channel means the lookups already failed; the listing goes on.
+            let _ = ids.send(chunk.to_vec());
         }
     }
     Ok(out)
@@ -122,35 +185,66 @@ fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
 /// The most values one `DescribeInstanceInformation` filter may carry.
 const MAX_FILTER_VALUES: usize = 50;
 
+/// `DescribeInstanceInformation` calls in flight per region. Pages of 50 make the
+/// listing latency-bound, so a few at once pay; more would run into the API's rate.
+const SSM_CONCURRENCY: usize = 4;
+
+fn ids_filter(ids: Vec<String>) -> InstanceInformationStringFilter {
+    InstanceInformationStringFilter::builder()
+        .key("InstanceIds")
+        .set_values(Some(ids))
+        .build()
+        .expect("key and values are set")
+}
+
+/// Managed nodes that are not EC2 instances (hybrid activations, `mi-…`).
+fn hybrid_filter() -> InstanceInformationStringFilter {
+    InstanceInformationStringFilter::builder()
+        .key("ResourceType")
+        .values("ManagedInstance")
+        .build()
+        .expect("key and values are set")
+}
+
 /// Every page of `DescribeInstanceInformation` in `region`; with `ids`, only those
-/// instances (one `InstanceIds` filter per chunk of at most `MAX_FILTER_VALUES`).
+/// instances (chunks of `MAX_FILTER_VALUES`, `SSM_CONCURRENCY` at once).
 pub(super) async fn ssm_records(
     ctx: &AwsContext,
     region: &str,
     ids: Option<&[String]>,
 ) -> Result<Vec<SsmRecord>, AwsError> {
     let client = ctx.ssm(region);
-    let chunks: Vec<Option<&[String]>> = match ids {
-        None => vec![None],
-        Some(ids) => ids.chunks(MAX_FILTER_VALUES).map(Some).collect(),
-    };
+    match ids {
+        None => ssm_query(&client, region, None).await,
+        Some(ids) => {
+            let chunks: Vec<Vec<String>> =
+                ids.chunks(MAX_FILTER_VALUES).map(<[_]>::to_vec).collect();
+            futures::stream::iter(chunks)
+                .map(|chunk| ssm_query(&client, region, Some(ids_filter(chunk))))
+                .buffer_unordered(SSM_CONCURRENCY)
+                .try_concat()
+                .await
+        }
+    }
+}
+
+/// Every page of one `DescribeInstanceInformation` query.
+async fn ssm_query(
+    client: &aws_sdk_ssm::Client,
+    region: &str,
+    filter: Option<InstanceInformationStringFilter>,
+) -> Result<Vec<SsmRecord>, AwsError> {
+    let mut pages = client
+        .describe_instance_information()
+        .max_results(50)
+        .set_filters(filter.map(|f| vec![f]))
+        .into_paginator()
+        .send();
     let mut out = Vec::new();
-    for chunk in chunks {
-        let mut request = client.describe_instance_information().max_results(50);
-        if let Some(chunk) = chunk {
-            let filter = InstanceInformationStringFilter::builder()
-                .key("InstanceIds")
-                .set_values(Some(chunk.to_vec()))
-                .build()
-                .expect("key and values are set");
-            request = request.filters(filter);
-        }
-        let mut pages = request.into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| AwsError::from_sdk("ssm:DescribeInstanceInformation", region, &e))?;
-            out.extend(page.instance_information_list().iter().map(from_ssm));
-        }
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| AwsError::from_sdk("ssm:DescribeInstanceInformation", region, &e))?;
+        out.extend(page.instance_information_list().iter().map(from_ssm));
     }
     Ok(out)
 }

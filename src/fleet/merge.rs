@@ -32,15 +32,15 @@ pub fn merge_region(
     ssm: Option<Vec<SsmRecord>>,
 ) -> Vec<Instance> {
     let ec2_known = ec2.is_some();
-    let mut out: Vec<Instance> = Vec::new();
-    let mut terminated: HashSet<String> = HashSet::new();
-    for i in ec2.unwrap_or_default() {
-        if i.state.as_deref() == Some("terminated") {
-            terminated.insert(i.id);
-        } else {
-            out.push(i);
-        }
-    }
+    // In place: a big fleet is not copied into a second vector.
+    let mut out = ec2.unwrap_or_default();
+    let is_terminated = |i: &Instance| i.state.as_deref() == Some("terminated");
+    let terminated: HashSet<String> = out
+        .iter()
+        .filter(|i| is_terminated(i))
+        .map(|i| i.id.clone())
+        .collect();
+    out.retain(|i| !is_terminated(i));
     let Some(ssm) = ssm else {
         for i in &mut out {
             i.ping = Ping::Unknown;

@@ -9,6 +9,6 @@ pub mod model;
 pub mod ping;
 pub mod select;
 
-pub use cache::{Cache, Cached};
+pub use cache::{Cache, CacheFile, Cached};
 pub use inventory::{fetch, FetchError, Inventory};
 pub use model::{sort_fleet, Instance, Ping};

@@ -124,18 +124,15 @@ impl Instance {
 }
 
 /// The sensible order for listings: online first, then by name (unnamed last), then id.
+/// Each name is lower-cased once, not once per comparison.
 pub fn sort_fleet(instances: &mut [Instance]) {
-    instances.sort_by(|a, b| {
-        a.ping
-            .rank()
-            .cmp(&b.ping.rank())
-            .then_with(|| a.name.is_none().cmp(&b.name.is_none()))
-            .then_with(|| {
-                a.display_name()
-                    .to_lowercase()
-                    .cmp(&b.display_name().to_lowercase())
-            })
-            .then_with(|| a.id.cmp(&b.id))
+    instances.sort_by_cached_key(|i| {
+        (
+            i.ping.rank(),
+            i.name.is_none(),
+            i.display_name().to_lowercase(),
+            i.id.clone(),
+        )
     });
 }
 

@@ -3,6 +3,7 @@
 //! instances, giving fresh ping status, last ping and agent version per id.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::future::join_all;
 
@@ -80,6 +81,36 @@ pub async fn fetch_pings(ctx: &AwsContext, only: Option<&Targets>) -> PingReport
     }
     report.warnings = merge_regions(report.warnings);
     report
+}
+
+/// The wait between two polls of SSM (`status --wait`, the picker's ping refresh):
+/// `every`, doubled after each poll AWS throttled, back to `every` after one it did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    every: Duration,
+    wait: Duration,
+}
+
+impl Backoff {
+    /// Throttled polls stretch the wait up to this many times `every`…
+    const MAX_FACTOR: u32 = 16;
+    /// …but not beyond this, unless `every` itself is longer.
+    const CEILING: Duration = Duration::from_secs(300);
+
+    pub fn new(every: Duration) -> Self {
+        Backoff { every, wait: every }
+    }
+
+    /// The wait before the next poll, given whether the last one was throttled.
+    pub fn after(&mut self, throttled: bool) -> Duration {
+        let most = (self.every * Self::MAX_FACTOR).min(Self::CEILING.max(self.every));
+        self.wait = if throttled {
+            (self.wait * 2).min(most)
+        } else {
+            self.every
+        };
+        self.wait
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +191,23 @@ mod tests {
         assert_eq!(report.updates, []);
         assert_eq!(report.warnings.len(), 1, "one line for both regions");
         assert_eq!(report.warnings[0].action, "ssm:DescribeInstanceInformation");
+    }
+
+    #[test]
+    fn polls_back_off_while_throttled_and_recover_at_once() {
+        let mut b = Backoff::new(Duration::from_secs(2));
+        let waits: Vec<u64> = [true, true, true, true, true, true, false, true]
+            .into_iter()
+            .map(|t| b.after(t).as_secs())
+            .collect();
+        assert_eq!(waits, [4, 8, 16, 32, 32, 32, 2, 4]);
+        let mut slow = Backoff::new(Duration::from_secs(30));
+        let most = (0..10).map(|_| slow.after(true)).last().unwrap();
+        assert_eq!(most, Duration::from_secs(300), "five minutes at most");
+        assert_eq!(
+            Backoff::new(Duration::from_secs(600)).after(true),
+            Duration::from_secs(600)
+        );
     }
 
     #[test]

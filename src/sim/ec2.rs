@@ -1,6 +1,7 @@
 //! EC2 `DescribeInstances` in the query protocol: form parameters in, XML out.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use super::fleet::SimInstance;
 use super::{ApiError, SimState};
@@ -11,25 +12,27 @@ pub type Params = BTreeMap<String, String>;
 pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<String, ApiError> {
     let ids: Vec<&str> = indexed(p, "InstanceId").collect();
     let filters = filters(p)?;
-    let mut matching: Vec<&SimInstance> = state
-        .fleet
-        .instances
-        .iter()
-        .filter(|i| i.in_ec2() && i.region(&state.fleet.default_region) == region)
-        .filter(|i| ids.is_empty() || ids.contains(&i.id.as_str()))
-        .filter(|i| {
-            filters
+    let fleet = &state.fleet.instances;
+    let positions = state.region_positions(region);
+    let wanted = |i: &SimInstance| {
+        i.in_ec2()
+            && (ids.is_empty() || ids.contains(&i.id.as_str()))
+            && filters
                 .iter()
                 .all(|(name, values)| matches(i, name, values))
-        })
-        .collect();
-    if let Some(missing) = ids.iter().find(|id| !matching.iter().any(|i| i.id == **id)) {
+    };
+    if let Some(missing) = ids.iter().find(|id| {
+        !positions
+            .iter()
+            .any(|&k| fleet[k].id == **id && wanted(&fleet[k]))
+    }) {
         return Err(ApiError::new(
             400,
             "InvalidInstanceID.NotFound",
             format!("The instance ID '{missing}' does not exist"),
         ));
     }
+    // The token is a position in the region's machines: each page scans on from it.
     let start: usize = match p.get("NextToken") {
         Some(t) => t.parse().map_err(|_| {
             ApiError::new(400, "InvalidParameterValue", "Invalid value for NextToken")
@@ -50,37 +53,41 @@ pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<
         }
         None => usize::MAX,
     };
-    if start > matching.len() {
+    if start > positions.len() {
         return Err(ApiError::new(
             400,
             "InvalidParameterValue",
             "Invalid value for NextToken",
         ));
     }
-    let end = start.saturating_add(page).min(matching.len());
-    let next = (end < matching.len()).then(|| end.to_string());
-    matching = matching
-        .get(start..end)
-        .map(<[_]>::to_vec)
-        .unwrap_or_default();
+    let mut rest = positions
+        .iter()
+        .enumerate()
+        .skip(start)
+        .filter(|&(_, &k)| wanted(&fleet[k]));
+    let matching: Vec<&SimInstance> = rest.by_ref().take(page).map(|(_, &k)| &fleet[k]).collect();
+    let next = rest.next().map(|(at, _)| at.to_string());
 
-    let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let mut xml = String::with_capacity(1024 * matching.len() + 512);
+    xml.push_str(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
     xml.push_str(r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">"#);
-    xml.push_str(&format!(
+    let _ = write!(
+        xml,
         "<requestId>{}</requestId><reservationSet>",
         state.request_id()
-    ));
+    );
     for i in matching {
-        xml.push_str(&format!(
+        let _ = write!(
+            xml,
             "<item><reservationId>r-{}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet><item>",
             i.id.trim_start_matches("i-")
-        ));
+        );
         instance_xml(state, i, &mut xml);
         xml.push_str("</item></instancesSet></item>");
     }
     xml.push_str("</reservationSet>");
     if let Some(n) = next {
-        xml.push_str(&format!("<nextToken>{n}</nextToken>"));
+        let _ = write!(xml, "<nextToken>{n}</nextToken>");
     }
     xml.push_str("</DescribeInstancesResponse>");
     Ok(xml)
@@ -109,10 +116,11 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
     let windows = i.platform_type.as_deref() == Some("Windows");
     element(xml, "instanceId", Some(&i.id));
     element(xml, "imageId", i.image_id.as_deref());
-    xml.push_str(&format!(
-        "<instanceState><code>{code}</code><name>{}</name></instanceState>",
-        escape(st)
-    ));
+    xml.push_str("<instanceState><code>");
+    let _ = write!(xml, "{code}");
+    xml.push_str("</code><name>");
+    escape_into(xml, st);
+    xml.push_str("</name></instanceState>");
     element(xml, "privateDnsName", private_dns.as_deref());
     element(xml, "dnsName", Some(public_dns.as_deref().unwrap_or("")));
     element(xml, "instanceType", i.instance_type.as_deref());
@@ -139,36 +147,45 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
     if !i.security_groups.is_empty() {
         xml.push_str("<groupSet>");
         for g in &i.security_groups {
-            xml.push_str(&format!(
-                "<item><groupId>{}</groupId><groupName>{}</groupName></item>",
-                escape(g),
-                escape(g)
-            ));
+            xml.push_str("<item>");
+            element(xml, "groupId", Some(g));
+            element(xml, "groupName", Some(g));
+            xml.push_str("</item>");
         }
         xml.push_str("</groupSet>");
     }
     if let Some(az) = &i.az {
-        xml.push_str(&format!(
-            "<placement><availabilityZone>{}</availabilityZone><tenancy>default</tenancy></placement>",
-            escape(az)
-        ));
+        xml.push_str("<placement>");
+        element(xml, "availabilityZone", Some(az));
+        xml.push_str("<tenancy>default</tenancy></placement>");
     }
     if let Some(p) = &i.instance_profile {
-        xml.push_str(&format!(
-            "<iamInstanceProfile><arn>arn:aws:iam::123456789012:instance-profile/{}</arn><id>AIPADEMO{}</id></iamInstanceProfile>",
-            escape(p),
+        xml.push_str("<iamInstanceProfile><arn>arn:aws:iam::123456789012:instance-profile/");
+        escape_into(xml, p);
+        let _ = write!(
+            xml,
+            "</arn><id>AIPADEMO{}</id></iamInstanceProfile>",
             i.id.len()
-        ));
+        );
     }
-    let tags = i.tags_with_name();
-    if !tags.is_empty() {
+    let name = i.name.as_ref().filter(|_| !i.tags.contains_key("Name"));
+    if name.is_some() || !i.tags.is_empty() {
+        // The `Name` tag among the others, in key order (as `tags_with_name` gives them).
+        let mut tags: Vec<(&str, &str)> = i
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(n) = name {
+            let at = tags.partition_point(|(k, _)| *k < "Name");
+            tags.insert(at, ("Name", n));
+        }
         xml.push_str("<tagSet>");
         for (k, v) in tags {
-            xml.push_str(&format!(
-                "<item><key>{}</key><value>{}</value></item>",
-                escape(&k),
-                escape(&v)
-            ));
+            xml.push_str("<item>");
+            element(xml, "key", Some(k));
+            element(xml, "value", Some(v));
+            xml.push_str("</item>");
         }
         xml.push_str("</tagSet>");
     }
@@ -177,7 +194,13 @@ fn instance_xml(state: &SimState, i: &SimInstance, xml: &mut String) {
 /// `<name>value</name>`, escaped; nothing when there is no value.
 fn element(xml: &mut String, name: &str, value: Option<&str>) {
     if let Some(v) = value {
-        xml.push_str(&format!("<{name}>{}</{name}>", escape(v)));
+        xml.push('<');
+        xml.push_str(name);
+        xml.push('>');
+        escape_into(xml, v);
+        xml.push_str("</");
+        xml.push_str(name);
+        xml.push('>');
     }
 }
 
@@ -227,6 +250,19 @@ fn matches(i: &SimInstance, name: &str, values: &[String]) -> bool {
 /// are sent as numeric references, which is what the SDK's parser accepts.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    escape_into(&mut out, s);
+    out
+}
+
+/// [`escape`], appended to `out`.
+pub fn escape_into(out: &mut String, s: &str) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | 0..=0x1f | 0x7f..))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -234,11 +270,12 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push_str(&format!("&#x{:X};", c as u32)),
+            c if c.is_control() => {
+                let _ = write!(out, "&#x{:X};", c as u32);
+            }
             c => out.push(c),
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod shell;
 pub mod sshd;
 pub mod ssm;
 pub mod stats;
+pub mod throttle;
 pub mod vpc;
 pub mod wire;
 
@@ -66,6 +67,8 @@ pub struct SimOptions {
     /// The key pair of the simulator's account; `None` makes a random one, so that
     /// nobody who has not been told it can call the simulator.
     pub access_key: Option<crate::aws::AccessKey>,
+    /// Share of API calls answered with the service's throttling error (0 to 1).
+    pub throttle: f64,
 }
 
 /// What every handler sees.
@@ -83,6 +86,12 @@ pub struct SimState {
     pub keys_pushed: AtomicU64,
     /// What the data channels did.
     pub stats: Arc<stats::Stats>,
+    /// `--throttle`: which calls are over the request rate.
+    pub throttle: throttle::Throttle,
+    /// Positions in `fleet.instances` of each region's machines, in fleet order.
+    by_region: std::collections::HashMap<String, Vec<usize>>,
+    /// Position in `fleet.instances` of each id.
+    by_id: std::collections::HashMap<String, usize>,
     addr: SocketAddr,
 }
 
@@ -93,7 +102,17 @@ impl SimState {
             .access_key
             .clone()
             .unwrap_or_else(auth::random_access_key);
+        let mut by_region = std::collections::HashMap::<String, Vec<usize>>::new();
+        let mut by_id = std::collections::HashMap::new();
+        for (k, i) in fleet.instances.iter().enumerate() {
+            let region = i.region(&fleet.default_region).to_string();
+            by_region.entry(region).or_default().push(k);
+            by_id.entry(i.id.clone()).or_insert(k);
+        }
         SimState {
+            throttle: throttle::Throttle::new(opts.throttle, 0x7407),
+            by_region,
+            by_id,
             fleet,
             opts,
             accounts: auth::Accounts::single(key),
@@ -108,6 +127,25 @@ impl SimState {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Positions in `fleet.instances` of the machines in `region`, in fleet order (what
+    /// the simulator's paging tokens count in).
+    pub fn region_positions(&self, region: &str) -> &[usize] {
+        self.by_region.get(region).map_or(&[], Vec::as_slice)
+    }
+
+    /// Positions of the machines in `region` with these ids, in fleet order.
+    pub fn positions_of(&self, region: &str, ids: &[String]) -> Vec<usize> {
+        let default = &self.fleet.default_region;
+        let mut out: Vec<usize> = ids
+            .iter()
+            .filter_map(|id| self.by_id.get(id).copied())
+            .filter(|&k| self.fleet.instances[k].region(default) == region)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     fn epoch(&self) -> f64 {

@@ -15,7 +15,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 
 use super::auth::{self, Protocol};
-use super::{ec2, gateway, instance_connect, sessions, ssm, vpc, ApiError, SimState};
+use super::{ec2, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
@@ -108,6 +108,9 @@ async fn handle(
         }
     };
 
+    if let Some(busy) = throttle(state, &call) {
+        return busy;
+    }
     match call {
         Call::Json { target } => json_call(state, &caller.region, target, body),
         Call::Query { params } => query_call(state, &caller.region, &params),
@@ -257,6 +260,20 @@ fn query_call(state: &SimState, region: &str, params: &ec2::Params) -> Response 
             .into_response(),
         Err(e) => error_response(state, Protocol::Ec2, e),
     }
+}
+
+/// `--throttle`: answers this share of calls with the service's throttling error.
+fn throttle(state: &SimState, call: &Call) -> Option<Response> {
+    let e = match call {
+        Call::Json { target } => throttle::answer(Some(target), "")?,
+        Call::Query { params } => {
+            throttle::answer(None, params.get("Action").map_or("", String::as_str))?
+        }
+    };
+    state
+        .throttle
+        .roll()
+        .then(|| error_response(state, call.protocol(), e))
 }
 
 fn deny(state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {

@@ -54,31 +54,41 @@ pub fn describe_instance_information(
         })?,
         None => 0,
     };
-    let all: Vec<&SimInstance> = state
-        .fleet
-        .instances
+    // The token is a position in the region's machines (or, with an `InstanceIds`
+    // filter, in those instances'): each page scans on from it.
+    let fleet = &state.fleet.instances;
+    let named: Option<Vec<usize>> = filters
         .iter()
-        .filter(|i| state.ping_of(i).is_some() && i.state.as_deref() != Some("terminated"))
-        .filter(|i| i.region(&state.fleet.default_region) == region)
-        .filter(|i| filters.iter().all(|(k, v)| matches(state, i, k, v)))
-        .collect();
-    if start > all.len() {
+        .find(|(k, _)| k == "InstanceIds")
+        .map(|(_, ids)| state.positions_of(region, ids));
+    let candidates = named
+        .as_deref()
+        .unwrap_or_else(|| state.region_positions(region));
+    if start > candidates.len() {
         return Err(ApiError::new(
             400,
             "InvalidNextToken",
             "The specified token is not valid.",
         ));
     }
-    let end = start.saturating_add(max).min(all.len());
-    let list: Vec<Value> = all
-        .get(start..end)
-        .unwrap_or_default()
+    let mut rest = candidates
         .iter()
-        .map(|i| info(state, i))
+        .enumerate()
+        .skip(start)
+        .filter(|&(_, &k)| {
+            let i = &fleet[k];
+            state.ping_of(i).is_some()
+                && i.state.as_deref() != Some("terminated")
+                && filters.iter().all(|(key, v)| matches(state, i, key, v))
+        });
+    let list: Vec<Value> = rest
+        .by_ref()
+        .take(max)
+        .map(|(_, &k)| info(state, &fleet[k]))
         .collect();
     let mut out = json!({ "InstanceInformationList": list });
-    if end < all.len() {
-        out["NextToken"] = json!(end.to_string());
+    if let Some((at, _)) = rest.next() {
+        out["NextToken"] = json!(at.to_string());
     }
     Ok(out)
 }

@@ -143,6 +143,8 @@ pub struct App {
     pub widths: Widths,
     /// What this run's connections, shells and pushes proved, for the diagnosis.
     pub evidence: Evidence,
+    /// AWS is throttling the calls under way and the SDK is retrying them.
+    pub throttled: bool,
 }
 
 /// The picker's push, from the dialog to the results.
@@ -183,6 +185,7 @@ impl App {
             diagnosis: None,
             widths: Widths::default(),
             evidence: Evidence::default(),
+            throttled: false,
         }
     }
 

@@ -34,8 +34,6 @@ pub struct PickOptions {
     pub color: bool,
     /// Benchmark hook: stop after the first frame that shows rows.
     pub exit_after_first_frame: bool,
-    /// Enter connects with this (else it prints the picked id and exits).
-    pub connector: Option<Connector>,
     /// Exit after the ssh session, with its exit code, instead of coming back.
     pub once: bool,
     /// A first line for the status bar.
@@ -82,6 +80,31 @@ fn spawn_ping_check(
     });
 }
 
+/// Draws the state, sizing the list to the screen first.
+fn draw(app: &mut App, guard: &mut TerminalGuard, theme: Theme) -> Result<(), AppError> {
+    let size = guard.terminal.size().map_err(io_error)?;
+    let list_rows = view::areas(app, size.into()).list.height as usize;
+    if list_rows != app.viewport {
+        app.update(Action::Viewport(list_rows));
+    }
+    guard
+        .terminal
+        .draw(|f| view::render(f, app, theme))
+        .map_err(io_error)?;
+    Ok(())
+}
+
+/// How long after a throttled attempt the status line still says so.
+const THROTTLE_SHOWN_FOR: Duration = Duration::from_secs(5);
+
+/// The ping refresh's clock: first tick one period from now.
+fn ping_interval(every: Duration) -> tokio::time::Interval {
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // After an ssh session, one check now rather than a burst of missed ones.
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
 /// The next tick of `interval`, or never without one.
 async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
@@ -92,16 +115,24 @@ async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// The AWS context, and the connector Enter uses (none: Enter prints the picked id).
+pub type Account = (AwsContext, Option<Connector>);
+
+/// Runs the picker. `account` is awaited only after the cached fleet is on screen:
+/// loading the AWS configuration (its credential chain reads the system's CA
+/// certificates) should run meanwhile, e.g. in a spawned task. Cached rows of another
+/// account view than the loaded one are taken off again at once.
 pub async fn run(
-    ctx: AwsContext,
+    account: impl std::future::Future<Output = Result<Account, AppError>>,
     cache: Option<Cache>,
     opts: PickOptions,
 ) -> Result<Outcome, AppError> {
-    let started = std::time::Instant::now();
     let mut app = App::new(unix_now());
     app.online_only = opts.online_only;
     app.details = opts.details;
-    if let Some(c) = cache.as_ref().and_then(|c| c.load(&ctx.cache_key)) {
+    let file = cache.as_ref().and_then(Cache::read);
+    let cached_for = file.as_ref().map(|f| f.key().to_string());
+    if let Some(c) = file.map(fleet::CacheFile::into_cached) {
         app.set_instances(
             c.instances,
             Source::Cached {
@@ -112,11 +143,6 @@ pub async fn run(
     for ch in opts.query.as_deref().unwrap_or_default().chars() {
         app.update(Action::Char(ch));
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    if !opts.exit_after_first_frame || app.instances.is_empty() {
-        app.loading = true;
-        spawn_refresh(&ctx, &tx);
-    }
 
     let theme = Theme { color: opts.color };
     let mut guard = TerminalGuard::enter().map_err(|e| {
@@ -125,16 +151,40 @@ pub async fn run(
             "run ec2ssh in an interactive terminal, or use `ec2ssh list` in scripts",
         )
     })?;
+    let first_frame =
+        |app: &mut App, guard: &mut TerminalGuard| -> Result<Option<Outcome>, AppError> {
+            draw(app, guard, theme)?;
+            if !opts.exit_after_first_frame {
+                return Ok(None);
+            }
+            // When the frame was drawn, for the benchmark to count from the exec.
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            terminal::restore();
+            eprintln!("first frame at {:.6}", at.as_secs_f64());
+            Ok(Some(Outcome::Cancelled))
+        };
+    if !app.instances.is_empty() {
+        if let Some(done) = first_frame(&mut app, &mut guard)? {
+            return Ok(done);
+        }
+    }
+    let (ctx, mut connector) = account.await?;
+    if cached_for.is_some_and(|k| k != ctx.cache_key) {
+        app.set_instances(Vec::new(), Source::Nothing);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    app.loading = true;
+    spawn_refresh(&ctx, &tx);
+
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut ping_tick = opts.ping_refresh.map(|every| {
-        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        // After an ssh session, one check now rather than a burst of missed ones.
-        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        i
-    });
+    let mut ping_tick = opts.ping_refresh.map(ping_interval);
+    // A ping check AWS throttled stretches the wait before the next one.
+    let mut ping_backoff = opts.ping_refresh.map(fleet::ping::Backoff::new);
+    let mut throttled_at_check = ctx.throttle.count();
     let mut signals = Signals::install();
-    let mut connector = opts.connector;
     app.login = connector.as_ref().map(|c| c.rules.clone());
     app.notice = opts.notice.clone();
     let mut dirty = true;
@@ -143,23 +193,13 @@ pub async fn run(
 
     loop {
         if dirty {
-            let size = guard.terminal.size().map_err(io_error)?;
-            let list_rows = view::areas(&app, size.into()).list.height as usize;
-            if list_rows != app.viewport {
-                app.update(Action::Viewport(list_rows));
-            }
-            guard
-                .terminal
-                .draw(|f| view::render(f, &app, theme))
-                .map_err(io_error)?;
+            let shown_before = !app.instances.is_empty();
+            draw(&mut app, &mut guard, theme)?;
             dirty = false;
-            if opts.exit_after_first_frame && !app.instances.is_empty() {
-                drop(guard);
-                eprintln!(
-                    "first frame: {:.1} ms",
-                    started.elapsed().as_secs_f64() * 1e3
-                );
-                return Ok(Outcome::Cancelled);
+            if opts.exit_after_first_frame && !shown_before && !app.instances.is_empty() {
+                if let Some(done) = first_frame(&mut app, &mut guard)? {
+                    return Ok(done);
+                }
             }
         }
         let mut effect = None;
@@ -177,10 +217,23 @@ pub async fn run(
                 Some(Err(e)) => return Err(io_error(e)),
                 None => return Ok(Outcome::Cancelled),
             },
-            Some(action) = rx.recv() => Some(action),
+            Some(action) = rx.recv() => {
+                if let (Action::Pings { .. }, Some(backoff)) = (&action, ping_backoff.as_mut()) {
+                    let throttled = ctx.throttle.count() != throttled_at_check;
+                    let wait = backoff.after(throttled);
+                    if ping_tick.as_ref().is_some_and(|t| t.period() != wait) {
+                        ping_tick = Some(ping_interval(wait));
+                    }
+                }
+                Some(action)
+            }
             _ = tick.tick() => {
                 let now = unix_now();
-                (app.loading || now != last_second).then(|| { last_second = now; Action::Tick(now) })
+                let busy = app.loading || app.pings_in_flight > 0;
+                let throttled = busy && ctx.throttle.recently(THROTTLE_SHOWN_FOR);
+                let changed = throttled != app.throttled;
+                app.throttled = throttled;
+                (app.loading || changed || now != last_second).then(|| { last_second = now; Action::Tick(now) })
             }
             _ = next_tick(&mut ping_tick) => Some(Action::CheckPings),
             n = signals.recv() => {
@@ -305,7 +358,10 @@ pub async fn run(
                 });
             }
             Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
-            Some(Effect::CheckPings(only)) => spawn_ping_check(&ctx, &tx, only),
+            Some(Effect::CheckPings(only)) => {
+                throttled_at_check = ctx.throttle.count();
+                spawn_ping_check(&ctx, &tx, only);
+            }
             Some(Effect::StartPush { hosts, job }) => {
                 match transfer::local_size(&job.sources, job.recursive) {
                     Err(e) => {

@@ -2,7 +2,7 @@
 //! stays free for the picked id), restored on every exit path, panics included.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, BufWriter};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossterm::cursor::{Hide, Show};
@@ -17,7 +17,13 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Raw mode without the picker's screen (a Session Manager shell).
 static RAW: AtomicBool = AtomicBool::new(false);
 
-pub type Term = Terminal<CrosstermBackend<File>>;
+/// A frame goes out in one write: unbuffered, crossterm wrote every escape sequence
+/// and cell run on its own (thousands of writes for a full screen).
+pub type Term = Terminal<CrosstermBackend<BufWriter<File>>>;
+
+fn backend(out: File) -> CrosstermBackend<BufWriter<File>> {
+    CrosstermBackend::new(BufWriter::with_capacity(1 << 16, out))
+}
 
 fn tty() -> io::Result<File> {
     std::fs::OpenOptions::new()
@@ -41,7 +47,7 @@ impl TerminalGuard {
             restore();
             return Err(e);
         }
-        let terminal = Terminal::new(CrosstermBackend::new(out)).inspect_err(|_| restore())?;
+        let terminal = Terminal::new(backend(out)).inspect_err(|_| restore())?;
         Ok(TerminalGuard { terminal })
     }
 }
@@ -60,7 +66,7 @@ impl TerminalGuard {
         execute!(out, EnterAlternateScreen, Hide, Clear(ClearType::All))?;
         // A fresh terminal has empty buffers, so the next draw repaints everything
         // (`Terminal::clear` would query the cursor position, racing the input reader).
-        self.terminal = Terminal::new(CrosstermBackend::new(out))?;
+        self.terminal = Terminal::new(backend(out))?;
         Ok(())
     }
 }

@@ -723,6 +723,9 @@ fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     if app.loading {
         parts.push(format!("refreshing {spin}"));
     }
+    if app.throttled {
+        parts.push("AWS is throttling, retrying".into());
+    }
     if let Some(notice) = &app.notice {
         parts.insert(0, sanitize(notice).into_owned());
     }
@@ -894,6 +897,16 @@ mod tests {
             row(3)
         );
         assert!(row(2).starts_with("  ● web-prod-1  i-0"), "{}", row(2));
+    }
+
+    #[test]
+    fn the_status_line_says_when_aws_throttles() {
+        let mut a = app();
+        a.loading = true;
+        let line = |a: &App| format!("{:?}", draw(a, 120, 12).backend());
+        assert!(!line(&a).contains("throttling"));
+        a.throttled = true;
+        assert!(line(&a).contains("refreshing ⠋ · AWS is throttling, retrying"));
     }
 
     #[test]

@@ -224,3 +224,70 @@ fn per_service_endpoint_overrides_are_honoured() {
     );
     assert_eq!(doc["warnings"][0]["kind"], "access_denied");
 }
+
+/// `ec2ssh list` with the retry configuration users get (no `AWS_MAX_ATTEMPTS`).
+fn list_with_default_retries(sim: &Sim, home: &std::path::Path) -> std::process::Output {
+    sim.ec2ssh(home)
+        .env_remove("AWS_MAX_ATTEMPTS")
+        .args(["list", "--json"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_throttled_listing_retries_until_every_instance_is_there() {
+    let home = tempfile::tempdir().unwrap();
+    // One call in five answered RequestLimitExceeded / ThrottlingException.
+    let sim = Sim::start(home.path(), &["--generate", "3000", "--throttle", "0.2"]);
+    let doc = json(&list_with_default_retries(&sim, home.path()));
+    let instances = doc["instances"].as_array().unwrap();
+    let ids: BTreeSet<&str> = instances
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (ids.len(), instances.len()),
+        (sim.instances, sim.instances),
+        "every instance, once"
+    );
+    assert_eq!(doc["warnings"], serde_json::json!([]));
+    assert!(
+        instances.iter().all(|i| i["ping"] != "Unknown"),
+        "every SSM lookup got through"
+    );
+}
+
+#[test]
+fn an_always_throttled_listing_fails_with_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let sim = Sim::start(home.path(), &["--throttle", "1"]);
+    let mut child = sim
+        .ec2ssh(home.path())
+        .env_remove("AWS_MAX_ATTEMPTS")
+        .arg("list")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not a hang: the SDK gives up after its attempts (seconds, not minutes).
+    let status = crate::common::wait_for(
+        "ec2ssh list to give up",
+        std::time::Duration::from_secs(90),
+        || child.try_wait().unwrap(),
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: ec2:DescribeInstances was throttled in ")
+            && stderr.contains("(RequestLimitExceeded)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: ssm:DescribeInstanceInformation was throttled in ")
+            && stderr.contains("(ThrottlingException)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  fix: wait a moment"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

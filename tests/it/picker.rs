@@ -226,3 +226,27 @@ fn picker_marks_rows_and_refreshes_pings_in_place() {
     let (out, code) = t.finished(dir.path());
     assert_eq!((out.as_str(), code), ("", 130));
 }
+
+#[test]
+fn the_status_line_says_aws_is_throttling_while_the_sdk_retries() {
+    let home = tempfile::tempdir().unwrap();
+    let sim = Sim::start(home.path(), &["--throttle", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    // Enough attempts that the retries are still going when the screen is read.
+    let env = [
+        ("AWS_ENDPOINT_URL", sim.endpoint.as_str()),
+        ("AWS_MAX_ATTEMPTS", "10"),
+    ];
+    let regions = sim.regions.join(",");
+    let t = picker_in_tmux(
+        dir.path(),
+        &env,
+        &format!("--region {regions} pick --print"),
+    );
+    t.wait_screen("the throttling notice", |s| {
+        s.contains("loading the fleet") && s.contains("AWS is throttling, retrying")
+    });
+    t.send(&["C-c"]);
+    let (out, code) = t.finished(dir.path());
+    assert_eq!((out.as_str(), code), ("", 130));
+}
