@@ -20,5 +20,6 @@ pub mod session;
 pub mod signals;
 pub mod sim;
 pub mod text;
+pub mod time;
 pub mod transfer;
 pub mod tui;
