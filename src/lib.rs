@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod names;
 pub mod net;
 pub mod session;
 pub mod signals;
