@@ -33,6 +33,14 @@ impl AppError {
         }
     }
 
+    /// No home directory to put ec2ssh's data (known_hosts, managed key) in.
+    pub fn no_data_dir() -> Self {
+        AppError::other(
+            "cannot find ec2ssh's data directory",
+            "set HOME (or XDG_DATA_HOME)",
+        )
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Interrupted => 130,

@@ -191,12 +191,7 @@ async fn push_managed_key(
             "set `User` in ~/.ssh/config or pass user@ to ssh",
         ));
     }
-    let paths = crate::config::Paths::detect().ok_or_else(|| {
-        AppError::other(
-            "cannot find ec2ssh's data directory",
-            "set HOME (or XDG_DATA_HOME)",
-        )
-    })?;
+    let paths = crate::config::Paths::detect().ok_or_else(AppError::no_data_dir)?;
     let key = crate::connect::key::managed(&paths.data_dir)
         .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let instance = crate::fleet::Instance {
@@ -247,22 +242,10 @@ async fn region_for(ctx: &AwsContext, target: &str) -> Result<String, AppError> 
 /// `session-manager-plugin` on PATH.
 fn find_plugin() -> Result<PathBuf, AppError> {
     const NAME: &str = "session-manager-plugin";
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(NAME))
-        .find(|p| is_executable(p))
-        .ok_or_else(|| AppError::other(
+    crate::config::find_program(NAME).ok_or_else(|| AppError::other(
             "--transport plugin needs Amazon's session-manager-plugin, which is not on PATH",
             "install it (https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html), or use the built-in client: drop --transport plugin / set transport = \"native\"",
         ))
-}
-
-fn is_executable(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 /// The first plugin version that reads the StartSession response from an environment

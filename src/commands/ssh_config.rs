@@ -23,12 +23,7 @@ pub async fn run(ctx: &AwsContext, args: &SshConfigArgs) -> Result<u8, AppError>
             "use e.g. --user ec2-user",
         ));
     }
-    let paths = Paths::detect().ok_or_else(|| {
-        AppError::other(
-            "cannot find ec2ssh's data directory",
-            "set HOME (or XDG_DATA_HOME)",
-        )
-    })?;
+    let paths = Paths::detect().ok_or_else(AppError::no_data_dir)?;
     let key = key::managed(&paths.data_dir).map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let exe = std::env::current_exe().map_err(|e| {
         AppError::other(

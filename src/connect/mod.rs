@@ -126,7 +126,7 @@ impl Connector {
     }
 
     fn known_hosts(&self) -> Result<PathBuf, AppError> {
-        let paths = self.paths.as_ref().ok_or_else(no_home)?;
+        let paths = self.paths.as_ref().ok_or_else(AppError::no_data_dir)?;
         create_private_dir(&paths.data_dir)?;
         Ok(paths.known_hosts())
     }
@@ -462,13 +462,6 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-fn no_home() -> AppError {
-    AppError::other(
-        "cannot find a home directory for ec2ssh's known_hosts",
-        "set HOME (or XDG_DATA_HOME)",
-    )
 }
 
 /// Creates `dir` (and parents) with mode 0700 when missing.
