@@ -466,15 +466,10 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 /// Creates `dir` (and parents) with mode 0700 when missing.
 pub fn create_private_dir(dir: &std::path::Path) -> Result<(), AppError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| {
-            AppError::other(
-                format!("cannot create {}: {e}", dir.display()),
-                "check the permissions of its parent directory",
-            )
-        })
+    key::create_dir_0700(dir).map_err(|e| {
+        AppError::other(
+            format!("cannot create {}: {e}", dir.display()),
+            "check the permissions of its parent directory",
+        )
+    })
 }

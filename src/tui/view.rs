@@ -1077,5 +1077,4 @@ mod tests {
         assert_eq!((cell.symbol(), cell.fg), ("*", Color::Reset));
         assert!(cell.modifier.contains(Modifier::BOLD));
     }
-
 }
