@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::proxy::tunnel_error;
 use crate::aws::AwsContext;
 use crate::cli::ForwardArgs;
+use crate::error::tunnel_error;
 use crate::error::AppError;
 use crate::fleet::{self, select};
 use crate::forward::{self, Mode};

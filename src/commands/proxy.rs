@@ -3,7 +3,6 @@
 //! client or, on request, Amazon's session-manager-plugin. Whatever happens, the
 //! session is terminated before the process exits.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,9 +11,10 @@ use tokio::sync::mpsc;
 use crate::aws::AwsContext;
 use crate::cli::ProxyArgs;
 use crate::config::Transport;
-use crate::error::AppError;
+use crate::error::{tunnel_error, AppError};
 use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
-use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, TunnelError};
+use crate::session::driver::{self, Dial, DriverConfig, Finish};
+use crate::session::stdin::StdinReader;
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
 
@@ -107,58 +107,21 @@ async fn tunnel(
         .progress
         .as_ref()
         .map(|p| progress::report(p.clone(), counters.clone()));
-    let input = stdin_chunks(counters.clone());
+    let (tx, input) = mpsc::channel(4);
+    let up = counters.clone();
+    let reader = StdinReader::spawn(tx, 32 * 1024, move |bytes| {
+        up.add_up(bytes.len());
+        true
+    });
     let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
     let result = driver::run(dial, input, output, None, session, &DriverConfig::default())
         .await
         .map_err(|e| tunnel_error(e, &args.target));
+    drop(reader);
     if let Some(task) = reporter {
         task.abort();
     }
     result
-}
-
-/// Reads stdin on a plain thread (a blocked read must not hold up the runtime's exit)
-/// and hands the chunks over; the channel closes at end of input.
-fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Input> {
-    let (tx, rx) = mpsc::channel(4);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) => {
-                    tracing::debug!("stdin: end of file");
-                    break;
-                }
-                Ok(n) => {
-                    counters.add_up(n);
-                    if tx.blocking_send(Input::Data(buf[..n].to_vec())).is_err() {
-                        tracing::debug!("stdin: the tunnel no longer takes input");
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "stdin read failed; treating as end of input");
-                    break;
-                }
-            }
-        }
-    });
-    rx
-}
-
-pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {
-    let fix = match &e {
-        TunnelError::Connect { .. } => "the ssmmessages endpoint must be reachable from here (check proxies and firewalls; from a private VPC you need its ssmmessages interface endpoint)".to_string(),
-        TunnelError::HandshakeTimeout(_) | TunnelError::Handshake(_) => format!("check the SSM agent on {target} (`ec2ssh list` shows its version; update it with the AWS-UpdateSSMAgent document)"),
-        TunnelError::Lost(_) | TunnelError::Expired | TunnelError::Unacknowledged(_) => "the network to AWS dropped for too long; connect again".to_string(),
-        TunnelError::Resume(err) => return AppError::Aws(err.clone()),
-        TunnelError::Proxy(err) => err.fix(),
-        TunnelError::Output(_) => "the program reading the tunnel (ssh) went away".to_string(),
-    };
-    AppError::other(e.to_string(), fix)
 }
 
 /// The target ssh passed (`%h`), refused unless it is an instance or node id: it may

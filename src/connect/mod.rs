@@ -6,7 +6,6 @@
 pub mod copy;
 pub mod key;
 pub mod push;
-pub mod shell;
 pub mod ssh;
 pub mod ssh_escape;
 pub mod user;

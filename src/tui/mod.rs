@@ -6,7 +6,6 @@ pub mod app;
 pub mod columns;
 pub mod keys;
 pub mod push;
-pub mod terminal;
 pub mod view;
 
 use std::time::{Duration, Instant};
@@ -20,10 +19,10 @@ use crate::connect::Connector;
 use crate::error::AppError;
 use crate::fleet::{self, Cache};
 use crate::signals::{self, Signals};
+use crate::terminal::{self, TerminalGuard};
 use crate::time::unix_now;
 use crate::transfer::{self, CopySpec, Direction, Request, Update};
 use app::{Action, App, Effect, Source};
-use terminal::TerminalGuard;
 use view::Theme;
 
 /// How the picker starts.
@@ -316,7 +315,7 @@ pub async fn run(
                     "ec2ssh: opening a Session Manager shell on {name} ({})",
                     crate::text::sanitize(&instance.id)
                 );
-                let result = crate::connect::shell::run(&ctx, &instance, None, &mut signals).await;
+                let result = crate::shell::run(&ctx, &instance, None, &mut signals).await;
                 if result.is_ok() {
                     app.evidence.shell_opened(&instance);
                 }
