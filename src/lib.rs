@@ -17,6 +17,7 @@ pub mod forward;
 pub mod fuzz;
 pub mod names;
 pub mod net;
+pub mod select;
 pub mod session;
 pub mod shell;
 pub mod signals;

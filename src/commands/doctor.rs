@@ -222,7 +222,7 @@ async fn target_facts(ctx: &AwsContext, target: &str) -> Result<TargetFacts, Che
             first.map(|e| e.fix()).unwrap_or_default(),
         )
     })?;
-    let instance: Instance = fleet::select::find(&inventory.instances, target)
+    let instance: Instance = crate::select::find(&inventory.instances, target)
         .map_err(|e| {
             let (what, fix) = e.explain().into_iter().next().unwrap_or_default();
             Check::fail("target", "instance", what, fix.unwrap_or_default())

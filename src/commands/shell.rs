@@ -5,7 +5,8 @@
 use crate::aws::AwsContext;
 use crate::cli::ShellArgs;
 use crate::error::AppError;
-use crate::fleet::{self, select};
+use crate::fleet;
+use crate::select;
 use crate::signals::Signals;
 
 pub async fn run(ctx: &AwsContext, args: &ShellArgs) -> Result<u8, AppError> {

@@ -64,7 +64,7 @@ pub fn rows(instances: &[Instance], targets: &[String]) -> Result<Vec<Row>, AppE
     }
     let mut rows: Vec<Row> = Vec::new();
     for t in targets {
-        let row = Row::of(fleet::select::find(instances, t)?);
+        let row = Row::of(crate::select::find(instances, t)?);
         if !rows.iter().any(|r| r.id == row.id) {
             rows.push(row);
         }

@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod key;
+pub mod many;
 pub mod push;
 pub mod ssh;
 pub mod ssh_escape;

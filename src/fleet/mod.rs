@@ -7,7 +7,6 @@ pub mod inventory;
 pub mod merge;
 pub mod model;
 pub mod ping;
-pub mod select;
 
 pub use cache::{Cache, CacheFile, Cached};
 pub use inventory::{fetch, FetchError, Inventory};

@@ -456,7 +456,7 @@ impl Pushing {
         let task = {
             let hosts = hosts.clone();
             tokio::spawn(async move {
-                transfer::run(&connector, &hosts, &req, utx, cancelled).await;
+                crate::connect::many::copy_many(&connector, &hosts, &req, utx, cancelled).await;
             })
         };
         Pushing {
