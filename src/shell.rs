@@ -76,7 +76,7 @@ pub async fn run(
         None => bridge(&started, &session, signals).await,
     };
     if !matches!(outcome, Ok((Finish::Closed { .. }, _))) {
-        session.terminate().await;
+        session.end(crate::terminal::say).await;
     }
     let (finish, code) = outcome.map_err(|e| match e {
         Failure::Tunnel(e) => shell_error(e, instance),
@@ -145,7 +145,10 @@ async fn bridge(
         stream_url: started.stream_url.clone(),
         token: started.token.clone(),
     };
-    let config = DriverConfig::shell();
+    let config = DriverConfig {
+        tell: crate::terminal::say,
+        ..DriverConfig::shell()
+    };
     let result = {
         let driver = driver::run(
             dial,
@@ -287,7 +290,10 @@ mod tests {
 
     #[test]
     fn shells_wait_for_the_agent_without_a_deadline() {
-        let config = DriverConfig::shell();
+        let config = DriverConfig {
+            tell: crate::terminal::say,
+            ..DriverConfig::shell()
+        };
         assert_eq!(config.handshake_timeout, None);
         assert!(config.waiting_notice.is_some());
     }

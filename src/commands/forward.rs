@@ -99,7 +99,7 @@ pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
     };
     let closed_by_service = matches!(outcome, Ok(Finish::Closed { .. }));
     if !closed_by_service {
-        session.terminate().await;
+        session.end(crate::terminal::say).await;
     }
     match outcome {
         Ok(Finish::Closed { reason }) if !reason.is_empty() => Err(AppError::other(
@@ -138,7 +138,10 @@ async fn tunnel(
         stream_url: started.stream_url.clone(),
         token: started.token.clone(),
     };
-    let config = DriverConfig::default();
+    let config = DriverConfig {
+        tell: crate::terminal::say,
+        ..DriverConfig::default()
+    };
     let (input_tx, input_rx) = mpsc::channel(16);
     let (notice_tx, mut notice_rx) = mpsc::unbounded_channel();
     let (to_engine, from_driver) = tokio::io::duplex(OUTPUT_BUFFER);

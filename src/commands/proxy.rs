@@ -67,7 +67,7 @@ async fn run_proxy(
     };
     let closed_by_service = matches!(outcome, Ok(Finish::Closed { .. }));
     if !closed_by_service {
-        session.terminate().await;
+        session.end(crate::terminal::say).await;
     }
     match outcome {
         Ok(Finish::Closed { reason }) => {
@@ -114,9 +114,19 @@ async fn tunnel(
         true
     });
     let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
-    let result = driver::run(dial, input, output, None, session, &DriverConfig::default())
-        .await
-        .map_err(|e| tunnel_error(e, &args.target));
+    let result = driver::run(
+        dial,
+        input,
+        output,
+        None,
+        session,
+        &DriverConfig {
+            tell: crate::terminal::say,
+            ..DriverConfig::default()
+        },
+    )
+    .await
+    .map_err(|e| tunnel_error(e, &args.target));
     drop(reader);
     if let Some(task) = reporter {
         task.abort();

@@ -31,8 +31,8 @@ pub struct DriverConfig {
     /// From connecting until the session is established (HandshakeComplete, or a
     /// shell's first output); `None` waits as long as it takes, as the plugin does.
     pub handshake_timeout: Option<Duration>,
-    /// While not established, when to tell the user on stderr that the agent has not
-    /// answered yet.
+    /// While not established, when to tell the user (through `tell`) that the agent
+    /// has not answered yet.
     pub waiting_notice: Option<Duration>,
     /// After end of input, how long unacknowledged data may take to be delivered.
     pub drain_timeout: Duration,
@@ -47,6 +47,10 @@ pub struct DriverConfig {
     pub connect_attempts: u32,
     /// The ClientVersion we claim (it selects the agent's modes).
     pub client_version: &'static str,
+    /// How a line for the user (the waiting notice, the agent's customer message,
+    /// already sanitised) reaches them; the default drops it. The caller decides:
+    /// e.g. [`crate::terminal::say`].
+    pub tell: fn(&str),
 }
 
 impl Default for DriverConfig {
@@ -60,6 +64,7 @@ impl Default for DriverConfig {
             dead_after: Duration::from_secs(75),
             connect_attempts: 5,
             client_version: super::client::CLIENT_VERSION,
+            tell: |_| {},
         }
     }
 }
@@ -279,7 +284,7 @@ where
             }
             _ = sleep_until(waiting_notice), if waiting_notice.is_some() && !established => {
                 waiting_notice = None;
-                tell("the SSM agent has not answered yet; still waiting (Ctrl-C gives up)");
+                (config.tell)("the SSM agent has not answered yet; still waiting (Ctrl-C gives up)");
             }
             _ = keepalive.tick() => {
                 if last_heard.elapsed() > config.dead_after {
@@ -316,7 +321,7 @@ where
                     // The agent's text is untrusted: it goes to the user's terminal.
                     let message = customer_message.trim();
                     if !message.is_empty() {
-                        tell(&sanitize(message));
+                        (config.tell)(&sanitize(message));
                     }
                 }
                 Event::Stderr(bytes) => out.extend_from_slice(&bytes),
@@ -380,13 +385,6 @@ where
             last_heard = Instant::now();
         }
     }
-}
-
-/// One line for the user on stderr, ending in CR LF: the terminal may be in raw mode
-/// (a shell session, or ssh's own session around a ProxyCommand).
-fn tell(text: &str) {
-    use std::io::Write;
-    let _ = write!(std::io::stderr(), "ec2ssh: {text}\r\n");
 }
 
 async fn write_out<O: AsyncWrite + Unpin>(output: &mut O, bytes: &[u8]) -> std::io::Result<()> {
