@@ -15,7 +15,9 @@ use axum::serve::ListenerExt;
 use axum::Router;
 
 use super::auth::{self, Protocol};
-use super::{ec2, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState};
+use super::{
+    ec2, gateway, instance_connect, query, sessions, ssm, throttle, vpc, ApiError, SimState,
+};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
@@ -47,7 +49,7 @@ async fn stats(axum::extract::State(state): axum::extract::State<Arc<SimState>>)
 /// One API request: which protocol it speaks and which service signs for it.
 enum Call<'a> {
     Json { target: &'a str },
-    Query { params: ec2::Params },
+    Query { params: query::Params },
 }
 
 impl Call<'_> {
@@ -72,7 +74,7 @@ impl Call<'_> {
     }
 }
 
-fn is_sts(params: &ec2::Params) -> bool {
+fn is_sts(params: &query::Params) -> bool {
     params.get("Action").map(String::as_str) == Some("GetCallerIdentity")
 }
 
@@ -140,8 +142,8 @@ fn error_response(state: &SimState, protocol: Protocol, e: ApiError) -> Response
         Protocol::Ec2 => {
             let xml = format!(
                 r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,
-                ec2::escape(&e.code),
-                ec2::escape(&e.message),
+                query::escape(&e.code),
+                query::escape(&e.message),
                 state.request_id()
             );
             (status, [("content-type", "text/xml;charset=UTF-8")], xml).into_response()
@@ -149,8 +151,8 @@ fn error_response(state: &SimState, protocol: Protocol, e: ApiError) -> Response
         Protocol::Sts => {
             let xml = format!(
                 r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>"#,
-                ec2::escape(&e.code),
-                ec2::escape(&e.message),
+                query::escape(&e.code),
+                query::escape(&e.message),
                 state.request_id()
             );
             (status, [("content-type", "text/xml")], xml).into_response()
@@ -230,7 +232,7 @@ pub fn parse_json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     }
 }
 
-fn query_call(state: &SimState, region: &str, params: &ec2::Params) -> Response {
+fn query_call(state: &SimState, region: &str, params: &query::Params) -> Response {
     let action = params.get("Action").map(String::as_str).unwrap_or("");
     let result = match action {
         "DescribeInstances" => deny(state, "ec2:DescribeInstances", true)
