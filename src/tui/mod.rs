@@ -345,8 +345,7 @@ pub async fn run(
                     .unwrap_or_else(|| id.clone());
                 let evidence = app.evidence.clone();
                 tokio::spawn(async move {
-                    let checks =
-                        crate::commands::doctor::diagnose(&ctx, Some(&id), &evidence).await;
+                    let checks = crate::doctor::diagnose(&ctx, Some(&id), &evidence).await;
                     let _ = tx.send(Action::Diagnosed(name, checks));
                 });
             }
