@@ -23,9 +23,14 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// AWS profile to use (default: the standard chain, e.g. AWS_PROFILE)
-    #[arg(long, global = true, env = "EC2SSH_PROFILE")]
-    pub profile: Option<String>,
+    /// AWS profile(s) to use, comma-separated: every one is listed in one picker, each
+    /// row acting with its own (default: config `profiles`, else the standard chain, e.g. AWS_PROFILE)
+    #[arg(long, global = true, env = "EC2SSH_PROFILE", value_delimiter = ',')]
+    pub profile: Vec<String>,
+
+    /// Every profile of the AWS config files that has credentials or SSO settings
+    #[arg(long, global = true, conflicts_with = "profile")]
+    pub all_profiles: bool,
 
     /// Region(s) to list, comma-separated (default: config file, then the AWS chain)
     #[arg(long, global = true, value_delimiter = ',')]
@@ -369,6 +374,11 @@ pub struct FleetSource {
     /// Seed for --generate
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Share the machines round robin among N accounts (111111111111, 222222222222, …),
+    /// each with its own key pair, e.g. `--generate 15000 --accounts 3`
+    #[arg(long, value_name = "N")]
+    pub accounts: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,14 +6,20 @@ use super::fleet::SimInstance;
 use super::query::{self, escape_into, Params};
 use super::{ApiError, SimState};
 
-pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<String, ApiError> {
+/// `account`'s instances in `region` (another account's ids do not exist for it).
+pub fn describe_instances(
+    state: &SimState,
+    account: &str,
+    region: &str,
+    p: &Params,
+) -> Result<String, ApiError> {
     let ids: Vec<&str> = query::indexed(p, "InstanceId").collect();
     let filters = query::filters(p, |name| {
         ["instance-state-name", "instance-id", "tag-key"].contains(&name)
             || name.starts_with("tag:")
     })?;
     let fleet = &state.fleet.instances;
-    let positions = state.region_positions(region);
+    let positions = state.region_positions(account, region);
     let wanted = |i: &SimInstance| {
         i.in_ec2()
             && (ids.is_empty() || ids.contains(&i.id.as_str()))
@@ -79,7 +85,7 @@ pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<
     for i in matching {
         let _ = write!(
             xml,
-            "<item><reservationId>r-{}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet><item>",
+            "<item><reservationId>r-{}</reservationId><ownerId>{account}</ownerId><groupSet/><instancesSet><item>",
             i.id.trim_start_matches("i-")
         );
         instance_xml(state, i, &mut xml);

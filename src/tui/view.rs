@@ -625,6 +625,11 @@ fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
             format!("{} / {}", opt(&i.vpc_id), opt(&i.subnet_id)),
         ),
     ];
+    // Whose it is, when a profile was named (several accounts may be listed).
+    if let Some(p) = &i.profile {
+        v.insert(3, ("Account".into(), i.account_label()));
+        v.insert(4, ("AWS profile".into(), p.clone()));
+    }
     for (k, val) in &i.tags {
         v.push((format!("tag {k}"), val.clone()));
     }
@@ -948,6 +953,8 @@ mod tests {
             kind: AwsErrorKind::AccessDenied,
             code: Some("UnauthorizedOperation".into()),
             message: "not authorized".into(),
+            profile: None,
+            sso_login: None,
         };
         a.update(Action::Loaded(Err(FetchError { errors: vec![err] }), NOW));
         insta::assert_snapshot!(draw(&a, 120, 8).backend());
@@ -962,6 +969,8 @@ mod tests {
             kind: AwsErrorKind::Unreachable,
             code: None,
             message: "Connection refused (os error 111)".into(),
+            profile: None,
+            sso_login: None,
         };
         let inv = Inventory {
             instances: fleet(),
