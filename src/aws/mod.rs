@@ -125,6 +125,13 @@ impl LoadError {
     }
 }
 
+/// Something listed under a profile in a region: an instance row (`fleet::Instance`).
+pub trait Row {
+    /// The AWS profile it was listed with (`None`: the standard chain).
+    fn profile(&self) -> Option<&str>;
+    fn region(&self) -> &str;
+}
+
 /// A row's profile that this run did not load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("profile {0} is not among the profiles of this run")]
@@ -262,9 +269,9 @@ impl AwsContext {
 
     /// What acts on a row: its profile's credentials, in its region. Every action on
     /// an instance (connect, push, shell, forward, status, doctor, ping) asks here.
-    pub fn for_instance(&self, i: &crate::fleet::Instance) -> Result<AwsContext, NotLoaded> {
-        let mut ctx = self.for_profile(i.profile.as_deref())?;
-        ctx.regions = vec![i.region.clone()];
+    pub fn for_instance(&self, i: &impl Row) -> Result<AwsContext, NotLoaded> {
+        let mut ctx = self.for_profile(i.profile())?;
+        ctx.regions = vec![i.region().to_string()];
         Ok(ctx)
     }
 

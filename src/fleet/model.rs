@@ -109,6 +109,16 @@ pub struct Instance {
     pub account_name: Option<String>,
 }
 
+impl crate::aws::Row for Instance {
+    fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    fn region(&self) -> &str {
+        &self.region
+    }
+}
+
 impl Instance {
     pub fn is_hybrid(&self) -> bool {
         self.id.starts_with("mi-")
