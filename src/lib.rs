@@ -17,6 +17,7 @@ pub mod forward;
 pub mod fuzz;
 pub mod names;
 pub mod net;
+pub mod owner;
 pub mod select;
 pub mod session;
 pub mod shell;

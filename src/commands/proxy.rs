@@ -19,7 +19,7 @@ use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
 
 /// `cache`: the fleet last listed for this run's profiles, where the id's owner is
-/// looked up first (see [`crate::fleet::owner`]).
+/// looked up first (see [`crate::owner`]).
 pub async fn run(
     ctx: &AwsContext,
     cache: Option<&crate::fleet::Cache>,
@@ -46,7 +46,7 @@ async fn run_proxy(
 ) -> Result<u8, AppError> {
     let target = validate_target(&args.target)?;
     // The profile and region that own the id act from here on.
-    let owner = crate::fleet::owner::locate(ctx, cache, target).await?;
+    let owner = crate::owner::locate(ctx, cache, target).await?;
     let ctx = &owner;
     let region = ctx.regions[0].clone();
     let api = SessionApi::new(ctx.ssm(&region), &region);

@@ -6,7 +6,6 @@ pub mod cache;
 pub mod inventory;
 pub mod merge;
 pub mod model;
-pub mod owner;
 pub mod ping;
 
 pub use cache::{Cache, CacheFile, Cached};

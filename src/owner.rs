@@ -6,7 +6,7 @@
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use futures::future::join_all;
 
-use super::{Cache, Instance};
+use crate::fleet::{Cache, Instance};
 use crate::aws::{AwsContext, AwsError};
 use crate::error::AppError;
 use crate::text::sanitize;
