@@ -6,9 +6,9 @@
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use futures::future::join_all;
 
-use crate::fleet::{Cache, Instance};
 use crate::aws::{AwsContext, AwsError};
 use crate::error::AppError;
+use crate::fleet::{Cache, Instance};
 use crate::text::sanitize;
 
 /// One place an id was found.

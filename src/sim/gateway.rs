@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use super::fault::FaultConfig;
 use super::mux::Out;
 use super::pacing::{Outbox, Pacer};
-use super::sessions::{Session, Status};
+use super::session::{Attach, Session, Status};
 use super::stats::{Stats, TargetGuard};
 use super::wire::{self, check_inbound, service_frame, Delayed, ProtocolError, Wire};
 use super::SimState;
@@ -68,14 +68,6 @@ pub struct AgentOptions {
     pub faults: FaultConfig,
     /// The agent's 1 ms after every message it reads from its target.
     pub paced: bool,
-}
-
-/// An authenticated websocket on its way to the agent task.
-pub struct Attach {
-    socket: WebSocket,
-    /// From the OpenDataChannel frame: kept across reconnects by the plugin.
-    client_id: String,
-    client_version: String,
 }
 
 /// `GET /v1/data-channel/{session}`: upgrade, then check the OpenDataChannel frame.

@@ -15,6 +15,7 @@ pub mod mux;
 pub mod pacing;
 pub mod query;
 mod server;
+pub mod session;
 #[cfg(test)]
 mod session_tests;
 pub mod sessions;
@@ -57,7 +58,7 @@ pub struct SimOptions {
     /// real service; for tests that need speed.
     pub unpaced: bool,
     /// How long a session whose client went away may wait to be resumed (default
-    /// [`sessions::DISCONNECT_TIMEOUT`]).
+    /// [`session::DISCONNECT_TIMEOUT`]).
     pub disconnect_timeout: Option<Duration>,
     /// Where keys pushed with SendSSHPublicKey are written (`DIR/USER/*.pub`) for a
     /// local sshd's AuthorizedKeysCommand.
@@ -82,7 +83,7 @@ pub struct SimState {
     pub started: SystemTime,
     requests: AtomicU64,
     /// Session Manager sessions.
-    pub sessions: sessions::Registry,
+    pub sessions: session::Registry,
     /// Keys accepted by SendSSHPublicKey.
     pub keys_pushed: AtomicU64,
     /// What the data channels did.
@@ -134,7 +135,7 @@ impl SimState {
             accounts,
             started: SystemTime::now(),
             requests: AtomicU64::new(0),
-            sessions: sessions::Registry::default(),
+            sessions: session::Registry::default(),
             keys_pushed: AtomicU64::new(0),
             stats: Arc::default(),
             addr,
