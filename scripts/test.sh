@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+# The layers call only downwards: no module-graph cycles (README, Architecture).
+scripts/module-graph.py
 cargo test --locked

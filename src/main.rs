@@ -66,7 +66,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             Ok(0)
         }
         Some(Command::Demo(args)) => commands::demo::run(&args).await,
-        Some(Command::Sim(args)) => commands::demo::serve(&args).await,
+        Some(Command::Sim(args)) => commands::sim::serve(&args).await,
         Some(Command::List(args)) => {
             let (config, ctx) = account(&g).await?;
             let cache = cache_for(&g, &config);

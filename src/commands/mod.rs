@@ -8,6 +8,7 @@ pub mod list;
 pub mod proxy;
 pub mod scp;
 pub mod shell;
+pub mod sim;
 pub mod ssh;
 pub mod ssh_config;
 pub mod status;

@@ -23,6 +23,7 @@ pub mod shell;
 pub mod sshd;
 pub mod ssm;
 pub mod stats;
+pub mod sts;
 pub mod throttle;
 pub mod vpc;
 pub mod wire;

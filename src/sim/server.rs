@@ -16,7 +16,7 @@ use axum::Router;
 
 use super::auth::{self, Protocol};
 use super::{
-    ec2, gateway, instance_connect, query, sessions, ssm, throttle, vpc, ApiError, SimState,
+    ec2, gateway, instance_connect, query, sessions, ssm, sts, throttle, vpc, ApiError, SimState,
 };
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
@@ -310,7 +310,7 @@ fn query_call(state: &SimState, who: Who, params: &query::Params) -> Response {
             .deny(state, "ec2:DescribeSecurityGroups", true)
             .and_then(|_| vpc::describe_security_groups(state, region, params)),
         // STS cannot deny GetCallerIdentity, so neither does the simulator.
-        "GetCallerIdentity" => Ok(vpc::get_caller_identity(state, account)),
+        "GetCallerIdentity" => Ok(sts::get_caller_identity(state, account)),
         _ => Err(ApiError::new(
             400,
             "InvalidAction",

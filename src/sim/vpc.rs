@@ -2,7 +2,7 @@
 //! attributes), subnets (each with its own route table), interface endpoints and
 //! security groups, described in the fleet file and served as EC2
 //! `DescribeRouteTables`, `DescribeVpcEndpoints`, `DescribeVpcAttribute` and
-//! `DescribeSecurityGroups` (query/XML), plus STS `GetCallerIdentity`.
+//! `DescribeSecurityGroups` (query/XML).
 //!
 //! ```toml
 //! [[vpc]]
@@ -409,14 +409,6 @@ pub fn describe_security_groups(
         &state.request_id(),
         &xml,
     ))
-}
-
-/// STS `GetCallerIdentity` (query protocol, its own XML namespace): the caller's account.
-pub fn get_caller_identity(state: &SimState, account: &str) -> String {
-    format!(
-        r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/demo</Arn><UserId>AIDADEMO00000000000001</UserId><Account>{account}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#,
-        state.request_id()
-    )
 }
 
 #[cfg(test)]
