@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
+use super::fleet::SimInstance;
 use super::gateway;
 use super::session::{token, Session, State, Status, DISCONNECT_TIMEOUT, OWNER};
 use super::stats::Stats;
@@ -77,9 +78,52 @@ pub fn start_session(
     let document = req["DocumentName"]
         .as_str()
         .unwrap_or("SSM-SessionManagerRunShell");
-    // The documents' `properties`, as the agent receives them: AWS-StartSSHSession has
-    // no `type` (standard-stream mode), port forwarding is `LocalPortForwarding`.
-    let (port, properties) = match document {
+    let (port, properties) = document_properties(document, req)?;
+    let instance = connected(state, account, region, target)?;
+    let relay = relay_for(state, instance, document, port);
+    let agent_version = state
+        .opts
+        .agent_version
+        .clone()
+        .or_else(|| instance.agent_version.clone())
+        .unwrap_or_else(|| "3.3.1142.0".into());
+    let (attach_tx, attach_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let session = Session {
+        id: new_id(state),
+        account: account.to_string(),
+        target: target.to_string(),
+        region: region.to_string(),
+        document: document.to_string(),
+        port,
+        properties,
+        reason: req["Reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
+        relay,
+        agent_version,
+        kms_key_id: instance.kms_key_id.clone(),
+        started: SystemTime::now(),
+        disconnect_timeout: state.opts.disconnect_timeout.unwrap_or(DISCONNECT_TIMEOUT),
+        stats: state.stats.clone(),
+        state: Mutex::new(State {
+            status: Status::Connecting,
+            token: token(),
+            ended: None,
+            disconnected: None,
+        }),
+        attach: attach_tx,
+        stop: stop_tx,
+    };
+    let (id, token) = register(state, session, attach_rx, stop_rx);
+    Ok(json!({ "SessionId": id, "TokenValue": token, "StreamUrl": stream_url(state, &id) }))
+}
+
+/// The document's port and `properties`, as the agent receives them: AWS-StartSSHSession
+/// has no `type` (standard-stream mode), port forwarding is `LocalPortForwarding`.
+fn document_properties(document: &str, req: &Value) -> Result<(u16, Value), ApiError> {
+    Ok(match document {
         SSH_DOCUMENT => {
             let port = port_parameter(req, "portNumber", 22)?;
             (port, json!({ "portNumber": port.to_string() }))
@@ -123,67 +167,57 @@ pub fn start_session(
                 format!("Document with name {document} does not exist."),
             ))
         }
-    };
+    })
+}
+
+/// `target` of `account` in `region`, if Session Manager can reach it now.
+fn connected<'a>(
+    state: &'a SimState,
+    account: &str,
+    region: &str,
+    target: &str,
+) -> Result<&'a SimInstance, ApiError> {
     let instance = state.instance(account, region, target);
     let online = instance.is_some_and(|i| {
         state.ping_of(i) == Some("Online") && matches!(i.state.as_deref(), None | Some("running"))
     });
-    let Some(instance) = instance.filter(|_| online) else {
-        return Err(ApiError::new(
+    instance.filter(|_| online).ok_or_else(|| {
+        ApiError::new(
             400,
             "TargetNotConnected",
             format!("{target} is not connected."),
-        ));
-    };
+        )
+    })
+}
+
+/// Where the agent relays: the instance's target (or the simulator's default, or
+/// loopback on the port); port forwarding reaches the requested port on that host (the
+/// target's address stands in for the instance).
+fn relay_for(state: &SimState, instance: &SimInstance, document: &str, port: u16) -> SocketAddr {
     let relay = instance
         .target
         .or(state.opts.default_target)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
-    // Port forwarding reaches the requested port on the instance's host (the target's
-    // address stands in for the instance).
-    let relay = match document {
+    match document {
         PORT_FORWARDING_DOCUMENT | REMOTE_HOST_DOCUMENT => SocketAddr::new(relay.ip(), port),
         _ => relay,
-    };
-    let agent_version = state
-        .opts
-        .agent_version
-        .clone()
-        .or_else(|| instance.agent_version.clone())
-        .unwrap_or_else(|| "3.3.1142.0".into());
+    }
+}
 
+fn new_id(state: &SimState) -> String {
     let n = state.sessions.next.fetch_add(1, Ordering::Relaxed);
-    let id = format!("demo-{:017x}", rand::random::<u64>() ^ n);
-    let (attach_tx, attach_rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let session = Arc::new(Session {
-        id: id.clone(),
-        account: account.to_string(),
-        target: target.to_string(),
-        region: region.to_string(),
-        document: document.to_string(),
-        port,
-        properties,
-        reason: req["Reason"]
-            .as_str()
-            .filter(|r| !r.is_empty())
-            .map(str::to_string),
-        relay,
-        agent_version,
-        kms_key_id: instance.kms_key_id.clone(),
-        started: SystemTime::now(),
-        disconnect_timeout: state.opts.disconnect_timeout.unwrap_or(DISCONNECT_TIMEOUT),
-        stats: state.stats.clone(),
-        state: Mutex::new(State {
-            status: Status::Connecting,
-            token: token(),
-            ended: None,
-            disconnected: None,
-        }),
-        attach: attach_tx,
-        stop: stop_tx,
-    });
-    let token = session.lock().token.clone();
+    format!("demo-{:017x}", rand::random::<u64>() ^ n)
+}
+
+/// Adds the session to the registry and starts its agent: (id, first token).
+fn register(
+    state: &SimState,
+    session: Session,
+    attach_rx: mpsc::UnboundedReceiver<super::session::Attach>,
+    stop_rx: watch::Receiver<bool>,
+) -> (String, String) {
+    let session = Arc::new(session);
+    let (id, token) = (session.id.clone(), session.lock().token.clone());
     state.sessions.lock().insert(id.clone(), session.clone());
     tokio::spawn(gateway::agent(
         session,
@@ -194,7 +228,7 @@ pub fn start_session(
         attach_rx,
         stop_rx,
     ));
-    Ok(json!({ "SessionId": id, "TokenValue": token, "StreamUrl": stream_url(state, &id) }))
+    (id, token)
 }
 
 fn known(state: &SimState, account: &str, req: &Value) -> Result<Arc<Session>, ApiError> {
