@@ -18,6 +18,7 @@ use ec2ssh::tui;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    let proxy = matches!(cli.command, Some(Command::Proxy(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -37,6 +38,12 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            if proxy {
+                // ssh only exits 255: tell the ec2ssh that ran it why.
+                if let Some((what, _)) = e.explain().into_iter().next() {
+                    ec2ssh::connect::ssh::record_tunnel_failure(&what);
+                }
+            }
             report(&e);
             ExitCode::from(e.exit_code() as u8)
         }

@@ -31,6 +31,9 @@ pub struct Finished {
     pub elapsed: Duration,
     pub user: Resolved,
     pub instance: String,
+    /// Why the tunnel under ssh failed, as `ec2ssh proxy` recorded it: ssh then exits
+    /// 255 without ever reaching the instance.
+    pub tunnel_failure: Option<String>,
 }
 
 impl Finished {
@@ -38,6 +41,12 @@ impl Finished {
     pub fn hint(&self) -> Option<String> {
         (self.code == 255).then(|| {
             let instance = crate::text::sanitize(&self.instance);
+            if let Some(why) = &self.tunnel_failure {
+                return format!(
+                    "ssh never reached {instance}: its tunnel failed ({}). The error above says what to do; this is not a login problem.",
+                    crate::text::sanitize(why)
+                );
+            }
             format!(
                 "ssh could not log in to {} as {} ({}). Likely causes: the wrong OS user (pass --user, or tag the instance ec2ssh:user=NAME), the instance lacks the ec2-instance-connect package (Amazon Linux 2+ and Ubuntu 20.04+ have it), or a changed host key (`ec2ssh forget {}`).",
                 instance,
@@ -187,10 +196,16 @@ impl Connector {
     ) -> Result<Finished, AppError> {
         let p = self.prepare(instance).await?;
         let spec = p.spec(self, instance, &self.ssh_program, command, None);
+        // Where the proxy under ssh says why its tunnel failed, if it does.
+        let base = key::base_dir(self.paths.as_ref().and_then(|p| p.runtime_dir.as_deref()));
+        let status_dir = key::private_dir(&base, "status-")
+            .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
+        let tunnel_status = status_dir.path().join("tunnel");
         tracing::info!(instance = %instance.id, user = %p.user.user, "running ssh");
         let started = Instant::now();
         let mut child = self
             .command(spec.program)
+            .env(ssh::TUNNEL_STATUS_ENV, &tunnel_status)
             .args(ssh::args(&spec).map_err(ssh::unusable)?)
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
@@ -224,6 +239,7 @@ impl Connector {
             elapsed: started.elapsed(),
             user: p.user,
             instance: instance.id.clone(),
+            tunnel_failure: ssh::tunnel_failure(&tunnel_status),
         })
     }
 

@@ -138,6 +138,36 @@ pub fn scp_args(
     Ok(a)
 }
 
+/// The variable naming the file where `ec2ssh proxy`, run by ssh as its ProxyCommand,
+/// records why the tunnel failed: ssh itself only exits 255, as for a refused login.
+pub const TUNNEL_STATUS_ENV: &str = "EC2SSH_TUNNEL_STATUS";
+
+/// Records a proxy's failure for the ec2ssh that ran ssh, when it asked (the file is
+/// in that ec2ssh's private per-connection directory).
+pub fn record_tunnel_failure(what: &str) {
+    let Some(path) = std::env::var_os(TUNNEL_STATUS_ENV) else {
+        return;
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path);
+    if let Ok(mut f) = file {
+        let _ = f.write_all(what.as_bytes());
+    }
+}
+
+/// What the proxy recorded at `path`, if its tunnel failed.
+pub fn tunnel_failure(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,6 +186,20 @@ fn a_denied_key_push_names_the_action() {
     s.assert_no_keys_left();
 }
 
+/// ssh exits 255 for a refused login and for a proxy that never got a tunnel alike;
+/// the hint must say which it was.
+#[test]
+fn a_tunnel_that_failed_is_not_called_a_login_problem() {
+    let s = setup(&["--deny", "ssm:StartSession"]);
+    let out = s.ssh(ONLINE, &["true"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = text(&out.stderr);
+    assert!(err.contains("ssm:StartSession was denied"), "{err}");
+    assert!(err.contains("its tunnel failed"), "{err}");
+    assert!(!err.contains("wrong OS user"), "{err}");
+    s.assert_no_keys_left();
+}
+
 #[test]
 fn an_offline_instance_is_refused_before_anything_is_pushed() {
     let s = setup(&[]);
