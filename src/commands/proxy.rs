@@ -12,17 +12,44 @@ use tokio::sync::mpsc;
 use crate::aws::AwsContext;
 use crate::cli::ProxyArgs;
 use crate::config::Transport;
+use crate::eice;
+use crate::fleet::{reach, Reach, Via};
 use crate::error::AppError;
 use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
 use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, TunnelError};
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
 
-pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Result<u8, AppError> {
+/// How the proxy's bytes travel, decided before any is read.
+#[derive(Debug, Clone)]
+pub enum Path {
+    /// A Session Manager session (`AWS-StartSSHSession`).
+    Ssm,
+    /// An EC2 Instance Connect Endpoint tunnel.
+    Eice(eice::Target),
+}
+
+/// What `ec2ssh proxy` is asked: the path (`--via`) and the tunnel's life.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyOptions {
+    pub transport: Transport,
+    pub via: Via,
+    /// Seconds an EICE tunnel may live (1..=3600).
+    pub max_duration: u32,
+}
+
+pub async fn run(ctx: &AwsContext, args: &ProxyArgs, opts: ProxyOptions) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
     let counters = Counters::default();
-    let result = run_proxy(ctx, args, transport, &mut signals, &counters).await;
+    let result = match path_for(ctx, args, opts.via).await {
+        Ok(Path::Ssm) => run_proxy(ctx, args, opts.transport, &mut signals, &counters).await,
+        Ok(Path::Eice(target)) => {
+            let max = args.max_tunnel_duration.unwrap_or(opts.max_duration);
+            run_eice(ctx, args, &target, max, &mut signals, &counters).await
+        }
+        Err(e) => Err(e),
+    };
     if let Some(path) = &args.progress {
         progress::report_final(path, &counters).await;
     }
@@ -107,7 +134,7 @@ async fn tunnel(
         .progress
         .as_ref()
         .map(|p| progress::report(p.clone(), counters.clone()));
-    let input = stdin_chunks(counters.clone());
+    let input = stdin_chunks(counters.clone(), Input::Data);
     let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
     let result = driver::run(dial, input, output, None, session, &DriverConfig::default())
         .await
@@ -120,7 +147,7 @@ async fn tunnel(
 
 /// Reads stdin on a plain thread (a blocked read must not hold up the runtime's exit)
 /// and hands the chunks over; the channel closes at end of input.
-fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Input> {
+fn stdin_chunks<T: Send + 'static>(counters: Counters, wrap: fn(Vec<u8>) -> T) -> mpsc::Receiver<T> {
     let (tx, rx) = mpsc::channel(4);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
@@ -133,7 +160,7 @@ fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Input> {
                 }
                 Ok(n) => {
                     counters.add_up(n);
-                    if tx.blocking_send(Input::Data(buf[..n].to_vec())).is_err() {
+                    if tx.blocking_send(wrap(buf[..n].to_vec())).is_err() {
                         tracing::debug!("stdin: the tunnel no longer takes input");
                         break;
                     }
@@ -147,6 +174,120 @@ fn stdin_chunks(counters: Counters) -> mpsc::Receiver<Input> {
         }
     });
     rx
+}
+
+/// The path for `args.target`: explicit endpoint, IP and id on the command line (what
+/// ec2ssh's own ssh runs pass: no AWS call), `--via ssm`, or the instance looked up
+/// and given the path `via` gives it.
+async fn path_for(ctx: &AwsContext, args: &ProxyArgs, via: Via) -> Result<Path, AppError> {
+    let target = validate_target(&args.target)?;
+    if via == Via::Ssm {
+        return Ok(Path::Ssm);
+    }
+    if let (Some(id), Some(host), Some(ip)) = (&args.eice_id, &args.eice_host, args.ip) {
+        if !eice::is_endpoint_id(id) || !eice::is_dns_name(host) {
+            return Err(AppError::other(
+                format!(
+                    "{:?} / {:?} is not an EC2 Instance Connect Endpoint id / DNS name",
+                    crate::text::sanitize(id),
+                    crate::text::sanitize(host)
+                ),
+                "pass --eice-id eice-… and --eice-host with its DnsName (`ec2ssh list --json` shows both), or leave both out",
+            ));
+        }
+        let region = ctx.regions.first().cloned().unwrap_or_default();
+        return Ok(Path::Eice(eice::Target {
+            instance: target.to_string(),
+            region,
+            endpoint_id: id.clone(),
+            dns_name: host.clone(),
+            ip,
+        }));
+    }
+    if target.starts_with("mi-") && via == Via::Auto {
+        return Ok(Path::Ssm);
+    }
+    let instance = crate::fleet::inventory::lookup(ctx, target)
+        .await?
+        .ok_or_else(|| {
+            AppError::other(
+                format!("EC2 does not know {target} in {}", ctx.regions.join(", ")),
+                "pass its region with --region (`ec2ssh list` shows where it is)",
+            )
+        })?;
+    eice_path(&instance, via, args.ip)
+}
+
+/// The path `via` gives a looked-up instance (`ip` overrides its private IP).
+fn eice_path(
+    i: &crate::fleet::Instance,
+    via: Via,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Path, AppError> {
+    match reach::reach(i, via) {
+        Reach::Ssm => Ok(Path::Ssm),
+        Reach::Eice(e) => {
+            let ip = match ip.or_else(|| i.private_ip.as_deref()?.parse().ok()) {
+                Some(ip) => ip,
+                None => {
+                    return Err(AppError::other(
+                        format!("{} has no private IP to tunnel to", i.id),
+                        "pass --ip",
+                    ))
+                }
+            };
+            Ok(Path::Eice(eice::Target {
+                instance: i.id.clone(),
+                region: i.region.clone(),
+                endpoint_id: e.id,
+                dns_name: e.dns_name,
+                ip,
+            }))
+        }
+        Reach::None(why) => Err(AppError::other(
+            format!("no way to reach {}: {why}", i.id),
+            format!("`ec2ssh doctor {}` says what to fix", i.id),
+        )),
+    }
+}
+
+/// The proxy over an EC2 Instance Connect Endpoint: push the key if asked, open the
+/// tunnel (presigned now), carry stdin/stdout until either side ends or the tunnel's
+/// time is up. Nothing to clean up at the service: the tunnel ends with its socket.
+async fn run_eice(
+    ctx: &AwsContext,
+    args: &ProxyArgs,
+    target: &eice::Target,
+    max: u32,
+    signals: &mut Signals,
+    counters: &Counters,
+) -> Result<u8, AppError> {
+    if let Some(user) = &args.push_key {
+        push_managed_key(ctx, &target.instance, &target.region, user).await?;
+    }
+    let opener = target.opener(ctx, args.port, max)?;
+    let creds = ctx.credentials().await?;
+    let fail = |e: eice::EiceError| e.into_app(&target.instance, &target.endpoint_id);
+    let ws = tokio::select! {
+        ws = opener.open(&creds) => ws.map_err(fail)?,
+        n = signals.recv() => return Err(signals::as_error(n)),
+    };
+    tracing::info!(instance = %target.instance, endpoint = %target.endpoint_id, ip = %target.ip, "tunnel open");
+    let reporter = args
+        .progress
+        .as_ref()
+        .map(|p| progress::report(p.clone(), counters.clone()));
+    let input = stdin_chunks(counters.clone(), |v| v);
+    let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
+    let limit = Duration::from_secs(u64::from(max));
+    let result = tokio::select! {
+        r = eice::tunnel::pipe(ws, input, output, limit) => r.map(|_| 0).map_err(fail),
+        n = signals.recv() => Err(signals::as_error(n)),
+    };
+    if let Some(task) = reporter {
+        task.abort();
+    }
+    result
 }
 
 pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {

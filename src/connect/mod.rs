@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use crate::aws::AwsContext;
 use crate::config::{Config, Paths};
 use crate::error::AppError;
-use crate::fleet::Instance;
+use crate::fleet::reach::reach;
+use crate::fleet::{Instance, Reach, Via};
 use crate::signals::{self, Signals};
 use key::ConnectionKey;
 use user::{Remembered, Resolved, UserRules};
@@ -72,6 +73,10 @@ pub struct Connector {
     pub ssh_program: PathBuf,
     /// Environment changes for ssh and so for the proxy it runs (`None` removes).
     pub child_env: Vec<(String, Option<String>)>,
+    /// Which path reaches a row (`--via`, config `via`).
+    pub via: Via,
+    /// Seconds an EC2 Instance Connect Endpoint tunnel may live.
+    pub max_duration: u32,
 }
 
 impl Connector {
@@ -89,6 +94,53 @@ impl Connector {
             ssh_options: Vec::new(),
             ssh_program: ssh::default_program(),
             child_env: Vec::new(),
+            via: config.via.unwrap_or_default(),
+            max_duration: config
+                .max_tunnel_duration
+                .map_or(crate::eice::MAX_DURATION, |d| d.clamp(1, crate::eice::MAX_DURATION)),
+        }
+    }
+
+    /// The path the proxy of a connection to `instance` takes, or why there is none
+    /// (before any key is pushed).
+    pub fn path_for(&self, instance: &Instance) -> Result<ssh::ProxyVia, AppError> {
+        match reach(instance, self.via) {
+            Reach::Ssm => Ok(ssh::ProxyVia::Ssm),
+            Reach::Eice(e) => {
+                let ip = instance.private_ip.as_deref().and_then(|ip| ip.parse().ok());
+                match ip {
+                    Some(ip)
+                        if crate::eice::is_endpoint_id(&e.id)
+                            && crate::eice::is_dns_name(&e.dns_name) =>
+                    {
+                        Ok(ssh::ProxyVia::Eice {
+                            endpoint_id: e.id,
+                            dns_name: e.dns_name,
+                            ip,
+                            max_duration: self.max_duration,
+                        })
+                    }
+                    _ => Err(AppError::other(
+                        format!(
+                            "the EC2 Instance Connect Endpoint {} or the IP of {} is malformed",
+                            crate::text::sanitize(&e.id),
+                            crate::text::sanitize(&instance.id)
+                        ),
+                        "run `ec2ssh list --json` to see them, or use Session Manager: --via ssm",
+                    )),
+                }
+            }
+            Reach::None(why) => Err(AppError::other(
+                format!(
+                    "no way to reach {}: {}",
+                    crate::text::sanitize(&instance.id),
+                    crate::text::sanitize(&why)
+                ),
+                format!(
+                    "`ec2ssh doctor {}` says what to fix",
+                    crate::text::sanitize(&instance.id)
+                ),
+            )),
         }
     }
 
@@ -134,6 +186,7 @@ impl Connector {
     /// Resolves the login, makes (or loads) the key and pushes it: what every ssh or
     /// scp run needs first.
     async fn prepare(&self, instance: &Instance) -> Result<Prepared, AppError> {
+        let via = self.path_for(instance)?;
         let user = self.user_for(instance);
         let key = match &self.key {
             Some(path) => ConnectionKey::existing(path),
@@ -161,6 +214,7 @@ impl Connector {
             key,
             known_hosts,
             exe,
+            via,
         })
     }
 
@@ -367,7 +421,7 @@ impl Connector {
         tracing::info!(instance = %instance.id, dir, "creating the destination directory");
         let mut child = self.spawn_quiet(
             &sftp,
-            ssh::scp_args(&ssh, &["-b", "-"], &dest),
+            ssh::scp_args(&ssh, &["-b", "-"], &dest).map_err(ssh::unusable)?,
             Stdio::piped(),
         )?;
         if let Some(mut stdin) = child.stdin.take() {
@@ -411,6 +465,7 @@ struct Prepared {
     key: ConnectionKey,
     known_hosts: PathBuf,
     exe: PathBuf,
+    via: ssh::ProxyVia,
 }
 
 impl Prepared {
@@ -434,6 +489,7 @@ impl Prepared {
             options: &c.ssh_options,
             command,
             progress,
+            via: &self.via,
         }
     }
 }

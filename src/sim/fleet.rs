@@ -27,6 +27,9 @@ pub struct FleetFile {
     pub endpoints: Vec<super::vpc::SimEndpoint>,
     #[serde(rename = "security_group", default)]
     pub security_groups: Vec<super::vpc::SimSecurityGroup>,
+    /// EC2 Instance Connect Endpoints (see `sim::eice`).
+    #[serde(rename = "instance_connect_endpoint", default)]
+    pub eice_endpoints: Vec<super::eice::SimEice>,
 }
 
 impl Default for FleetFile {
@@ -38,6 +41,7 @@ impl Default for FleetFile {
             subnets: Vec::new(),
             endpoints: Vec::new(),
             security_groups: Vec::new(),
+            eice_endpoints: Vec::new(),
         }
     }
 }

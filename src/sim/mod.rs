@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod ec2;
+pub mod eice;
 pub mod fault;
 pub mod fleet;
 pub mod gateway;
@@ -88,6 +89,8 @@ pub struct SimState {
     pub stats: Arc<stats::Stats>,
     /// `--throttle`: which calls are over the request rate.
     pub throttle: throttle::Throttle,
+    /// EC2 Instance Connect Endpoint tunnels open, per endpoint.
+    pub tunnels: eice::Tunnels,
     /// Positions in `fleet.instances` of each region's machines, in fleet order.
     by_region: std::collections::HashMap<String, Vec<usize>>,
     /// Position in `fleet.instances` of each id.
@@ -120,6 +123,7 @@ impl SimState {
             requests: AtomicU64::new(0),
             sessions: sessions::Registry::default(),
             keys_pushed: AtomicU64::new(0),
+            tunnels: eice::Tunnels::default(),
             stats: Arc::default(),
             addr,
         }
@@ -247,6 +251,11 @@ impl SimHandle {
     /// Machines `ec2ssh list` should show.
     pub fn instance_count(&self) -> usize {
         self.listable
+    }
+
+    /// EC2 Instance Connect Endpoint tunnels open now.
+    pub fn open_tunnels(&self) -> usize {
+        self.state.tunnels.open()
     }
 
     /// What the data channels did so far.

@@ -15,12 +15,13 @@ use axum::serve::ListenerExt;
 use axum::Router;
 
 use super::auth::{self, Protocol};
-use super::{ec2, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState};
+use super::{ec2, eice, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
     let app = Router::new()
         .route("/v1/data-channel/{session}", get(gateway::upgrade))
+        .route("/openTunnel", get(eice::open_tunnel))
         .route("/sim/stats", get(stats))
         .with_state(state)
         .fallback(
@@ -241,6 +242,10 @@ fn query_call(state: &SimState, region: &str, params: &ec2::Params) -> Response 
             .and_then(|_| vpc::describe_vpc_endpoints(state, region, params)),
         "DescribeVpcAttribute" => deny(state, "ec2:DescribeVpcAttribute", true)
             .and_then(|_| vpc::describe_vpc_attribute(state, region, params)),
+        "DescribeInstanceConnectEndpoints" => {
+            deny(state, "ec2:DescribeInstanceConnectEndpoints", true)
+                .and_then(|_| eice::describe(state, region, params))
+        }
         "DescribeSecurityGroups" => deny(state, "ec2:DescribeSecurityGroups", true)
             .and_then(|_| vpc::describe_security_groups(state, region, params)),
         // STS cannot deny GetCallerIdentity, so neither does the simulator.
