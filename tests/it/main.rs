@@ -4,6 +4,7 @@
 mod common;
 mod connect;
 mod doctor;
+mod eice;
 mod errors;
 mod forward;
 mod http_proxy;
