@@ -14,9 +14,9 @@ pub mod error;
 pub mod filter;
 pub mod fleet;
 pub mod forward;
-pub mod net;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod net;
 pub mod session;
 pub mod signals;
 pub mod sim;
