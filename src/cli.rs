@@ -360,6 +360,10 @@ pub struct IamPolicyArgs {
     /// Add a Deny that stops plain shell sessions, so SSH is the only way in
     #[arg(long)]
     pub ssh_only: bool,
+
+    /// Also allow EC2 Instance Connect Endpoint tunnels to port 22 (OpenTunnel, DescribeInstanceConnectEndpoints)
+    #[arg(long)]
+    pub eice: bool,
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

@@ -70,7 +70,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Some(Command::List(args)) => {
             let (config, ctx) = account(&g).await?;
             let cache = cache_for(&g, &config);
-            commands::list::run(&ctx, cache.as_ref(), &args).await?;
+            commands::list::run(&ctx, cache.as_ref(), &args, via(&g, &config)).await?;
             Ok(0)
         }
         Some(Command::Status(args)) => {
@@ -185,7 +185,8 @@ fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
 async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
     let config = Config::load(g.config.as_deref())?;
     let cache = cache_for(g, &config);
-    let opts = commands::pick_options(args, &config);
+    let mut opts = commands::pick_options(args, &config);
+    opts.via = via(g, &config);
     let (g, args, config) = (g.clone(), args.clone(), config.clone());
     let loading = tokio::spawn(async move {
         let ctx = context(&g, &config).await?;

@@ -49,6 +49,16 @@ pub struct TargetFacts {
     pub now: i64,
     /// The VPC around an EC2 instance (`None` for hybrid nodes or when unknown).
     pub network: Option<NetworkFacts>,
+    /// The EC2 Instance Connect Endpoint path, for a row on it (`None`: not on it).
+    pub eice: Option<EiceFacts>,
+}
+
+/// What the EICE checks look at: the instance's `eice` (listed with the fleet) and
+/// the security groups of the endpoint and of the instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EiceFacts {
+    /// Both sides' groups (`None` when there is no endpoint to ask about).
+    pub groups: Option<Fact<Vec<SecurityGroup>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +110,8 @@ pub struct Endpoint {
 pub struct SecurityGroup {
     pub id: String,
     pub ingress: Vec<Rule>,
+    /// Outbound rules (`cidrs`/`groups` are destinations).
+    pub egress: Vec<Rule>,
 }
 
 /// One ingress permission: protocol and ports, from CIDRs and/or security groups.

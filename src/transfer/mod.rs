@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::connect::Connector;
 use crate::error::AppError;
-use crate::fleet::{Instance, Ping};
+use crate::fleet::Instance;
 pub use spec::{CopySpec, Direction};
 
 /// What to copy and how.
@@ -152,8 +152,8 @@ async fn one(
 ) -> HostResult {
     let started = std::time::Instant::now();
     let fail = |e: AppError| HostResult::failed(host, &e, started.elapsed().as_secs_f64());
-    if host.ping != Ping::Online {
-        return fail(crate::fleet::select::not_online(host));
+    if let Some(e) = crate::fleet::select::unreachable(host, connector.via) {
+        return fail(e);
     }
     // Several hosts' files must not land on top of each other here: DEST/<id>/.
     let local_dest = match req.spec.direction {

@@ -9,8 +9,8 @@ use crate::filter::Field;
 use crate::fleet::Instance;
 use crate::text::{sanitize, width};
 
-/// Cells before the first column: mark, space, ping glyph, space.
-pub const GUTTER: usize = 4;
+/// Cells before the first column: mark, space, ping glyph, path glyph, space.
+pub const GUTTER: usize = 5;
 /// Cells after each column.
 pub const SEP: usize = 2;
 

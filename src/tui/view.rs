@@ -577,6 +577,7 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
             Span::styled(mark, theme.mark().patch(base)),
             Span::styled(" ", base),
             Span::styled(i.ping.glyph().to_string(), theme.ping(i.ping).patch(base)),
+            Span::styled(path_glyph(i, app.via).to_string(), theme.dim().patch(base)),
             Span::styled(" ", base),
         ];
         for c in cols {
@@ -596,6 +597,15 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
         lines.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The path column: blank for Session Manager (the ping glyph says how it is), `E`
+/// for an EC2 Instance Connect Endpoint, `-` for no path (the detail pane says why).
+fn path_glyph(i: &Instance, via: crate::fleet::Via) -> char {
+    match crate::fleet::reach::reach(i, via) {
+        crate::fleet::Reach::Ssm => ' ',
+        r => r.glyph(),
+    }
 }
 
 fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
@@ -653,6 +663,7 @@ fn render_details(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let key_w = 11usize;
     let val_w = (inner.width as usize).saturating_sub(key_w + 1);
     let mut rows = detail_lines(i, app.now);
+    rows.insert(1, ("Path".into(), crate::fleet::reach::explain(i, app.via)));
     if let Some(rules) = &app.login {
         let login = rules.resolve(i);
         rows.insert(

@@ -160,7 +160,7 @@ fn error_and_fix(out: &Output) -> (String, String) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     let n = lines.len();
     assert!(n >= 2, "{err}");
-    (lines[n - 2].to_string(), lines[n - 1].to_string())
+    (lines[n - 2].trim().to_string(), lines[n - 1].trim().to_string())
 }
 
 #[test]

@@ -199,6 +199,7 @@ fn healthy() -> TargetFacts {
         ssm: Ok(()),
         now: 1000,
         network: Some(private_net(vec![], true)),
+        eice: None,
     }
 }
 
@@ -248,6 +249,7 @@ fn private_net(routes: Vec<Route>, with_endpoints: bool) -> NetworkFacts {
                 cidrs: vec!["10.0.0.0/16".into()],
                 groups: vec![],
             }],
+            egress: vec![],
         }]),
     }
 }
