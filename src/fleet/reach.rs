@@ -111,48 +111,63 @@ pub fn reach(i: &Instance, via: Via) -> Reach {
     }
 }
 
-/// Why the picker's detail pane shows this path, one line.
-pub fn explain(i: &Instance, via: Via) -> String {
+/// The path in a few words: `Session Manager`, `EICE eice-…` or `none`.
+pub fn label(r: &Reach) -> String {
+    match r {
+        Reach::Ssm => "Session Manager".into(),
+        Reach::Eice(e) => format!("EICE {}", e.id),
+        Reach::None(_) => "none".into(),
+    }
+}
+
+/// Why `i` gets the path `via` gives it, short (the picker's detail pane).
+pub fn reason(i: &Instance, via: Via) -> String {
     match reach(i, via) {
-        Reach::Ssm if via == Via::Ssm => "Session Manager (--via ssm)".into(),
-        Reach::Ssm if i.ping == Ping::Online => "Session Manager: the agent is Online".into(),
-        Reach::Ssm => format!("Session Manager: {}, but no other path is known", no_ssm(i)),
-        Reach::Eice(e) if via == Via::Eice => format!(
-            "EC2 Instance Connect Endpoint {} (--via eice) to {}",
-            e.id,
-            i.private_ip.as_deref().unwrap_or("")
-        ),
-        Reach::Eice(e) => format!(
-            "EC2 Instance Connect Endpoint {} to {}:22 ({})",
-            e.id,
-            i.private_ip.as_deref().unwrap_or(""),
-            no_ssm(i)
-        ),
+        Reach::Ssm if via == Via::Ssm => "--via ssm".into(),
+        Reach::Ssm if i.ping == Ping::Online => "agent Online".into(),
+        Reach::Ssm => format!("{}; no other path known", no_ssm(i)),
+        Reach::Eice(_) if via == Via::Eice => "--via eice".into(),
+        Reach::Eice(_) => no_ssm(i),
+        Reach::None(why) => why,
+    }
+}
+
+/// The path and why, one line (`doctor`, the status line).
+pub fn explain(i: &Instance, via: Via) -> String {
+    let r = reach(i, via);
+    match &r {
         Reach::None(why) => format!("no path: {why}"),
+        Reach::Eice(_) => format!(
+            "{} to {}:22 ({})",
+            label(&r),
+            i.private_ip.as_deref().unwrap_or(""),
+            reason(i, via)
+        ),
+        Reach::Ssm => format!("{} ({})", label(&r), reason(i, via)),
     }
 }
 
 fn no_ssm(i: &Instance) -> String {
     match i.ping {
-        Ping::NotManaged => "not managed by Session Manager".into(),
-        Ping::Unknown => "Session Manager could not be asked".into(),
-        p => format!("the agent is {}", p.label()),
+        Ping::NotManaged => "not managed by SSM".into(),
+        Ping::Unknown => "SSM not asked".into(),
+        p => format!("agent {}", p.label()),
     }
 }
 
 fn no_eice(i: &Instance) -> String {
     if i.is_hybrid() {
-        return "a hybrid node has no EC2 Instance Connect Endpoint path".into();
+        return "hybrid node: no EICE".into();
     }
     match (&i.eice, i.state.as_deref(), i.private_ip.as_deref()) {
-        (Eice::Unknown, ..) => "EC2 Instance Connect Endpoints unknown (ec2:DescribeInstanceConnectEndpoints could not be called)".into(),
+        (Eice::Unknown, ..) => "EICE unknown (ec2:DescribeInstanceConnectEndpoints failed)".into(),
         (Eice::None, ..) => match &i.vpc_id {
-            Some(vpc) => format!("no EC2 Instance Connect Endpoint in {vpc}"),
+            Some(vpc) => format!("no EICE in {vpc}"),
             None => "not in a VPC".into(),
         },
         (_, Some(s), _) if s != "running" => format!("it is {s}"),
-        (_, _, None) => "it has no private IP".into(),
-        _ => "no EC2 Instance Connect Endpoint".into(),
+        (_, _, None) => "no private IP".into(),
+        _ => "no EICE".into(),
     }
 }
 
@@ -222,13 +237,15 @@ mod tests {
         let lost = inst(Ping::ConnectionLost, e.clone());
         assert_eq!(reach(&lost, Via::Auto).label(), "eice");
         assert_eq!(reach(&lost, Via::Ssm), Reach::Ssm);
-        assert!(explain(&lost, Via::Auto).contains("eice-b to 10.0.0.9:22 (the agent is ConnectionLost)"));
+        assert_eq!(
+            explain(&lost, Via::Auto),
+            "EICE eice-b to 10.0.0.9:22 (agent ConnectionLost)"
+        );
+        assert_eq!(reason(&lost, Via::Eice), "--via eice");
         let none = inst(Ping::NotManaged, Eice::None);
         assert_eq!(
             reach(&none, Via::Auto),
-            Reach::None(
-                "not managed by Session Manager; no EC2 Instance Connect Endpoint in vpc-1".into()
-            )
+            Reach::None("not managed by SSM; no EICE in vpc-1".into())
         );
         let unknown = inst(Ping::NotManaged, Eice::Unknown);
         assert!(matches!(reach(&unknown, Via::Eice), Reach::None(w) if w.contains("ec2:DescribeInstanceConnectEndpoints")));

@@ -279,8 +279,15 @@ pub async fn run(
                 drop(events);
                 guard.suspend();
                 let login = connector.user_for(&instance);
+                let path = match fleet::reach::reach(&instance, app.via) {
+                    fleet::Reach::Eice(e) => format!(
+                        " through EC2 Instance Connect Endpoint {}",
+                        crate::text::sanitize(&e.id)
+                    ),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "ec2ssh: connecting to {name} ({}) as {} ({})",
+                    "ec2ssh: connecting to {name} ({}) as {} ({}){path}",
                     crate::text::sanitize(&instance.id),
                     login.user,
                     login.source.label()
@@ -419,7 +426,7 @@ fn reachable(
     if ssh {
         if let fleet::Reach::None(why) = fleet::reach::reach(&instance, app.via) {
             app.notice = Some(format!(
-                "{name}: no path ({}); cannot {doing} · F2 diagnoses",
+                "{name}: no path: {}; cannot {doing} · F2 diagnoses",
                 crate::text::sanitize(&why)
             ));
             return None;

@@ -663,7 +663,9 @@ fn render_details(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let key_w = 11usize;
     let val_w = (inner.width as usize).saturating_sub(key_w + 1);
     let mut rows = detail_lines(i, app.now);
-    rows.insert(1, ("Path".into(), crate::fleet::reach::explain(i, app.via)));
+    let path = crate::fleet::reach::reach(i, app.via);
+    rows.insert(1, ("Path".into(), crate::fleet::reach::label(&path)));
+    rows.insert(2, ("  why".into(), crate::fleet::reach::reason(i, app.via)));
     if let Some(rules) = &app.login {
         let login = rules.resolve(i);
         rows.insert(
@@ -907,7 +909,7 @@ mod tests {
             "{}",
             row(3)
         );
-        assert!(row(2).starts_with("  ● web-prod-1  i-0"), "{}", row(2));
+        assert!(row(2).starts_with("  ●  web-prod-1  i-0"), "{}", row(2));
     }
 
     #[test]
@@ -934,12 +936,12 @@ mod tests {
         a.update(Action::ToggleDetails);
         let t = draw(&a, 120, 24);
         insta::assert_snapshot!(t.backend());
-        // The matched characters "evil" (row 2, name column from x=4) are highlighted.
+        // The matched characters "evil" (row 2, name column from x=5) are highlighted.
         let buf = t.backend().buffer();
-        for x in 4..8 {
+        for x in 5..9 {
             assert!(buf[(x, 2)].modifier.contains(Modifier::UNDERLINED), "x={x}");
         }
-        assert!(!buf[(8, 2)].modifier.contains(Modifier::UNDERLINED));
+        assert!(!buf[(9, 2)].modifier.contains(Modifier::UNDERLINED));
     }
 
     #[test]
@@ -1083,10 +1085,10 @@ mod tests {
                 .map(|x| buf[(x, y)].symbol().to_string())
                 .collect::<String>()
         };
-        assert!(line(2).starts_with("* ● web-prod-1"), "{}", line(2));
-        assert!(line(3).starts_with("* ● ウ"), "{}", line(3));
-        assert!(line(4).starts_with("  ● evil"), "{}", line(4));
-        assert!(line(1).starts_with("    NAME"), "{}", line(1));
+        assert!(line(2).starts_with("* ●  web-prod-1"), "{}", line(2));
+        assert!(line(3).starts_with("* ●  ウ"), "{}", line(3));
+        assert!(line(4).starts_with("  ●  evil"), "{}", line(4));
+        assert!(line(1).starts_with("     NAME"), "{}", line(1));
         assert!(line(11).contains("2 marked"), "{}", line(11));
         // Without colour the mark is still there, and bold.
         let mut plain = Terminal::new(TestBackend::new(120, 12)).unwrap();

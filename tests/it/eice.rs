@@ -507,3 +507,66 @@ fn the_simulator_refuses_tampered_and_expired_presigned_urls() {
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
     assert!(body.contains("InvalidParameter"), "{body}");
 }
+
+/// The picker in a real terminal: a ConnectionLost row in a VPC with an endpoint is
+/// marked `E`, its detail pane says why, Enter gives a shell on it through the
+/// endpoint, `exit` comes back to the picker.
+#[test]
+fn the_picker_connects_to_a_row_whose_agent_is_not_online() {
+    let s = setup(&[]);
+    let dir = s.home.path();
+    let (run, data, state) = (dir.join("run"), dir.join("data"), dir.join("state"));
+    let env = [
+        ("AWS_ENDPOINT_URL", s.sim.endpoint.as_str()),
+        ("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ];
+    let t = crate::common::in_tmux(dir, &env, "--region us-east-1 pick", false);
+    t.wait_screen("the fleet", |sc| sc.contains(" shown ·"));
+    t.type_text("lost-1");
+    t.wait_screen("the row, marked E", |sc| {
+        sc.lines()
+            .nth(2)
+            .is_some_and(|l| l.contains("lost-1") && l.starts_with("  ◐E "))
+    });
+    t.send(&["C-d"]);
+    t.wait_screen("the reason", |sc| {
+        sc.contains("Path        EICE eice-0e1c0000000000001")
+            && sc.contains("  why       agent ConnectionLost")
+    });
+    t.send(&["Enter"]);
+    t.wait_screen("the remote shell", |sc| sc.contains("ec2-user@"));
+    t.type_text("echo through-$((6*7))");
+    t.send(&["Enter"]);
+    t.wait_screen("the command's output", |sc| sc.contains("through-42"));
+    t.type_text("exit");
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| sc.contains("lost-1: ssh exited 0 after"));
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(dir).1, 130);
+    assert_eq!(s.sim.stats()["websockets_opened"], 0, "no Session Manager session");
+}
+
+/// `ec2ssh demo`: an unmanaged demo machine behind the demo VPC's endpoint is
+/// connected to for real.
+#[test]
+fn the_demo_reaches_an_unmanaged_machine_through_its_endpoint() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let t = crate::common::in_tmux(dir, &[], "demo --filter unmanaged-nat", false);
+    t.wait_screen("the demo fleet", |sc| {
+        sc.lines()
+            .nth(2)
+            .is_some_and(|l| l.contains("unmanaged-nat") && l.starts_with("  ·E "))
+    });
+    t.send(&["Enter"]);
+    t.wait_screen("a shell", |sc| sc.contains("ec2ssh: connecting to unmanaged-nat"));
+    t.type_text("echo demo-$((40+2)); exit");
+    t.send(&["Enter"]);
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("unmanaged-nat: ssh exited 0 after")
+    });
+    t.send(&["Escape"]);
+    assert_eq!(t.finished(dir).1, 130);
+}
