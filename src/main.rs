@@ -116,8 +116,8 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             commands::proxy::run(&ctx, &args, opts).await
         }
         Some(Command::Forward(args)) => {
-            let (_, ctx) = account(&g).await?;
-            commands::forward::run(&ctx, &args).await
+            let (config, ctx) = account(&g).await?;
+            commands::forward::run(&ctx, &args, via(&g, &config), max_duration(&config)).await
         }
         Some(Command::Pick(args)) => pick(&g, &args).await,
         None => pick(&g, &PickArgs::default()).await,

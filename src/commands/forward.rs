@@ -13,7 +13,8 @@ use super::proxy::tunnel_error;
 use crate::aws::AwsContext;
 use crate::cli::ForwardArgs;
 use crate::error::AppError;
-use crate::fleet::{self, select};
+use crate::fleet::reach::reach;
+use crate::fleet::{self, select, EiceEndpoint, Instance, Reach, Via};
 use crate::forward::{self, Mode};
 use crate::session::api::{Session, SessionApi, Started};
 use crate::session::client::{version_greater, SessionType, TERMINATE_FLAG_MIN_AGENT_VERSION};
@@ -27,10 +28,19 @@ const OUTPUT_BUFFER: usize = 64 * 1024;
 /// After the in-band TerminateSession flag, how long to wait for the service to close.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
+pub async fn run(
+    ctx: &AwsContext,
+    args: &ForwardArgs,
+    via: Via,
+    max_duration: u32,
+) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
     let inventory = fleet::fetch(ctx).await?;
+    let instance = select::find_reachable(&inventory.instances, &args.target, via)?;
+    if let Reach::Eice(endpoint) = reach(instance, via) {
+        return over_eice(ctx, args, instance, &endpoint, max_duration, &mut signals).await;
+    }
     let instance = select::find_online(&inventory.instances, &args.target)?;
     // The listed version only decides how to say goodbye; the forwarding mode is the
     // agent's own, from its handshake.
@@ -110,6 +120,67 @@ pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
             Ok(0)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Forwarding through an EC2 Instance Connect Endpoint: a tunnel per connection to
+/// REMOTE_PORT on the instance's private IP, until Ctrl-C. Nothing to clean up at the
+/// service (tunnels end with their sockets).
+async fn over_eice(
+    ctx: &AwsContext,
+    args: &ForwardArgs,
+    instance: &Instance,
+    endpoint: &EiceEndpoint,
+    max_duration: u32,
+    signals: &mut Signals,
+) -> Result<u8, AppError> {
+    if args.host.is_some() {
+        return Err(AppError::other(
+            "--host forwards through the instance's agent, which an EC2 Instance Connect Endpoint does not use",
+            "use Session Manager (--via ssm) with an Online agent, or forward to a port on the instance itself",
+        ));
+    }
+    let ip = instance
+        .private_ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(|| AppError::other(format!("{} has no private IP", instance.id), "use --via ssm"))?;
+    let target = crate::eice::Target {
+        instance: instance.id.clone(),
+        region: instance.region.clone(),
+        endpoint_id: endpoint.id.clone(),
+        dns_name: endpoint.dns_name.clone(),
+        ip,
+    };
+    let opener = target.opener(ctx, args.ports.remote, max_duration)?;
+    let listener = TcpListener::bind(("127.0.0.1", args.ports.local))
+        .await
+        .map_err(|e| {
+            AppError::other(
+                format!("cannot listen on 127.0.0.1:{}: {e}", args.ports.local),
+                "pick another local port, or 0 for a free one",
+            )
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{local}");
+    let _ = stdout.flush();
+    drop(stdout);
+    let name = match instance.display_name() {
+        "" => sanitize(&instance.id).into_owned(),
+        n => sanitize(n).to_string(),
+    };
+    eprintln!(
+        "forwarding {local} → {name}:{} through EC2 Instance Connect Endpoint {} (Ctrl-C ends)",
+        args.ports.remote,
+        sanitize(&endpoint.id)
+    );
+    let limit = Duration::from_secs(u64::from(max_duration));
+    tokio::select! {
+        _ = forward::eice::serve(ctx.clone(), opener, listener, limit) => Ok(0),
+        n = signals.recv() => Err(signals::as_error(n)),
     }
 }
 

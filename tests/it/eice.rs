@@ -570,3 +570,38 @@ fn the_demo_reaches_an_unmanaged_machine_through_its_endpoint() {
     t.send(&["Escape"]);
     assert_eq!(t.finished(dir).1, 130);
 }
+
+/// `ec2ssh forward` to an unmanaged instance: every local connection gets its own
+/// tunnel to the port (here sshd's banner through two at once).
+#[test]
+fn forward_reaches_a_port_of_an_unmanaged_instance() {
+    use std::io::BufRead;
+    let s = setup(&[]);
+    let mut child = s
+        .ec2ssh()
+        .args(["forward", "dark-1", "0:22"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr:?}");
+    let banner = |tcp: &mut TcpStream| {
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 4];
+        tcp.read_exact(&mut b).unwrap();
+        b
+    };
+    let mut one = TcpStream::connect(&addr).unwrap();
+    let mut two = TcpStream::connect(&addr).unwrap();
+    assert_eq!(&banner(&mut one), b"SSH-");
+    assert_eq!(&banner(&mut two), b"SSH-");
+    drop((one, two));
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "SIGTERM ends it");
+}
