@@ -429,3 +429,76 @@ async fn relay(mut socket: WebSocket, target: Result<SocketAddr, &'static str>, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{FleetFile, SimOptions};
+
+    fn state() -> SimState {
+        let fleet = FleetFile::parse(
+            r#"
+[[vpc]]
+id = "vpc-1"
+[[vpc]]
+id = "vpc-2"
+region = "eu-west-1"
+[[instance_connect_endpoint]]
+id = "eice-1"
+vpc_id = "vpc-1"
+subnet_id = "subnet-1"
+security_groups = ["sg-e"]
+[[instance_connect_endpoint]]
+id = "eice-2"
+vpc_id = "vpc-1"
+subnet_id = "subnet-2"
+state = "delete-complete"
+[[instance_connect_endpoint]]
+id = "eice-3"
+vpc_id = "vpc-2"
+subnet_id = "subnet-3"
+"#,
+        )
+        .unwrap();
+        SimState::new(fleet, SimOptions::default(), "127.0.0.1:1".parse().unwrap())
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn ids(xml: &str) -> Vec<&str> {
+        xml.split("<instanceConnectEndpointId>")
+            .skip(1)
+            .map(|s| s.split('<').next().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn describe_filters_pages_and_keeps_to_the_region() {
+        let s = state();
+        let all = describe(&s, "us-east-1", &params(&[])).unwrap();
+        assert_eq!(ids(&all), ["eice-1", "eice-2"]);
+        assert!(all.contains("<dnsName>eice-1."), "{all}");
+        assert!(all.contains(".ec2-instance-connect-endpoint.us-east-1.amazonaws.com</dnsName>"));
+        assert!(all.contains("<securityGroupIdSet><item>sg-e</item></securityGroupIdSet>"));
+        let usable = describe(
+            &s,
+            "us-east-1",
+            &params(&[("Filter.1.Name", "state"), ("Filter.1.Value.1", "create-complete")]),
+        )
+        .unwrap();
+        assert_eq!(ids(&usable), ["eice-1"]);
+        let page = describe(&s, "us-east-1", &params(&[("MaxResults", "1")])).unwrap();
+        assert_eq!(ids(&page), ["eice-1"]);
+        assert!(page.contains("<nextToken>1</nextToken>"));
+        let next = describe(&s, "us-east-1", &params(&[("MaxResults", "1"), ("NextToken", "1")])).unwrap();
+        assert_eq!(ids(&next), ["eice-2"]);
+        assert!(!next.contains("nextToken"));
+        assert_eq!(ids(&describe(&s, "eu-west-1", &params(&[])).unwrap()), ["eice-3"]);
+        let bad = describe(&s, "us-east-1", &params(&[("Filter.1.Name", "owner")])).unwrap_err();
+        assert_eq!(bad.code, "InvalidParameterValue");
+        let missing = describe(&s, "us-east-1", &params(&[("InstanceConnectEndpointId.1", "eice-9")])).unwrap_err();
+        assert_eq!(missing.code, "InvalidInstanceConnectEndpointId.NotFound");
+    }
+}
