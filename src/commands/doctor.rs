@@ -445,7 +445,12 @@ async fn eice_facts(ctx: &AwsContext, i: &Instance) -> EiceFacts {
     let Some(e) = i.eice.endpoint() else {
         return EiceFacts { groups: None };
     };
-    let mut ids: Vec<String> = e.security_groups.iter().chain(&i.security_groups).cloned().collect();
+    let mut ids: Vec<String> = e
+        .security_groups
+        .iter()
+        .chain(&i.security_groups)
+        .cloned()
+        .collect();
     ids.sort();
     ids.dedup();
     if ids.is_empty() {

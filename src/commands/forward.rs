@@ -144,7 +144,12 @@ async fn over_eice(
         .private_ip
         .as_deref()
         .and_then(|ip| ip.parse().ok())
-        .ok_or_else(|| AppError::other(format!("{} has no private IP", instance.id), "use --via ssm"))?;
+        .ok_or_else(|| {
+            AppError::other(
+                format!("{} has no private IP", instance.id),
+                "use --via ssm",
+            )
+        })?;
     let target = crate::eice::Target {
         instance: instance.id.clone(),
         region: instance.region.clone(),

@@ -13,8 +13,8 @@ use crate::aws::AwsContext;
 use crate::cli::ProxyArgs;
 use crate::config::Transport;
 use crate::eice;
-use crate::fleet::{reach, Reach, Via};
 use crate::error::AppError;
+use crate::fleet::{reach, Reach, Via};
 use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
 use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, TunnelError};
 use crate::signals::{self, Signals};
@@ -147,7 +147,10 @@ async fn tunnel(
 
 /// Reads stdin on a plain thread (a blocked read must not hold up the runtime's exit)
 /// and hands the chunks over; the channel closes at end of input.
-fn stdin_chunks<T: Send + 'static>(counters: Counters, wrap: fn(Vec<u8>) -> T) -> mpsc::Receiver<T> {
+fn stdin_chunks<T: Send + 'static>(
+    counters: Counters,
+    wrap: fn(Vec<u8>) -> T,
+) -> mpsc::Receiver<T> {
     let (tx, rx) = mpsc::channel(4);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();

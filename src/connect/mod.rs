@@ -97,7 +97,9 @@ impl Connector {
             via: config.via.unwrap_or_default(),
             max_duration: config
                 .max_tunnel_duration
-                .map_or(crate::eice::MAX_DURATION, |d| d.clamp(1, crate::eice::MAX_DURATION)),
+                .map_or(crate::eice::MAX_DURATION, |d| {
+                    d.clamp(1, crate::eice::MAX_DURATION)
+                }),
         }
     }
 
@@ -107,7 +109,10 @@ impl Connector {
         match reach(instance, self.via) {
             Reach::Ssm => Ok(ssh::ProxyVia::Ssm),
             Reach::Eice(e) => {
-                let ip = instance.private_ip.as_deref().and_then(|ip| ip.parse().ok());
+                let ip = instance
+                    .private_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse().ok());
                 match ip {
                     Some(ip)
                         if crate::eice::is_endpoint_id(&e.id)

@@ -231,11 +231,14 @@ mod tests {
     fn an_eice_row_hands_the_proxy_everything_it_needs() {
         let via = ProxyVia::Eice {
             endpoint_id: "eice-0123456789abcdef0".into(),
-            dns_name: "eice-0123456789abcdef0.a1.ec2-instance-connect-endpoint.eu-west-1.amazonaws.com".into(),
+            dns_name:
+                "eice-0123456789abcdef0.a1.ec2-instance-connect-endpoint.eu-west-1.amazonaws.com"
+                    .into(),
             ip: "10.0.3.7".parse().unwrap(),
             max_duration: 600,
         };
-        let cmd = proxy_command(Path::new("/usr/bin/ec2ssh"), "eu-west-1", None, None, &via).unwrap();
+        let cmd =
+            proxy_command(Path::new("/usr/bin/ec2ssh"), "eu-west-1", None, None, &via).unwrap();
         assert!(cmd.ends_with("'--via' 'eice' '--eice-id' 'eice-0123456789abcdef0' '--eice-host' 'eice-0123456789abcdef0.a1.ec2-instance-connect-endpoint.eu-west-1.amazonaws.com' '--ip' '10.0.3.7' '--max-tunnel-duration' '600'"), "{cmd}");
     }
 
@@ -262,8 +265,14 @@ mod tests {
     #[test]
     fn odd_paths_and_profiles_are_quoted_and_no_percent_is_left_live() {
         let exe = Path::new("/opt/my tools/ec2ssh's 100%h");
-        let cmd = proxy_command(exe, "us-east-1", Some("prod; rm -rf ~"), None, &ProxyVia::Ssm)
-            .unwrap();
+        let cmd = proxy_command(
+            exe,
+            "us-east-1",
+            Some("prod; rm -rf ~"),
+            None,
+            &ProxyVia::Ssm,
+        )
+        .unwrap();
         assert_eq!(
             cmd,
             r"'/opt/my tools/ec2ssh'\''s 100%%h' 'proxy' '%h' '%p' '--region' 'us-east-1' '--profile' 'prod; rm -rf ~' '--via' 'ssm'"

@@ -387,17 +387,25 @@ fn eice_groups(
     let (theirs, mine) = (of(&e.security_groups), of(&i.security_groups));
     let join = |v: &[String]| v.join(", ");
     // Out of the endpoint: to the instance's group or address.
-    let out_ok = theirs
-        .iter()
-        .any(|g| g.egress.iter().any(|r| r.admits(22, ip, &i.security_groups)));
+    let out_ok = theirs.iter().any(|g| {
+        g.egress
+            .iter()
+            .any(|r| r.admits(22, ip, &i.security_groups))
+    });
     if !out_ok {
         return Check::fail(
             G,
             NAME,
-            format!("the endpoint's {} do not let TCP 22 out to {}", join(&e.security_groups), ip.unwrap_or(&i.id)),
+            format!(
+                "the endpoint's {} do not let TCP 22 out to {}",
+                join(&e.security_groups),
+                ip.unwrap_or(&i.id)
+            ),
             format!(
                 "allow outbound TCP 22 to {} in {}",
-                i.security_groups.first().map_or("the instance's address", String::as_str),
+                i.security_groups
+                    .first()
+                    .map_or("the instance's address", String::as_str),
                 join(&e.security_groups)
             ),
         );
@@ -406,14 +414,20 @@ fn eice_groups(
     // holds the source: the endpoint's address in the VPC (a CIDR holding the
     // instance's own address stands for the VPC's), or with PreserveClientIp the
     // client's own address, which cannot be known from here.
-    let by_group = mine
-        .iter()
-        .any(|g| g.ingress.iter().any(|r| r.admits(22, None, &e.security_groups)));
-    let open = mine
-        .iter()
-        .any(|g| g.ingress.iter().any(|r| r.admits(22, Some("0.0.0.0"), &[]) && r.cidrs.iter().any(|c| c == "0.0.0.0/0")));
+    let by_group = mine.iter().any(|g| {
+        g.ingress
+            .iter()
+            .any(|r| r.admits(22, None, &e.security_groups))
+    });
+    let open = mine.iter().any(|g| {
+        g.ingress
+            .iter()
+            .any(|r| r.admits(22, Some("0.0.0.0"), &[]) && r.cidrs.iter().any(|c| c == "0.0.0.0/0"))
+    });
     let by_vpc_cidr = !e.preserve_client_ip
-        && mine.iter().any(|g| g.ingress.iter().any(|r| r.admits(22, ip, &[])));
+        && mine
+            .iter()
+            .any(|g| g.ingress.iter().any(|r| r.admits(22, ip, &[])));
     let any_22 = mine.iter().any(|g| {
         g.ingress
             .iter()
@@ -430,24 +444,42 @@ fn eice_groups(
         return Check::ok(
             G,
             NAME,
-            format!("TCP 22 from {} to {} is allowed ({how})", e.id, ip.unwrap_or(&i.id)),
+            format!(
+                "TCP 22 from {} to {} is allowed ({how})",
+                e.id,
+                ip.unwrap_or(&i.id)
+            ),
         );
     }
     if e.preserve_client_ip && any_22 {
         return Check::unknown(
             G,
             NAME,
-            format!("{} preserves the client's IP and {} admit TCP 22 only from CIDRs", e.id, join(&i.security_groups)),
-            format!("allow inbound TCP 22 from {} in {} to be sure", join(&e.security_groups), join(&i.security_groups)),
+            format!(
+                "{} preserves the client's IP and {} admit TCP 22 only from CIDRs",
+                e.id,
+                join(&i.security_groups)
+            ),
+            format!(
+                "allow inbound TCP 22 from {} in {} to be sure",
+                join(&e.security_groups),
+                join(&i.security_groups)
+            ),
         );
     }
     Check::fail(
         G,
         NAME,
-        format!("{} do not admit TCP 22 from {}", join(&i.security_groups), e.id),
+        format!(
+            "{} do not admit TCP 22 from {}",
+            join(&i.security_groups),
+            e.id
+        ),
         format!(
             "allow inbound TCP 22 from {} in {}",
-            e.security_groups.first().map_or("the endpoint's security group", String::as_str),
+            e.security_groups
+                .first()
+                .map_or("the endpoint's security group", String::as_str),
             join(&i.security_groups)
         ),
     )

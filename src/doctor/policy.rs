@@ -166,7 +166,10 @@ mod tests {
         let t = statement(&p, "OpenTunnelsToSsh");
         assert_eq!(t["Action"], "ec2-instance-connect:OpenTunnel");
         assert_eq!(t["Resource"], EICE_ENDPOINTS);
-        assert_eq!(t["Condition"]["NumericEquals"]["ec2-instance-connect:remotePort"], "22");
+        assert_eq!(
+            t["Condition"]["NumericEquals"]["ec2-instance-connect:remotePort"],
+            "22"
+        );
         assert_eq!(
             t["Condition"]["NumericLessThanEquals"]["ec2-instance-connect:maxTunnelDuration"],
             "3600"

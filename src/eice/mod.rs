@@ -33,7 +33,9 @@ pub enum EiceError {
     Denied { message: String },
     #[error("the EC2 Instance Connect Endpoint {endpoint} is full ({message})")]
     Full { endpoint: String, message: String },
-    #[error("the EC2 Instance Connect Endpoint refused the tunnel: HTTP {status} {code}: {message}")]
+    #[error(
+        "the EC2 Instance Connect Endpoint refused the tunnel: HTTP {status} {code}: {message}"
+    )]
     Refused {
         status: u16,
         code: String,
@@ -107,24 +109,38 @@ pub struct Target {
 
 /// A valid EICE id: `eice-` and hex (what the CLI's `^eice-[0-9a-z]+$` allows).
 pub fn is_endpoint_id(s: &str) -> bool {
-    s.strip_prefix("eice-")
-        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+    s.strip_prefix("eice-").is_some_and(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
 }
 
 /// A DNS name safe to put on a command line: letters, digits, `.` and `-`.
 pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         && !s.starts_with(['-', '.'])
 }
 
 impl Target {
     /// The opener for `port`, dialling the context's endpoint override if it has one
     /// (`AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT`, `AWS_ENDPOINT_URL`, or the simulator).
-    pub fn opener(&self, ctx: &AwsContext, port: u16, max_duration: u32) -> Result<Opener, AppError> {
+    pub fn opener(
+        &self,
+        ctx: &AwsContext,
+        port: u16,
+        max_duration: u32,
+    ) -> Result<Opener, AppError> {
         let base = presign::base_url(&self.dns_name, ctx.eice_endpoint_override().as_deref())
-            .map_err(|e| AppError::other(e, "fix AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT (e.g. https://host:port)"))?;
+            .map_err(|e| {
+                AppError::other(
+                    e,
+                    "fix AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT (e.g. https://host:port)",
+                )
+            })?;
         Ok(Opener {
             base,
             region: self.region.clone(),
@@ -148,11 +164,19 @@ mod tests {
         let e = EiceError::refused(403, body, "eice-1");
         assert!(matches!(&e, EiceError::Denied { message } if message.contains("OpenTunnel")));
         assert!(e.fix("i-1", "eice-1").contains("iam-policy --eice"));
-        let full = EiceError::refused(429, r#"{"ErrorCode":"LimitExceededException","Message":"m"}"#, "eice-1");
+        let full = EiceError::refused(
+            429,
+            r#"{"ErrorCode":"LimitExceededException","Message":"m"}"#,
+            "eice-1",
+        );
         assert!(matches!(full, EiceError::Full { .. }));
         let odd = EiceError::refused(400, "<html>\u{1b}[31m", "eice-1");
         assert!(matches!(odd, EiceError::Refused { status: 400, .. }));
-        let bad = EiceError::refused(400, r#"{"ErrorCode":"InvalidParameter","Message":"bad\u001b[2J"}"#, "eice-1");
+        let bad = EiceError::refused(
+            400,
+            r#"{"ErrorCode":"InvalidParameter","Message":"bad\u001b[2J"}"#,
+            "eice-1",
+        );
         assert!(!bad.to_string().contains('\u{1b}'), "{bad}");
     }
 
@@ -161,7 +185,9 @@ mod tests {
         assert!(is_endpoint_id("eice-0123456789abcdef0"));
         assert!(!is_endpoint_id("eice-"));
         assert!(!is_endpoint_id("eice-1;rm"));
-        assert!(is_dns_name("eice-1.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"));
+        assert!(is_dns_name(
+            "eice-1.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"
+        ));
         assert!(!is_dns_name("-oProxyCommand=x"));
         assert!(!is_dns_name("a b"));
     }

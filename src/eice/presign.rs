@@ -40,7 +40,11 @@ pub fn base_url(dns_name: &str, endpoint_override: Option<&str>) -> Result<Strin
     let scheme = match scheme {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
-        other => return Err(format!("the endpoint override uses {other}://, not http(s)")),
+        other => {
+            return Err(format!(
+                "the endpoint override uses {other}://, not http(s)"
+            ))
+        }
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() {
@@ -110,7 +114,11 @@ mod tests {
             port: 22,
             max_duration: 1,
         };
-        let base = base_url("eice-123.ec2-instance-connect-endpoint.us-west-2.amazonaws.com", None).unwrap();
+        let base = base_url(
+            "eice-123.ec2-instance-connect-endpoint.us-west-2.amazonaws.com",
+            None,
+        )
+        .unwrap();
         let url = unsigned_url(&base, &t);
         assert_eq!(url, "wss://eice-123.ec2-instance-connect-endpoint.us-west-2.amazonaws.com/openTunnel?instanceConnectEndpointId=eice-123&remotePort=22&privateIpAddress=10.0.0.0&maxTunnelDuration=1");
         let time = humantime::parse_rfc3339("2020-01-01T01:01:01Z").unwrap();
@@ -138,14 +146,29 @@ mod tests {
     #[test]
     fn a_session_token_is_signed_into_the_query() {
         let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("to/ken+=".into()), None, "t");
-        let signed = presign("wss://h/openTunnel?a=1", &creds, "eu-west-1", SystemTime::now()).unwrap();
-        assert!(signed.contains("X-Amz-Security-Token=to%2Fken%2B%3D"), "{signed}");
+        let signed = presign(
+            "wss://h/openTunnel?a=1",
+            &creds,
+            "eu-west-1",
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(
+            signed.contains("X-Amz-Security-Token=to%2Fken%2B%3D"),
+            "{signed}"
+        );
     }
 
     #[test]
     fn an_override_keeps_its_scheme_and_authority_only() {
-        assert_eq!(base_url("x", Some("http://127.0.0.1:4566/")).unwrap(), "ws://127.0.0.1:4566");
-        assert_eq!(base_url("x", Some("https://vpce.example:8443/a?b")).unwrap(), "wss://vpce.example:8443");
+        assert_eq!(
+            base_url("x", Some("http://127.0.0.1:4566/")).unwrap(),
+            "ws://127.0.0.1:4566"
+        );
+        assert_eq!(
+            base_url("x", Some("https://vpce.example:8443/a?b")).unwrap(),
+            "wss://vpce.example:8443"
+        );
         assert!(base_url("x", Some("ftp://h")).is_err());
         assert!(base_url("x", Some("h:1")).is_err());
         let v6 = TunnelRequest {

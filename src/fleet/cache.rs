@@ -433,7 +433,8 @@ mod tests {
                     id: "eice-1".into(),
                     vpc_id: "vpc-1".into(),
                     subnet_id: "subnet-1".into(),
-                    dns_name: "eice-1.x.ec2-instance-connect-endpoint.us-east-1.amazonaws.com".into(),
+                    dns_name: "eice-1.x.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"
+                        .into(),
                     fips_dns_name: None,
                     state: "create-complete".into(),
                     security_groups: vec!["sg-e".into()],

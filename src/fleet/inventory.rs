@@ -110,7 +110,10 @@ async fn fetch_region(
         // Without the permission (or on a service that lacks the call) the rows say
         // "EICE unknown" and name the action; a user who never asked for EICE gets no
         // warning on every listing. Other failures (network, throttling) are warnings.
-        if matches!(e.kind, AwsErrorKind::AccessDenied | AwsErrorKind::NotImplemented) {
+        if matches!(
+            e.kind,
+            AwsErrorKind::AccessDenied | AwsErrorKind::NotImplemented
+        ) {
             tracing::debug!(error = %e.summary(), "EC2 Instance Connect Endpoints not listed");
         } else {
             eice_errors.push(e);
@@ -152,8 +155,10 @@ pub async fn lookup(ctx: &AwsContext, id: &str) -> Result<Option<Instance>, AwsE
             continue;
         }
         let ids = [id.to_string()];
-        let (ssm, endpoints) =
-            tokio::join!(ssm_records(ctx, region, Some(&ids)), eice_endpoints(ctx, region));
+        let (ssm, endpoints) = tokio::join!(
+            ssm_records(ctx, region, Some(&ids)),
+            eice_endpoints(ctx, region)
+        );
         let mut merged = merge_region(region, Some(found), ssm.ok());
         reach::assign(&mut merged, endpoints.as_deref().ok());
         return Ok(merged.into_iter().find(|i| i.id == id));
@@ -177,15 +182,26 @@ pub async fn eice_endpoints(ctx: &AwsContext, region: &str) -> Result<Vec<EiceEn
     while let Some(page) = pages.next().await {
         let page = page
             .map_err(|e| AwsError::from_sdk("ec2:DescribeInstanceConnectEndpoints", region, &e))?;
-        out.extend(page.instance_connect_endpoints().iter().map(|e| EiceEndpoint {
-            id: e.instance_connect_endpoint_id().unwrap_or_default().to_string(),
-            vpc_id: e.vpc_id().unwrap_or_default().to_string(),
-            subnet_id: e.subnet_id().unwrap_or_default().to_string(),
-            dns_name: e.dns_name().unwrap_or_default().to_string(),
-            fips_dns_name: e.fips_dns_name().filter(|d| !d.is_empty()).map(str::to_string),
-            state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-            security_groups: e.security_group_ids().to_vec(),
-            preserve_client_ip: e.preserve_client_ip().unwrap_or(false),
+        out.extend(page.instance_connect_endpoints().iter().map(|e| {
+            EiceEndpoint {
+                id: e
+                    .instance_connect_endpoint_id()
+                    .unwrap_or_default()
+                    .to_string(),
+                vpc_id: e.vpc_id().unwrap_or_default().to_string(),
+                subnet_id: e.subnet_id().unwrap_or_default().to_string(),
+                dns_name: e.dns_name().unwrap_or_default().to_string(),
+                fips_dns_name: e
+                    .fips_dns_name()
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string),
+                state: e
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                security_groups: e.security_group_ids().to_vec(),
+                preserve_client_ip: e.preserve_client_ip().unwrap_or(false),
+            }
         }));
     }
     Ok(out)

@@ -93,9 +93,7 @@ pub fn assign(instances: &mut [Instance], endpoints: Option<&[EiceEndpoint]>) {
 /// The path `via` gives `i`.
 pub fn reach(i: &Instance, via: Via) -> Reach {
     let eice = || match (&i.eice, i.private_ip.as_deref()) {
-        (Eice::Endpoint(e), Some(_)) if i.state.as_deref() == Some("running") => {
-            Some(e.clone())
-        }
+        (Eice::Endpoint(e), Some(_)) if i.state.as_deref() == Some("running") => Some(e.clone()),
         _ => None,
     };
     match via {
@@ -223,7 +221,10 @@ mod tests {
         });
         assign(&mut v, None);
         assert_eq!(v[0].eice, Eice::Unknown);
-        assign(&mut v, Some(&[ep("eice-b", "vpc-1", "subnet-1", "create-complete")]));
+        assign(
+            &mut v,
+            Some(&[ep("eice-b", "vpc-1", "subnet-1", "create-complete")]),
+        );
         assert_eq!(v[0].eice.endpoint().map(|e| e.id.as_str()), Some("eice-b"));
         assert_eq!(v[1].eice, Eice::None);
         assign(&mut v, Some(&[]));
@@ -248,9 +249,14 @@ mod tests {
             Reach::None("not managed by SSM; no EICE in vpc-1".into())
         );
         let unknown = inst(Ping::NotManaged, Eice::Unknown);
-        assert!(matches!(reach(&unknown, Via::Eice), Reach::None(w) if w.contains("ec2:DescribeInstanceConnectEndpoints")));
+        assert!(
+            matches!(reach(&unknown, Via::Eice), Reach::None(w) if w.contains("ec2:DescribeInstanceConnectEndpoints"))
+        );
         // SSM not asked and no endpoint known: trying SSM is the only chance.
-        assert_eq!(reach(&inst(Ping::Unknown, Eice::Unknown), Via::Auto), Reach::Ssm);
+        assert_eq!(
+            reach(&inst(Ping::Unknown, Eice::Unknown), Via::Auto),
+            Reach::Ssm
+        );
         let mut stopped = inst(Ping::ConnectionLost, e);
         stopped.state = Some("stopped".into());
         assert!(matches!(reach(&stopped, Via::Eice), Reach::None(w) if w == "it is stopped"));

@@ -16,7 +16,12 @@ const CHUNK: usize = tunnel::MAX_MESSAGE;
 
 /// Accepts connections on `listener` for ever, each carried by its own tunnel; a
 /// tunnel that cannot be opened closes its connection and is reported on stderr.
-pub async fn serve(ctx: AwsContext, opener: Opener, listener: TcpListener, limit: std::time::Duration) {
+pub async fn serve(
+    ctx: AwsContext,
+    opener: Opener,
+    listener: TcpListener,
+    limit: std::time::Duration,
+) {
     let ctx = Arc::new(ctx);
     let opener = Arc::new(opener);
     let mut n = 0u64;

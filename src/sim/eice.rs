@@ -98,7 +98,12 @@ impl SimEice {
 
     /// A DNS name in the service's shape.
     pub fn dns_name(&self, region: &str, fips: bool) -> String {
-        let tag: String = self.id.bytes().map(|b| format!("{:x}", b % 16)).take(8).collect();
+        let tag: String = self
+            .id
+            .bytes()
+            .map(|b| format!("{:x}", b % 16))
+            .take(8)
+            .collect();
         let fips = if fips { "fips." } else { "" };
         format!(
             "{}.{tag}.{fips}ec2-instance-connect-endpoint.{region}.amazonaws.com",
@@ -119,7 +124,12 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.tunnels.tunnels.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .tunnels
+            .tunnels
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get_mut(&self.endpoint) {
             *n = n.saturating_sub(1);
         }
@@ -142,11 +152,20 @@ impl Tunnels {
 
     /// Tunnels open now, all endpoints.
     pub fn open(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum()
     }
 }
 
-const FILTERS: [&str; 4] = ["instance-connect-endpoint-id", "state", "subnet-id", "vpc-id"];
+const FILTERS: [&str; 4] = [
+    "instance-connect-endpoint-id",
+    "state",
+    "subnet-id",
+    "vpc-id",
+];
 
 /// `DescribeInstanceConnectEndpoints`: ids, the four filters, MaxResults/NextToken.
 pub fn describe(state: &SimState, region: &str, p: &Params) -> Result<String, ApiError> {
@@ -165,10 +184,17 @@ pub fn describe(state: &SimState, region: &str, p: &Params) -> Result<String, Ap
     let start: usize = match p.get("NextToken") {
         None => 0,
         Some(t) => t.parse().map_err(|_| {
-            ApiError::new(400, "InvalidParameterValue", format!("Invalid value '{t}' for nextToken"))
+            ApiError::new(
+                400,
+                "InvalidParameterValue",
+                format!("Invalid value '{t}' for nextToken"),
+            )
         })?,
     };
-    if let Some(missing) = ids.iter().find(|id| !state.fleet.eice_endpoints.iter().any(|e| &e.id == *id)) {
+    if let Some(missing) = ids
+        .iter()
+        .find(|id| !state.fleet.eice_endpoints.iter().any(|e| &e.id == *id))
+    {
         return Err(ApiError::new(
             400,
             "InvalidInstanceConnectEndpointId.NotFound",
@@ -220,11 +246,20 @@ pub fn describe(state: &SimState, region: &str, p: &Params) -> Result<String, Ap
     ))
 }
 
-/// A refusal of the upgrade, as JSON.
-fn refuse(status: u16, code: &str, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({ "ErrorCode": code, "Message": message.into() }).to_string();
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, [("content-type", "application/json")], body).into_response()
+/// A refusal of the upgrade: HTTP status and the JSON body's code and message.
+struct Refusal(ApiError);
+
+fn refuse(status: u16, code: &str, message: impl Into<String>) -> Refusal {
+    Refusal(ApiError::new(status, code, message))
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let body = serde_json::json!({ "ErrorCode": e.code, "Message": e.message }).to_string();
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, [("content-type", "application/json")], body).into_response()
+    }
 }
 
 /// What an accepted request opens.
@@ -234,20 +269,29 @@ struct Accepted {
     duration: Duration,
 }
 
-fn invalid(message: &str) -> Response {
+fn invalid(message: &str) -> Refusal {
     refuse(400, "InvalidParameter", message)
 }
 
 /// The checks before the upgrade, in the service's order: who (signature, expiry),
 /// may they (IAM), what (parameters, endpoint), then where (address, groups).
-fn accept(state: &SimState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Accepted, Response> {
+fn accept(
+    state: &SimState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Accepted, Refusal> {
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let query: Params = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
     // Only a presigned URL opens a tunnel.
     if !query.contains_key("X-Amz-Signature") {
-        return Err(refuse(403, "AccessDeniedException", "Missing Authentication Token"));
+        return Err(refuse(
+            403,
+            "AccessDeniedException",
+            "Missing Authentication Token",
+        ));
     }
     let request = auth::Request {
         method: method.as_str(),
@@ -255,19 +299,31 @@ fn accept(state: &SimState, method: &Method, uri: &Uri, headers: &HeaderMap) -> 
         headers,
         body: &[],
     };
-    let caller = auth::verify(&state.accounts, &request, "ec2-instance-connect", SystemTime::now())
-        .map_err(|e| {
-            tracing::debug!(error = %e, "openTunnel refused");
-            let api = e.api_error(auth::Protocol::Json);
-            refuse(403, "AccessDeniedException", api.message)
-        })?;
-    let id = query.get("instanceConnectEndpointId").cloned().unwrap_or_default();
+    let caller = auth::verify(
+        &state.accounts,
+        &request,
+        "ec2-instance-connect",
+        SystemTime::now(),
+    )
+    .map_err(|e| {
+        tracing::debug!(error = %e, "openTunnel refused");
+        let api = e.api_error(auth::Protocol::Json);
+        refuse(403, "AccessDeniedException", api.message)
+    })?;
+    let id = query
+        .get("instanceConnectEndpointId")
+        .cloned()
+        .unwrap_or_default();
     let arn = format!(
         "arn:aws:ec2:{}:{}:instance-connect-endpoint/{id}",
         caller.region,
         auth::ACCOUNT_ID
     );
-    if state.opts.denied_actions.contains("ec2-instance-connect:OpenTunnel") {
+    if state
+        .opts
+        .denied_actions
+        .contains("ec2-instance-connect:OpenTunnel")
+    {
         return Err(refuse(403, "AccessDeniedException", format!("User: arn:aws:iam::{}:user/demo is not authorized to perform: ec2-instance-connect:OpenTunnel on resource: {arn} because no identity-based policy allows the ec2-instance-connect:OpenTunnel action", auth::ACCOUNT_ID)));
     }
     let endpoint = state
@@ -321,25 +377,41 @@ fn route(state: &SimState, e: &SimEice, ip: &str, port: u16) -> Result<SocketAdd
         })
         .ok_or("Connection timed out")?;
     let groups = |ids: &[String]| -> Vec<&super::vpc::SimSecurityGroup> {
-        state.fleet.security_groups.iter().filter(|g| ids.contains(&g.id)).collect()
+        state
+            .fleet
+            .security_groups
+            .iter()
+            .filter(|g| ids.contains(&g.id))
+            .collect()
     };
     let port = i32::from(port);
     // Out of the endpoint: its groups' egress must reach the instance.
     let egress = groups(&e.security_groups).iter().any(|g| match &g.egress {
         None => true,
-        Some(rules) => rules.iter().filter_map(|r| super::vpc::parse_rule(r)).any(|r| {
-            r.allows(port)
-                && (instance.security_groups.contains(&r.source) || cidr_contains(&r.source, ip))
-        }),
+        Some(rules) => rules
+            .iter()
+            .filter_map(|r| super::vpc::parse_rule(r))
+            .any(|r| {
+                r.allows(port)
+                    && (instance.security_groups.contains(&r.source)
+                        || cidr_contains(&r.source, ip))
+            }),
     });
     // Into the instance: its groups' ingress must admit the endpoint.
-    let source_ip = if e.preserve_client_ip { Some("127.0.0.1") } else { e.private_ip.as_deref() };
+    let source_ip = if e.preserve_client_ip {
+        Some("127.0.0.1")
+    } else {
+        e.private_ip.as_deref()
+    };
     let ingress = groups(&instance.security_groups).iter().any(|g| {
-        g.ingress.iter().filter_map(|r| super::vpc::parse_rule(r)).any(|r| {
-            r.allows(port)
-                && (e.security_groups.contains(&r.source)
-                    || source_ip.is_some_and(|s| cidr_contains(&r.source, s)))
-        })
+        g.ingress
+            .iter()
+            .filter_map(|r| super::vpc::parse_rule(r))
+            .any(|r| {
+                r.allows(port)
+                    && (e.security_groups.contains(&r.source)
+                        || source_ip.is_some_and(|s| cidr_contains(&r.source, s)))
+            })
     });
     if !(egress && ingress) {
         return Err("Connection timed out");
@@ -361,9 +433,13 @@ pub async fn open_tunnel(
 ) -> Response {
     let accepted = match accept(&state, &method, &uri, &headers) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
-    let Some(slot) = Tunnels::take(&state, &accepted.endpoint.id, accepted.endpoint.max_connections) else {
+    let Some(slot) = Tunnels::take(
+        &state,
+        &accepted.endpoint.id,
+        accepted.endpoint.max_connections,
+    ) else {
         return refuse(
             429,
             "LimitExceededException",
@@ -371,7 +447,8 @@ pub async fn open_tunnel(
                 "The maximum number of concurrent connections ({}) for instance connect endpoint {} has been reached.",
                 accepted.endpoint.max_connections, accepted.endpoint.id
             ),
-        );
+        )
+        .into_response();
     };
     ws.on_upgrade(move |socket| async move {
         relay(socket, accepted.relay, accepted.duration).await;
@@ -394,11 +471,14 @@ async fn relay(mut socket: WebSocket, target: Result<SocketAddr, &'static str>, 
         Ok(a) => a,
         Err(why) => return close(&mut socket, 1011, why).await,
     };
-    let mut tcp = match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(_)) => return close(&mut socket, 1011, "Connection refused").await,
-        Err(_) => return close(&mut socket, 1011, "Connection timed out").await,
-    };
+    let mut tcp =
+        match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(_)) => return close(&mut socket, 1011, "Connection refused").await,
+            Err(_) => return close(&mut socket, 1011, "Connection timed out").await,
+        };
     let _ = tcp.set_nodelay(true);
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
@@ -464,7 +544,10 @@ subnet_id = "subnet-3"
     }
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn ids(xml: &str) -> Vec<&str> {
@@ -485,20 +568,36 @@ subnet_id = "subnet-3"
         let usable = describe(
             &s,
             "us-east-1",
-            &params(&[("Filter.1.Name", "state"), ("Filter.1.Value.1", "create-complete")]),
+            &params(&[
+                ("Filter.1.Name", "state"),
+                ("Filter.1.Value.1", "create-complete"),
+            ]),
         )
         .unwrap();
         assert_eq!(ids(&usable), ["eice-1"]);
         let page = describe(&s, "us-east-1", &params(&[("MaxResults", "1")])).unwrap();
         assert_eq!(ids(&page), ["eice-1"]);
         assert!(page.contains("<nextToken>1</nextToken>"));
-        let next = describe(&s, "us-east-1", &params(&[("MaxResults", "1"), ("NextToken", "1")])).unwrap();
+        let next = describe(
+            &s,
+            "us-east-1",
+            &params(&[("MaxResults", "1"), ("NextToken", "1")]),
+        )
+        .unwrap();
         assert_eq!(ids(&next), ["eice-2"]);
         assert!(!next.contains("nextToken"));
-        assert_eq!(ids(&describe(&s, "eu-west-1", &params(&[])).unwrap()), ["eice-3"]);
+        assert_eq!(
+            ids(&describe(&s, "eu-west-1", &params(&[])).unwrap()),
+            ["eice-3"]
+        );
         let bad = describe(&s, "us-east-1", &params(&[("Filter.1.Name", "owner")])).unwrap_err();
         assert_eq!(bad.code, "InvalidParameterValue");
-        let missing = describe(&s, "us-east-1", &params(&[("InstanceConnectEndpointId.1", "eice-9")])).unwrap_err();
+        let missing = describe(
+            &s,
+            "us-east-1",
+            &params(&[("InstanceConnectEndpointId.1", "eice-9")]),
+        )
+        .unwrap_err();
         assert_eq!(missing.code, "InvalidInstanceConnectEndpointId.NotFound");
     }
 }

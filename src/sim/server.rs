@@ -15,7 +15,9 @@ use axum::serve::ListenerExt;
 use axum::Router;
 
 use super::auth::{self, Protocol};
-use super::{ec2, eice, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState};
+use super::{
+    ec2, eice, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState,
+};
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();

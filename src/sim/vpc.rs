@@ -112,7 +112,9 @@ impl IngressRule {
     /// Does it cover TCP `port`?
     pub fn allows(&self, port: i32) -> bool {
         matches!(self.protocol.as_str(), "-1" | "tcp" | "6")
-            && self.ports.is_none_or(|(from, to)| from <= port && port <= to)
+            && self
+                .ports
+                .is_none_or(|(from, to)| from <= port && port <= to)
     }
 }
 

@@ -412,12 +412,7 @@ pub async fn run(
 /// The instance `id` and its display name, if ssh (any path, with `ssh`) or a shell
 /// (Session Manager only) can reach it; else the status line says why (and how to
 /// find out more) and there is nothing to do.
-fn reachable(
-    app: &mut App,
-    id: &str,
-    doing: &str,
-    ssh: bool,
-) -> Option<(fleet::Instance, String)> {
+fn reachable(app: &mut App, id: &str, doing: &str, ssh: bool) -> Option<(fleet::Instance, String)> {
     let instance = app.instances.iter().find(|i| i.id == id).cloned()?;
     let name = match instance.display_name() {
         "" => crate::text::sanitize(&instance.id).into_owned(),

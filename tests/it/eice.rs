@@ -38,7 +38,15 @@ fn fleet(home: &Path, target: &str, closed: &str) -> PathBuf {
     };
     let mut text = String::from("default_region = \"us-east-1\"\n\n");
     text += &instance(DARK, "dark-1", "10.1.0.11", "vpc-e", "sg-app", "", target);
-    text += &instance(WALLED, "walled-1", "10.1.0.12", "vpc-e", "sg-closed", "", target);
+    text += &instance(
+        WALLED,
+        "walled-1",
+        "10.1.0.12",
+        "vpc-e",
+        "sg-closed",
+        "",
+        target,
+    );
     text += &instance(
         LOST,
         "lost-1",
@@ -48,8 +56,24 @@ fn fleet(home: &Path, target: &str, closed: &str) -> PathBuf {
         "ping = \"ConnectionLost\"\nagent_version = \"3.3.1611.0\"\n",
         target,
     );
-    text += &instance(CLOSED, "closed-1", "10.1.0.14", "vpc-e", "sg-app", "", closed);
-    text += &instance(CROWDED, "crowded-1", "10.2.0.11", "vpc-c", "sg-app-c", "", target);
+    text += &instance(
+        CLOSED,
+        "closed-1",
+        "10.1.0.14",
+        "vpc-e",
+        "sg-app",
+        "",
+        closed,
+    );
+    text += &instance(
+        CROWDED,
+        "crowded-1",
+        "10.2.0.11",
+        "vpc-c",
+        "sg-app-c",
+        "",
+        target,
+    );
     text += r#"
 [[vpc]]
 id = "vpc-e"
@@ -160,7 +184,10 @@ fn error_and_fix(out: &Output) -> (String, String) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     let n = lines.len();
     assert!(n >= 2, "{err}");
-    (lines[n - 2].trim().to_string(), lines[n - 1].trim().to_string())
+    (
+        lines[n - 2].trim().to_string(),
+        lines[n - 1].trim().to_string(),
+    )
 }
 
 #[test]
@@ -236,7 +263,11 @@ fn an_unmanaged_instance_is_reached_over_the_endpoint_with_ec2ssh_ssh() {
 #[test]
 fn plain_ssh_reaches_an_unmanaged_instance_through_the_printed_config() {
     let s = setup(&[]);
-    let out = s.ec2ssh().args(["ssh-config", "--aliases"]).output().unwrap();
+    let out = s
+        .ec2ssh()
+        .args(["ssh-config", "--aliases"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let config = s.home.path().join("ssh_config");
     std::fs::write(
@@ -300,7 +331,10 @@ fn scp_16_mib_over_the_endpoint_arrives_byte_exact() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(Sha256::digest(std::fs::read(&back).unwrap()), Sha256::digest(&data));
+    assert_eq!(
+        Sha256::digest(std::fs::read(&back).unwrap()),
+        Sha256::digest(&data)
+    );
 }
 
 #[test]
@@ -315,7 +349,10 @@ fn the_tunnels_duration_limit_ends_the_session_with_a_message() {
         .args(["ssh", "dark-1", "--", "-o", "BatchMode=yes", "sleep 30"])
         .output()
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(25), "the limit did not end it");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the limit did not end it"
+    );
     assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
@@ -349,10 +386,7 @@ fn a_refused_connection_is_one_line_and_a_fix() {
         err.contains("error: the endpoint closed the tunnel (code 1011): Connection refused"),
         "{err}"
     );
-    assert!(
-        err.contains(&format!("`ec2ssh doctor {CLOSED}`")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("`ec2ssh doctor {CLOSED}`")), "{err}");
 }
 
 #[test]
@@ -368,7 +402,12 @@ fn a_full_endpoint_is_one_line_and_a_fix() {
         .spawn()
         .unwrap();
     let mut banner = [0u8; 4];
-    first.stdout.as_mut().unwrap().read_exact(&mut banner).unwrap();
+    first
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut banner)
+        .unwrap();
     assert_eq!(&banner, b"SSH-", "sshd answered through the first tunnel");
     let out = s
         .ec2ssh()
@@ -377,7 +416,8 @@ fn a_full_endpoint_is_one_line_and_a_fix() {
         .unwrap();
     let (error, fix) = error_and_fix(&out);
     assert!(
-        error.starts_with("error: the EC2 Instance Connect Endpoint eice-0e1c0000000000002 is full"),
+        error
+            .starts_with("error: the EC2 Instance Connect Endpoint eice-0e1c0000000000002 is full"),
         "{error}"
     );
     assert!(fix.contains("20 connections at once"), "{fix}");
@@ -388,7 +428,11 @@ fn a_full_endpoint_is_one_line_and_a_fix() {
 #[test]
 fn doctor_says_when_a_security_group_keeps_the_endpoint_out() {
     let s = setup(&[]);
-    let out = s.ec2ssh().args(["doctor", "walled-1", "--json"]).output().unwrap();
+    let out = s
+        .ec2ssh()
+        .args(["doctor", "walled-1", "--json"])
+        .output()
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
     let check = |name: &str| {
@@ -404,11 +448,18 @@ fn doctor_says_when_a_security_group_keeps_the_endpoint_out() {
     let sg = check("EICE security groups");
     assert_eq!(sg["status"], "fail", "{sg}");
     assert!(
-        sg["fix"].as_str().unwrap().contains("allow inbound TCP 22 from sg-eice in sg-closed"),
+        sg["fix"]
+            .as_str()
+            .unwrap()
+            .contains("allow inbound TCP 22 from sg-eice in sg-closed"),
         "{sg}"
     );
     // The reachable one passes the same checks.
-    let out = s.ec2ssh().args(["doctor", "dark-1", "--json"]).output().unwrap();
+    let out = s
+        .ec2ssh()
+        .args(["doctor", "dark-1", "--json"])
+        .output()
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sg = doc["checks"]
         .as_array()
@@ -444,7 +495,11 @@ fn upgrade(url: &str) -> (String, String) {
         }
         let len: usize = t
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .unwrap_or(0);
         (answer.len() >= end + 4 + len).then_some(end)
     });
@@ -474,7 +529,8 @@ fn the_simulator_refuses_tampered_and_expired_presigned_urls() {
     assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
 
     // Another address than the one signed.
-    let tampered = sign(SystemTime::now()).replace("privateIpAddress=10.1.0.11", "privateIpAddress=10.1.0.12");
+    let tampered =
+        sign(SystemTime::now()).replace("privateIpAddress=10.1.0.11", "privateIpAddress=10.1.0.12");
     let (status, body) = upgrade(&tampered);
     assert_eq!(status, "HTTP/1.1 403 Forbidden");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -488,7 +544,8 @@ fn the_simulator_refuses_tampered_and_expired_presigned_urls() {
 
     // Another account's key.
     let stranger = presign::Credentials::new("AKIDOTHER", "test-secret", None, None, "test");
-    let (status, _) = upgrade(&presign::presign(&url, &stranger, "us-east-1", SystemTime::now()).unwrap());
+    let (status, _) =
+        upgrade(&presign::presign(&url, &stranger, "us-east-1", SystemTime::now()).unwrap());
     assert_eq!(status, "HTTP/1.1 403 Forbidden");
 
     // Unsigned.
@@ -503,7 +560,8 @@ fn the_simulator_refuses_tampered_and_expired_presigned_urls() {
             ..request.clone()
         },
     );
-    let (status, body) = upgrade(&presign::presign(&long, &creds, "us-east-1", SystemTime::now()).unwrap());
+    let (status, body) =
+        upgrade(&presign::presign(&long, &creds, "us-east-1", SystemTime::now()).unwrap());
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
     assert!(body.contains("InvalidParameter"), "{body}");
 }
@@ -542,10 +600,16 @@ fn the_picker_connects_to_a_row_whose_agent_is_not_online() {
     t.wait_screen("the command's output", |sc| sc.contains("through-42"));
     t.type_text("exit");
     t.send(&["Enter"]);
-    t.wait_screen("the picker again", |sc| sc.contains("lost-1: ssh exited 0 after"));
+    t.wait_screen("the picker again", |sc| {
+        sc.contains("lost-1: ssh exited 0 after")
+    });
     t.send(&["Escape"]);
     assert_eq!(t.finished(dir).1, 130);
-    assert_eq!(s.sim.stats()["websockets_opened"], 0, "no Session Manager session");
+    assert_eq!(
+        s.sim.stats()["websockets_opened"],
+        0,
+        "no Session Manager session"
+    );
 }
 
 /// `ec2ssh demo`: an unmanaged demo machine behind the demo VPC's endpoint is
@@ -561,7 +625,9 @@ fn the_demo_reaches_an_unmanaged_machine_through_its_endpoint() {
             .is_some_and(|l| l.contains("unmanaged-nat") && l.starts_with("  ·E "))
     });
     t.send(&["Enter"]);
-    t.wait_screen("a shell", |sc| sc.contains("ec2ssh: connecting to unmanaged-nat"));
+    t.wait_screen("a shell", |sc| {
+        sc.contains("ec2ssh: connecting to unmanaged-nat")
+    });
     t.type_text("echo demo-$((40+2)); exit");
     t.send(&["Enter"]);
     t.wait_screen("the picker again", |sc| {
