@@ -49,17 +49,7 @@ pub async fn run(
         agent_version.is_some_and(|v| version_greater(v, TERMINATE_FLAG_MIN_AGENT_VERSION));
 
     // Bound before StartSession: a busy port fails before any session exists.
-    let listener = TcpListener::bind(("127.0.0.1", args.ports.local))
-        .await
-        .map_err(|e| {
-            AppError::other(
-                format!("cannot listen on 127.0.0.1:{}: {e}", args.ports.local),
-                "pick another local port, or 0 for a free one",
-            )
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
+    let (listener, local) = listen(args.ports.local).await?;
 
     let name = match instance.display_name() {
         "" => sanitize(&instance.id).into_owned(),
@@ -158,17 +148,7 @@ async fn over_eice(
         ip,
     };
     let opener = target.opener(ctx, args.ports.remote, max_duration)?;
-    let listener = TcpListener::bind(("127.0.0.1", args.ports.local))
-        .await
-        .map_err(|e| {
-            AppError::other(
-                format!("cannot listen on 127.0.0.1:{}: {e}", args.ports.local),
-                "pick another local port, or 0 for a free one",
-            )
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
+    let (listener, local) = listen(args.ports.local).await?;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{local}");
     let _ = stdout.flush();
@@ -187,6 +167,20 @@ async fn over_eice(
         _ = forward::eice::serve(ctx.clone(), opener, listener, limit) => Ok(0),
         n = signals.recv() => Err(signals::as_error(n)),
     }
+}
+
+/// A listener on 127.0.0.1:`port` (0: a free one) and its address.
+async fn listen(port: u16) -> Result<(TcpListener, std::net::SocketAddr), AppError> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+        AppError::other(
+            format!("cannot listen on 127.0.0.1:{port}: {e}"),
+            "pick another local port, or 0 for a free one",
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
+    Ok((listener, local))
 }
 
 /// What the tunnel needs to know besides the session.

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use crate::common::{ec2ssh, free_port, wait_for, Sim};
-use crate::rig::Sshd;
+use crate::common::{free_port, wait_for};
+use crate::rig::Rig;
 
 /// Not managed by SSM, in a VPC with an endpoint whose security groups let it in.
 const DARK: &str = "i-0eeee000000000001";
@@ -125,46 +125,25 @@ ingress = ["tcp:22:sg-eice-c"]
     path
 }
 
-struct Setup {
-    home: tempfile::TempDir,
-    sshd: Sshd,
-    sim: Sim,
-}
+type Setup = Rig;
 
 fn setup(sim_args: &[&str]) -> Setup {
-    let home = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(home.path());
-    let closed = format!("127.0.0.1:{}", free_port());
-    let fleet = fleet(home.path(), &sshd.addr(), &closed);
-    let keys = sshd.keys_dir();
-    let mut args = vec![
-        "--fleet",
-        fleet.to_str().unwrap(),
-        "--keys-dir",
-        keys.to_str().unwrap(),
-    ];
-    args.extend_from_slice(sim_args);
-    let sim = Sim::start(home.path(), &args);
-    Setup { home, sshd, sim }
+    Rig::start(
+        |home, target| {
+            // Where closed-1's connections go: a port nothing listens on.
+            let closed = format!("127.0.0.1:{}", free_port());
+            fleet(home, target, &closed)
+        },
+        sim_args,
+    )
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-impl Setup {
-    fn ec2ssh(&self) -> Command {
-        let mut c = ec2ssh(self.home.path());
-        c.env("AWS_ENDPOINT_URL", &self.sim.endpoint)
-            .env("XDG_RUNTIME_DIR", self.home.path().join("run"))
-            .env("XDG_DATA_HOME", self.home.path().join("data"))
-            .env("XDG_STATE_HOME", self.home.path().join("state"))
-            .args(["--region", "us-east-1"])
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn ssh(&self, destination: &str, command: &str) -> Output {
+impl Rig {
+    fn ssh_over(&self, destination: &str, command: &str) -> Output {
         self.ec2ssh()
             .args(["ssh", destination, "--", "-o", "BatchMode=yes", command])
             .output()
@@ -236,7 +215,7 @@ fn a_denied_endpoint_listing_leaves_the_path_unknown_and_says_which_action() {
         .clone();
     assert_eq!(dark["reach"], "none");
     assert_eq!(dark["eice"]["status"], "unknown");
-    let out = s.ssh("dark-1", "true");
+    let out = s.ssh_over("dark-1", "true");
     let (error, fix) = error_and_fix(&out);
     assert!(
         error.contains("ec2:DescribeInstanceConnectEndpoints"),
@@ -248,7 +227,7 @@ fn a_denied_endpoint_listing_leaves_the_path_unknown_and_says_which_action() {
 #[test]
 fn an_unmanaged_instance_is_reached_over_the_endpoint_with_ec2ssh_ssh() {
     let s = setup(&[]);
-    let out = s.ssh("dark-1", "echo over-$(id -un); exit 3");
+    let out = s.ssh_over("dark-1", "echo over-$(id -un); exit 3");
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
         (Some(3), "over-ec2-user\n".to_string()),
@@ -269,28 +248,9 @@ fn plain_ssh_reaches_an_unmanaged_instance_through_the_printed_config() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let config = s.home.path().join("ssh_config");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\nHost *\n    BatchMode yes\n    LogLevel ERROR\n",
-            text(&out.stdout)
-        ),
-    )
-    .unwrap();
+    let config = crate::rig::write_ssh_config(s.home.path(), &out.stdout);
     for host in [DARK, "dark-1"] {
-        let mut c = Command::new("ssh");
-        crate::common::hermetic(&mut c, s.home.path());
-        let out = c
-            .env("AWS_ENDPOINT_URL", &s.sim.endpoint)
-            .env("XDG_DATA_HOME", s.home.path().join("data"))
-            .arg("-F")
-            .arg(&config)
-            .arg(host)
-            .arg("echo plain-$(id -un)")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = s.plain_ssh(&config, host, "echo plain-$(id -un)");
         assert_eq!(
             text(&out.stdout),
             "plain-ec2-user\n",
@@ -379,7 +339,7 @@ fn a_denied_open_tunnel_is_one_line_and_a_fix() {
 #[test]
 fn a_refused_connection_is_one_line_and_a_fix() {
     let s = setup(&[]);
-    let out = s.ssh("closed-1", "true");
+    let out = s.ssh_over("closed-1", "true");
     assert_eq!(out.status.code(), Some(255));
     let err = text(&out.stderr);
     assert!(
