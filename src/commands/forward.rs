@@ -130,23 +130,7 @@ async fn over_eice(
             "use Session Manager (--via ssm) with an Online agent, or forward to a port on the instance itself",
         ));
     }
-    let ip = instance
-        .private_ip
-        .as_deref()
-        .and_then(|ip| ip.parse().ok())
-        .ok_or_else(|| {
-            AppError::other(
-                format!("{} has no private IP", instance.id),
-                "use --via ssm",
-            )
-        })?;
-    let target = crate::eice::Target {
-        instance: instance.id.clone(),
-        region: instance.region.clone(),
-        endpoint_id: endpoint.id.clone(),
-        dns_name: endpoint.dns_name.clone(),
-        ip,
-    };
+    let target = crate::eice::Target::for_row(instance, endpoint, None)?;
     let opener = target.opener(ctx, args.ports.remote, max_duration)?;
     let (listener, local) = listen(args.ports.local).await?;
     let mut stdout = std::io::stdout().lock();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::aws::AwsContext;
+use crate::aws::{AwsContext, AwsErrorKind};
 use crate::cli::ProxyArgs;
 use crate::config::Transport;
 use crate::eice;
@@ -27,6 +27,10 @@ pub enum Path {
     Ssm,
     /// An EC2 Instance Connect Endpoint tunnel.
     Eice(eice::Target),
+    /// `--via auto` with nothing known: Session Manager, and if its agent is not
+    /// connected, the endpoint `auto` gives the instance once it is looked up. An
+    /// Online instance costs no call more than before.
+    SsmThenEice,
 }
 
 /// What `ec2ssh proxy` is asked: the path (`--via`) and the tunnel's life.
@@ -42,11 +46,26 @@ pub async fn run(ctx: &AwsContext, args: &ProxyArgs, opts: ProxyOptions) -> Resu
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
     let counters = Counters::default();
+    let max = args.max_tunnel_duration.unwrap_or(opts.max_duration);
     let result = match path_for(ctx, args, opts.via).await {
         Ok(Path::Ssm) => run_proxy(ctx, args, opts.transport, &mut signals, &counters).await,
         Ok(Path::Eice(target)) => {
-            let max = args.max_tunnel_duration.unwrap_or(opts.max_duration);
-            run_eice(ctx, args, &target, max, &mut signals, &counters).await
+            run_eice(ctx, args, &target, max, true, &mut signals, &counters).await
+        }
+        Ok(Path::SsmThenEice) => {
+            match run_proxy(ctx, args, opts.transport, &mut signals, &counters).await {
+                Err(AppError::Aws(e)) if e.kind == AwsErrorKind::TargetNotConnected => {
+                    match eice_fallback(ctx, args).await {
+                        // The key (if any) was pushed before StartSession.
+                        Some(target) => {
+                            tracing::info!(endpoint = %target.endpoint_id, "the agent is not connected; using the endpoint");
+                            run_eice(ctx, args, &target, max, false, &mut signals, &counters).await
+                        }
+                        None => Err(AppError::Aws(e)),
+                    }
+                }
+                other => other,
+            }
         }
         Err(e) => Err(e),
     };
@@ -207,8 +226,12 @@ async fn path_for(ctx: &AwsContext, args: &ProxyArgs, via: Via) -> Result<Path, 
             ip,
         }));
     }
-    if target.starts_with("mi-") && via == Via::Auto {
-        return Ok(Path::Ssm);
+    if via == Via::Auto {
+        return Ok(if target.starts_with("mi-") {
+            Path::Ssm
+        } else {
+            Path::SsmThenEice
+        });
     }
     let instance = crate::fleet::inventory::lookup(ctx, target)
         .await?
@@ -221,6 +244,18 @@ async fn path_for(ctx: &AwsContext, args: &ProxyArgs, via: Via) -> Result<Path, 
     eice_path(&instance, via, args.ip)
 }
 
+/// After Session Manager said the agent is not connected: the endpoint `auto` gives
+/// the instance, if it has one (a lookup that fails is as good as none).
+async fn eice_fallback(ctx: &AwsContext, args: &ProxyArgs) -> Option<eice::Target> {
+    let instance = crate::fleet::inventory::lookup(ctx, &args.target)
+        .await
+        .ok()??;
+    match eice_path(&instance, Via::Auto, args.ip) {
+        Ok(Path::Eice(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// The path `via` gives a looked-up instance (`ip` overrides its private IP).
 fn eice_path(
     i: &crate::fleet::Instance,
@@ -229,24 +264,7 @@ fn eice_path(
 ) -> Result<Path, AppError> {
     match reach::reach(i, via) {
         Reach::Ssm => Ok(Path::Ssm),
-        Reach::Eice(e) => {
-            let ip = match ip.or_else(|| i.private_ip.as_deref()?.parse().ok()) {
-                Some(ip) => ip,
-                None => {
-                    return Err(AppError::other(
-                        format!("{} has no private IP to tunnel to", i.id),
-                        "pass --ip",
-                    ))
-                }
-            };
-            Ok(Path::Eice(eice::Target {
-                instance: i.id.clone(),
-                region: i.region.clone(),
-                endpoint_id: e.id,
-                dns_name: e.dns_name,
-                ip,
-            }))
-        }
+        Reach::Eice(e) => Ok(Path::Eice(eice::Target::for_row(i, &e, ip)?)),
         Reach::None(why) => Err(AppError::other(
             format!("no way to reach {}: {why}", i.id),
             format!("`ec2ssh doctor {}` says what to fix", i.id),
@@ -262,10 +280,11 @@ async fn run_eice(
     args: &ProxyArgs,
     target: &eice::Target,
     max: u32,
+    push: bool,
     signals: &mut Signals,
     counters: &Counters,
 ) -> Result<u8, AppError> {
-    if let Some(user) = &args.push_key {
+    if let Some(user) = args.push_key.as_ref().filter(|_| push) {
         push_managed_key(ctx, &target.instance, &target.region, user).await?;
     }
     let opener = target.opener(ctx, args.port, max)?;

@@ -107,33 +107,16 @@ impl Connector {
     /// (before any key is pushed).
     pub fn path_for(&self, instance: &Instance) -> Result<ssh::ProxyVia, AppError> {
         match reach(instance, self.via) {
+            Reach::Ssm if self.via == Via::Auto => Ok(ssh::ProxyVia::Auto),
             Reach::Ssm => Ok(ssh::ProxyVia::Ssm),
             Reach::Eice(e) => {
-                let ip = instance
-                    .private_ip
-                    .as_deref()
-                    .and_then(|ip| ip.parse().ok());
-                match ip {
-                    Some(ip)
-                        if crate::eice::is_endpoint_id(&e.id)
-                            && crate::eice::is_dns_name(&e.dns_name) =>
-                    {
-                        Ok(ssh::ProxyVia::Eice {
-                            endpoint_id: e.id,
-                            dns_name: e.dns_name,
-                            ip,
-                            max_duration: self.max_duration,
-                        })
-                    }
-                    _ => Err(AppError::other(
-                        format!(
-                            "the EC2 Instance Connect Endpoint {} or the IP of {} is malformed",
-                            crate::text::sanitize(&e.id),
-                            crate::text::sanitize(&instance.id)
-                        ),
-                        "run `ec2ssh list --json` to see them, or use Session Manager: --via ssm",
-                    )),
-                }
+                let t = crate::eice::Target::for_row(instance, &e, None)?;
+                Ok(ssh::ProxyVia::Eice {
+                    endpoint_id: t.endpoint_id,
+                    dns_name: t.dns_name,
+                    ip: t.ip,
+                    max_duration: self.max_duration,
+                })
             }
             Reach::None(why) => Err(AppError::other(
                 format!(

@@ -37,6 +37,9 @@ pub struct SshSpec<'a> {
 /// call to decide it). Every value was validated before it got here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyVia {
+    /// Session Manager, falling back to an endpoint if the agent turns out not to be
+    /// connected (the proxy's `--via auto`, its default).
+    Auto,
     Ssm,
     Eice {
         endpoint_id: String,
@@ -50,6 +53,7 @@ impl ProxyVia {
     /// The proxy's arguments for this path.
     fn words(&self) -> Vec<String> {
         match self {
+            ProxyVia::Auto => Vec::new(),
             ProxyVia::Ssm => vec!["--via".into(), "ssm".into()],
             ProxyVia::Eice {
                 endpoint_id,

@@ -125,7 +125,58 @@ pub fn is_dns_name(s: &str) -> bool {
         && !s.starts_with(['-', '.'])
 }
 
+/// Whether the AWS configuration asks for FIPS endpoints (`AWS_USE_FIPS_ENDPOINT`).
+fn use_fips() -> bool {
+    std::env::var("AWS_USE_FIPS_ENDPOINT").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 impl Target {
+    /// The tunnel to `i` through `e`, to `ip` (default: its private IP): the id, the
+    /// DNS name (`FipsDnsName` when FIPS is asked for) and the address checked, so
+    /// they are safe on a command line and in a URL.
+    pub fn for_row(
+        i: &crate::fleet::Instance,
+        e: &crate::fleet::EiceEndpoint,
+        ip: Option<IpAddr>,
+    ) -> Result<Target, AppError> {
+        let id = crate::text::sanitize(&i.id);
+        let ip = ip
+            .or_else(|| i.private_ip.as_deref()?.parse().ok())
+            .ok_or_else(|| {
+                AppError::other(
+                    format!("{id} has no private IP to tunnel to"),
+                    "pass --ip, or use Session Manager: --via ssm",
+                )
+            })?;
+        let dns = if use_fips() {
+            e.fips_dns_name.clone().ok_or_else(|| {
+                AppError::other(
+                    format!("{} has no FIPS DNS name", crate::text::sanitize(&e.id)),
+                    "unset AWS_USE_FIPS_ENDPOINT, or use Session Manager: --via ssm",
+                )
+            })?
+        } else {
+            e.dns_name.clone()
+        };
+        if !is_endpoint_id(&e.id) || !is_dns_name(&dns) {
+            return Err(AppError::other(
+                format!(
+                    "the EC2 Instance Connect Endpoint {:?} ({:?}) of {id} is malformed",
+                    crate::text::sanitize(&e.id),
+                    crate::text::sanitize(&dns)
+                ),
+                "run `ec2ssh list --json` to see it, or use Session Manager: --via ssm",
+            ));
+        }
+        Ok(Target {
+            instance: i.id.clone(),
+            region: i.region.clone(),
+            endpoint_id: e.id.clone(),
+            dns_name: dns,
+            ip,
+        })
+    }
+
     /// The opener for `port`, dialling the context's endpoint override if it has one
     /// (`AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT`, `AWS_ENDPOINT_URL`, or the simulator).
     pub fn opener(
@@ -178,6 +229,34 @@ mod tests {
             "eice-1",
         );
         assert!(!bad.to_string().contains('\u{1b}'), "{bad}");
+    }
+
+    #[test]
+    fn a_row_with_a_hostile_endpoint_name_gets_no_tunnel() {
+        let e = crate::fleet::EiceEndpoint {
+            id: "eice-0123".into(),
+            dns_name: "evil.example/openTunnel?x=".into(),
+            ..Default::default()
+        };
+        let i = crate::fleet::Instance {
+            id: "i-0123456789abcdef0".into(),
+            private_ip: Some("10.0.0.5".into()),
+            ..Default::default()
+        };
+        assert!(Target::for_row(&i, &e, None).is_err());
+        let good = crate::fleet::EiceEndpoint {
+            dns_name: "eice-0123.a.ec2-instance-connect-endpoint.us-east-1.amazonaws.com".into(),
+            ..e
+        };
+        let t = Target::for_row(&i, &good, None).unwrap();
+        assert_eq!(t.ip.to_string(), "10.0.0.5");
+        let other: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(Target::for_row(&i, &good, Some(other)).unwrap().ip, other);
+        let no_ip = crate::fleet::Instance {
+            private_ip: None,
+            ..i
+        };
+        assert!(Target::for_row(&no_ip, &good, None).is_err());
     }
 
     #[test]

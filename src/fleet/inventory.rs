@@ -106,14 +106,17 @@ async fn fetch_region(
     };
     let ssm = ssm.map_err(|e| errors.push(e)).ok();
     let mut instances = merge_region(region, ec2, ssm);
+    let ec2_failed = errors.iter().any(|e| e.action == "ec2:DescribeInstances");
     let endpoints = endpoints.map_err(|e| {
         // Without the permission (or on a service that lacks the call) the rows say
         // "EICE unknown" and name the action; a user who never asked for EICE gets no
-        // warning on every listing. Other failures (network, throttling) are warnings.
-        if matches!(
+        // warning on every listing. Other failures (network, throttling) are warnings,
+        // unless EC2 failed too: then that is what the user must hear about.
+        let quiet = matches!(
             e.kind,
             AwsErrorKind::AccessDenied | AwsErrorKind::NotImplemented
-        ) {
+        );
+        if ec2_failed || quiet {
             tracing::debug!(error = %e.summary(), "EC2 Instance Connect Endpoints not listed");
         } else {
             eice_errors.push(e);

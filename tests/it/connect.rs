@@ -162,7 +162,7 @@ fn an_offline_instance_is_refused_before_anything_is_pushed() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("not connected to Systems Manager") && err.contains("ConnectionLost"),
+        err.contains("no way to reach") && err.contains("agent ConnectionLost; no EICE in"),
         "{err}"
     );
     assert!(

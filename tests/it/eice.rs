@@ -631,3 +631,25 @@ fn forward_reaches_a_port_of_an_unmanaged_instance() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143), "SIGTERM ends it");
 }
+
+/// Behind an HTTP proxy the tunnel's websocket goes through it too (one CONNECT to the
+/// endpoint per tunnel), as the SDK's calls do.
+#[test]
+fn the_tunnel_goes_through_the_http_proxy() {
+    let s = setup(&[]);
+    let proxy = crate::common::Tinyproxy::start(s.home.path(), &[]);
+    let connect = format!("CONNECT {}", s.sim.endpoint.trim_start_matches("http://"));
+    let out = s
+        .ec2ssh()
+        .env("http_proxy", proxy.url())
+        .args(["ssh", "dark-1", "--", "-o", "BatchMode=yes", "echo proxied"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "proxied\n", "{}", text(&out.stderr));
+    let requests = proxy.requests();
+    assert_eq!(
+        requests.iter().filter(|r| **r == connect).count(),
+        1,
+        "{requests:?}"
+    );
+}
