@@ -55,6 +55,7 @@ AuthorizedKeysFile none
 AuthorizedKeysCommand $AKC $work/keys %u
 AuthorizedKeysCommandUser root
 StrictModes no
+Subsystem sftp internal-sftp
 EOF
 mkdir -p /run/sshd
 /usr/sbin/sshd -f "$work/sshd_config" -D -e 2>"$work/sshd.log" &
