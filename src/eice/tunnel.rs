@@ -153,3 +153,90 @@ pub async fn pipe(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A websocket server on loopback that runs `serve` on its one connection, and the
+    /// client end of it.
+    async fn pair<F, Fut>(serve: F) -> WebSocket
+    where
+        F: FnOnce(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            serve(tokio_tungstenite::accept_async(s).await.unwrap()).await;
+        });
+        websocket::dial(
+            format!("ws://127.0.0.1:{port}/openTunnel"),
+            WebSocketConfig::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bytes_go_both_ways_and_a_refusing_target_is_a_typed_close() {
+        let ws = pair(|mut ws| async move {
+            let got = ws.next().await.unwrap().unwrap();
+            ws.send(got).await.unwrap();
+            ws.send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Error,
+                reason: "Connection refused".into(),
+            })))
+            .await
+            .unwrap();
+        })
+        .await;
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(b"hello".to_vec()).await.unwrap();
+        let mut out = Vec::new();
+        let r = pipe(ws, rx, &mut out, Duration::from_secs(60)).await;
+        assert_eq!(out, b"hello");
+        match r {
+            Err(EiceError::Closed { code, reason }) => {
+                assert_eq!((code, reason.as_str()), (1011, "Connection refused"))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn the_duration_limit_ends_the_tunnel_even_without_a_word_from_the_endpoint() {
+        let ws = pair(|mut ws| async move {
+            // Silent until the client goes.
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let (_tx, rx) = mpsc::channel(1);
+        let r = pipe(ws, rx, tokio::io::sink(), Duration::from_millis(300)).await;
+        assert!(matches!(r, Err(EiceError::Expired { .. })), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_normal_close_is_the_end_and_a_text_message_is_refused() {
+        let ws = pair(|mut ws| async move {
+            ws.send(Message::Close(None)).await.unwrap();
+        })
+        .await;
+        let (_tx, rx) = mpsc::channel(1);
+        let r = pipe(ws, rx, tokio::io::sink(), Duration::from_secs(60)).await;
+        assert_eq!(r.unwrap(), Finish::Closed);
+        let ws = pair(|mut ws| async move {
+            ws.send(Message::text("hi")).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        let (_tx, rx) = mpsc::channel(1);
+        let r = pipe(ws, rx, tokio::io::sink(), Duration::from_secs(60)).await;
+        assert!(matches!(r, Err(EiceError::Protocol(_))), "{r:?}");
+    }
+}
