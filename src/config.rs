@@ -132,6 +132,22 @@ pub struct Paths {
     pub runtime_dir: Option<PathBuf>,
 }
 
+/// The first executable file called `name` in a directory of `PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 impl Paths {
     pub fn detect() -> Option<Paths> {
         let dirs = directories::ProjectDirs::from("", "", "ec2ssh")?;

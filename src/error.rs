@@ -4,6 +4,7 @@
 use crate::aws::{AwsError, NoRegion};
 use crate::config::ConfigError;
 use crate::fleet::FetchError;
+use crate::session::driver::TunnelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -31,6 +32,14 @@ impl AppError {
             what: what.into(),
             fix: Some(fix.into()),
         }
+    }
+
+    /// No home directory to put ec2ssh's data (known_hosts, managed key) in.
+    pub fn no_data_dir() -> Self {
+        AppError::other(
+            "cannot find ec2ssh's data directory",
+            "set HOME (or XDG_DATA_HOME)",
+        )
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -71,4 +80,18 @@ pub fn report(err: &AppError) {
             eprintln!("  fix: {}", sanitize(&fix));
         }
     }
+}
+
+/// A tunnel failure as the user reads it: what broke and what to do about it on
+/// `target`.
+pub fn tunnel_error(e: TunnelError, target: &str) -> AppError {
+    let fix = match &e {
+        TunnelError::Connect { .. } => "the ssmmessages endpoint must be reachable from here (check proxies and firewalls; from a private VPC you need its ssmmessages interface endpoint)".to_string(),
+        TunnelError::HandshakeTimeout(_) | TunnelError::Handshake(_) => format!("check the SSM agent on {target} (`ec2ssh list` shows its version; update it with the AWS-UpdateSSMAgent document)"),
+        TunnelError::Lost(_) | TunnelError::Expired | TunnelError::Unacknowledged(_) => "the network to AWS dropped for too long; connect again".to_string(),
+        TunnelError::Resume(err) => return AppError::Aws(err.clone()),
+        TunnelError::Proxy(err) => err.fix(),
+        TunnelError::Output(_) => "the program reading the tunnel (ssh) went away".to_string(),
+    };
+    AppError::other(e.to_string(), fix)
 }

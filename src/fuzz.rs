@@ -286,7 +286,7 @@ pub fn sim_requests(data: &[u8]) {
     let body = b.0;
     match op % 3 {
         0 => {
-            let params: sim::ec2::Params = form_urlencoded::parse(body).into_owned().collect();
+            let params: sim::query::Params = form_urlencoded::parse(body).into_owned().collect();
             for xml in [
                 sim::ec2::describe_instances(state, "us-east-1", &params),
                 sim::vpc::describe_route_tables(state, "us-east-1", &params),

@@ -16,10 +16,15 @@ pub mod fleet;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod names;
 pub mod net;
+pub mod select;
 pub mod session;
+pub mod shell;
 pub mod signals;
 pub mod sim;
+pub mod terminal;
 pub mod text;
+pub mod time;
 pub mod transfer;
 pub mod tui;

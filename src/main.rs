@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     // A blocking task still running (a read of a terminal, a slow DNS lookup) must
     // not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    tui::terminal::restore();
+    ec2ssh::terminal::restore();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

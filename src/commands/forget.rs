@@ -7,12 +7,7 @@ use crate::config::Paths;
 use crate::error::AppError;
 
 pub fn run(target: &str) -> Result<u8, AppError> {
-    let paths = Paths::detect().ok_or_else(|| {
-        AppError::other(
-            "cannot find ec2ssh's data directory",
-            "set HOME (or XDG_DATA_HOME)",
-        )
-    })?;
+    let paths = Paths::detect().ok_or_else(AppError::no_data_dir)?;
     let removed = forget(&paths.known_hosts(), target)?;
     if removed == 0 {
         eprintln!(

@@ -9,13 +9,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::proxy::tunnel_error;
 use crate::aws::AwsContext;
 use crate::cli::ForwardArgs;
+use crate::error::tunnel_error;
 use crate::error::AppError;
 use crate::fleet::reach::reach;
-use crate::fleet::{self, select, EiceEndpoint, Instance, Reach, Via};
+use crate::fleet::{self, EiceEndpoint, Instance, Reach, Via};
 use crate::forward::{self, Mode};
+use crate::select;
 use crate::session::api::{Session, SessionApi, Started};
 use crate::session::client::{version_greater, SessionType, TERMINATE_FLAG_MIN_AGENT_VERSION};
 use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, Notice};
@@ -98,7 +99,7 @@ pub async fn run(
     };
     let closed_by_service = matches!(outcome, Ok(Finish::Closed { .. }));
     if !closed_by_service {
-        session.terminate().await;
+        session.end(crate::terminal::say).await;
     }
     match outcome {
         Ok(Finish::Closed { reason }) if !reason.is_empty() => Err(AppError::other(
@@ -191,7 +192,10 @@ async fn tunnel(
         stream_url: started.stream_url.clone(),
         token: started.token.clone(),
     };
-    let config = DriverConfig::default();
+    let config = DriverConfig {
+        tell: crate::terminal::say,
+        ..DriverConfig::default()
+    };
     let (input_tx, input_rx) = mpsc::channel(16);
     let (notice_tx, mut notice_rx) = mpsc::unbounded_channel();
     let (to_engine, from_driver) = tokio::io::duplex(OUTPUT_BUFFER);

@@ -11,7 +11,7 @@ use crate::filter::filter_instances;
 use crate::fleet::reach::reach;
 use crate::fleet::{self, Cache, Instance, Ping, Via};
 use crate::text::{fit, sanitize, width};
-use crate::tui::unix_now;
+use crate::time::unix_now;
 
 /// `--json` output; documented in docs/json.md. Add fields, never rename them.
 #[derive(Serialize)]

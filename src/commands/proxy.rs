@@ -3,7 +3,6 @@
 //! client or, on request, Amazon's session-manager-plugin. Whatever happens, the
 //! session is terminated before the process exits.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,10 +12,11 @@ use crate::aws::{AwsContext, AwsErrorKind};
 use crate::cli::ProxyArgs;
 use crate::config::Transport;
 use crate::eice;
-use crate::error::AppError;
+use crate::error::{tunnel_error, AppError};
 use crate::fleet::{reach, Reach, Via};
 use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
-use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, TunnelError};
+use crate::session::driver::{self, Dial, DriverConfig, Finish, Input};
+use crate::session::stdin::StdinReader;
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
 
@@ -113,7 +113,7 @@ async fn run_proxy(
     };
     let closed_by_service = matches!(outcome, Ok(Finish::Closed { .. }));
     if !closed_by_service {
-        session.terminate().await;
+        session.end(crate::terminal::say).await;
     }
     match outcome {
         Ok(Finish::Closed { reason }) => {
@@ -153,49 +153,31 @@ async fn tunnel(
         .progress
         .as_ref()
         .map(|p| progress::report(p.clone(), counters.clone()));
-    let input = stdin_chunks(counters.clone(), Input::Data);
+    let (tx, input) = mpsc::channel(4);
+    let up = counters.clone();
+    let reader = StdinReader::spawn(tx, 32 * 1024, move |bytes| {
+        up.add_up(bytes.len());
+        true
+    });
     let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
-    let result = driver::run(dial, input, output, None, session, &DriverConfig::default())
-        .await
-        .map_err(|e| tunnel_error(e, &args.target));
+    let result = driver::run(
+        dial,
+        input,
+        output,
+        None,
+        session,
+        &DriverConfig {
+            tell: crate::terminal::say,
+            ..DriverConfig::default()
+        },
+    )
+    .await
+    .map_err(|e| tunnel_error(e, &args.target));
+    drop(reader);
     if let Some(task) = reporter {
         task.abort();
     }
     result
-}
-
-/// Reads stdin on a plain thread (a blocked read must not hold up the runtime's exit)
-/// and hands the chunks over; the channel closes at end of input.
-fn stdin_chunks<T: Send + 'static>(
-    counters: Counters,
-    wrap: fn(Vec<u8>) -> T,
-) -> mpsc::Receiver<T> {
-    let (tx, rx) = mpsc::channel(4);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) => {
-                    tracing::debug!("stdin: end of file");
-                    break;
-                }
-                Ok(n) => {
-                    counters.add_up(n);
-                    if tx.blocking_send(wrap(buf[..n].to_vec())).is_err() {
-                        tracing::debug!("stdin: the tunnel no longer takes input");
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "stdin read failed; treating as end of input");
-                    break;
-                }
-            }
-        }
-    });
-    rx
 }
 
 /// The path for `args.target`: explicit endpoint, IP and id on the command line (what
@@ -299,29 +281,35 @@ async fn run_eice(
         .progress
         .as_ref()
         .map(|p| progress::report(p.clone(), counters.clone()));
-    let input = stdin_chunks(counters.clone(), |v| v);
+    let (tx, mut chunks) = mpsc::channel(4);
+    let up = counters.clone();
+    let reader = StdinReader::spawn(tx, eice::tunnel::MAX_MESSAGE, move |bytes| {
+        up.add_up(bytes.len());
+        true
+    });
+    // The tunnel carries bytes only.
+    let (bytes_tx, input) = mpsc::channel(4);
+    let bytes = tokio::spawn(async move {
+        while let Some(chunk) = chunks.recv().await {
+            if let Input::Data(data) = chunk {
+                if bytes_tx.send(data).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
     let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
     let limit = Duration::from_secs(u64::from(max));
     let result = tokio::select! {
         r = eice::tunnel::pipe(ws, input, output, limit) => r.map(|_| 0).map_err(fail),
         n = signals.recv() => Err(signals::as_error(n)),
     };
+    drop(reader);
+    bytes.abort();
     if let Some(task) = reporter {
         task.abort();
     }
     result
-}
-
-pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {
-    let fix = match &e {
-        TunnelError::Connect { .. } => "the ssmmessages endpoint must be reachable from here (check proxies and firewalls; from a private VPC you need its ssmmessages interface endpoint)".to_string(),
-        TunnelError::HandshakeTimeout(_) | TunnelError::Handshake(_) => format!("check the SSM agent on {target} (`ec2ssh list` shows its version; update it with the AWS-UpdateSSMAgent document)"),
-        TunnelError::Lost(_) | TunnelError::Expired | TunnelError::Unacknowledged(_) => "the network to AWS dropped for too long; connect again".to_string(),
-        TunnelError::Resume(err) => return AppError::Aws(err.clone()),
-        TunnelError::Proxy(err) => err.fix(),
-        TunnelError::Output(_) => "the program reading the tunnel (ssh) went away".to_string(),
-    };
-    AppError::other(e.to_string(), fix)
 }
 
 /// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
@@ -339,7 +327,7 @@ pub fn is_target_id(target: &str) -> bool {
 /// The target ssh passed (`%h`), refused unless it is an instance or node id: it may
 /// come from anywhere a host name can (a script, a repository URL).
 fn validate_target(target: &str) -> Result<&str, AppError> {
-    if is_target_id(target) {
+    if crate::names::is_instance_id(target) {
         Ok(target)
     } else {
         Err(AppError::other(
@@ -357,7 +345,7 @@ async fn push_managed_key(
     region: &str,
     user: &str,
 ) -> Result<(), AppError> {
-    if !crate::connect::user::valid(user) {
+    if !crate::names::valid_login(user) {
         return Err(AppError::other(
             format!(
                 "{:?} is not a valid login name",
@@ -366,12 +354,7 @@ async fn push_managed_key(
             "set `User` in ~/.ssh/config or pass user@ to ssh",
         ));
     }
-    let paths = crate::config::Paths::detect().ok_or_else(|| {
-        AppError::other(
-            "cannot find ec2ssh's data directory",
-            "set HOME (or XDG_DATA_HOME)",
-        )
-    })?;
+    let paths = crate::config::Paths::detect().ok_or_else(AppError::no_data_dir)?;
     let key = crate::connect::key::managed(&paths.data_dir)
         .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let instance = crate::fleet::Instance {
@@ -422,22 +405,10 @@ async fn region_for(ctx: &AwsContext, target: &str) -> Result<String, AppError> 
 /// `session-manager-plugin` on PATH.
 fn find_plugin() -> Result<PathBuf, AppError> {
     const NAME: &str = "session-manager-plugin";
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(NAME))
-        .find(|p| is_executable(p))
-        .ok_or_else(|| AppError::other(
+    crate::config::find_program(NAME).ok_or_else(|| AppError::other(
             "--transport plugin needs Amazon's session-manager-plugin, which is not on PATH",
             "install it (https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html), or use the built-in client: drop --transport plugin / set transport = \"native\"",
         ))
-}
-
-fn is_executable(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 /// The first plugin version that reads the StartSession response from an environment

@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 use crate::cli::ScpArgs;
 use crate::connect::Connector;
 use crate::error::AppError;
-use crate::fleet::{self, select, Instance};
+use crate::fleet::{self, Instance};
+use crate::select;
 use crate::signals::{self, Signals};
 use crate::text::{fit, human_bytes, human_duration, sanitize};
 use crate::transfer::{self, CopySpec, Direction, HostResult, Request, Update};
@@ -74,7 +75,7 @@ pub async fn run(
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let show = (std::io::stderr().is_terminal()).then(|| Bars::new(&hosts, total));
     let display = tokio::spawn(follow(rx, show));
-    let work = transfer::run(&connector, &hosts, &req, tx, cancel_rx);
+    let work = crate::connect::many::copy_many(&connector, &hosts, &req, tx, cancel_rx);
     tokio::pin!(work);
     let mut interrupted = None;
     let results = loop {

@@ -5,7 +5,8 @@
 use crate::aws::AwsContext;
 use crate::cli::ShellArgs;
 use crate::error::AppError;
-use crate::fleet::{self, select};
+use crate::fleet;
+use crate::select;
 use crate::signals::Signals;
 
 pub async fn run(ctx: &AwsContext, args: &ShellArgs) -> Result<u8, AppError> {
@@ -13,7 +14,6 @@ pub async fn run(ctx: &AwsContext, args: &ShellArgs) -> Result<u8, AppError> {
     let mut signals = Signals::install();
     let inventory = fleet::fetch(ctx).await?;
     let instance = select::find_online(&inventory.instances, &args.target)?;
-    let done =
-        crate::connect::shell::run(ctx, instance, args.document.as_deref(), &mut signals).await?;
+    let done = crate::shell::run(ctx, instance, args.document.as_deref(), &mut signals).await?;
     Ok(done.code.clamp(0, 255) as u8)
 }

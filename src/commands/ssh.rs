@@ -5,7 +5,8 @@
 use crate::cli::SshArgs;
 use crate::connect::Connector;
 use crate::error::AppError;
-use crate::fleet::{self, select};
+use crate::fleet;
+use crate::select;
 use crate::signals::Signals;
 
 pub async fn run(mut connector: Connector, args: &SshArgs) -> Result<u8, AppError> {

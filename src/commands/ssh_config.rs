@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::fleet::{self, Instance};
 
 pub async fn run(ctx: &AwsContext, args: &SshConfigArgs) -> Result<u8, AppError> {
-    if !user::valid(&args.user) {
+    if !crate::names::valid_login(&args.user) {
         return Err(AppError::other(
             format!(
                 "{:?} is not a valid login name",
@@ -23,12 +23,7 @@ pub async fn run(ctx: &AwsContext, args: &SshConfigArgs) -> Result<u8, AppError>
             "use e.g. --user ec2-user",
         ));
     }
-    let paths = Paths::detect().ok_or_else(|| {
-        AppError::other(
-            "cannot find ec2ssh's data directory",
-            "set HOME (or XDG_DATA_HOME)",
-        )
-    })?;
+    let paths = Paths::detect().ok_or_else(AppError::no_data_dir)?;
     let key = key::managed(&paths.data_dir).map_err(|e| AppError::other(e.to_string(), e.fix()))?;
     let exe = std::env::current_exe().map_err(|e| {
         AppError::other(
@@ -113,7 +108,7 @@ pub fn render(b: &Block) -> Result<String, EscapeError> {
     let aliases: Vec<(&str, &Instance)> = b
         .instances
         .iter()
-        .filter(|i| !i.is_hybrid() && crate::commands::proxy::is_target_id(&i.id))
+        .filter(|i| !i.is_hybrid() && crate::names::is_instance_id(&i.id))
         .filter(|i| {
             !i.region.is_empty()
                 && i.region

@@ -118,14 +118,10 @@ pub fn private_dir(base: &Path, prefix: &str) -> Result<tempfile::TempDir, KeyEr
 pub fn managed(data_dir: &Path) -> Result<ConnectionKey, KeyError> {
     let private = data_dir.join("id_ed25519");
     if !private.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|source| KeyError::Dir {
-                dir: data_dir.to_path_buf(),
-                source,
-            })?;
+        create_dir_0700(data_dir).map_err(|source| KeyError::Dir {
+            dir: data_dir.to_path_buf(),
+            source,
+        })?;
         let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
         key.set_comment("ec2ssh managed key");
         let tmp = tempfile::NamedTempFile::new_in(data_dir)?;
@@ -154,6 +150,14 @@ fn current_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (nothing if it exists).
+pub fn create_dir_0700(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Makes `dir` a directory only we can enter: created 0700 when missing, and whether
 /// just created or found, checked without following links (lstat): a directory, not a
 /// symlink, owned by our uid, with no access for group or others. Anything else is
@@ -170,11 +174,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
     };
     if let Some(parent) = dir.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(err)?;
+            create_dir_0700(parent).map_err(err)?;
         }
     }
     let created = match std::fs::DirBuilder::new().mode(0o700).create(dir) {

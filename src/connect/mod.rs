@@ -5,8 +5,8 @@
 
 pub mod copy;
 pub mod key;
+pub mod many;
 pub mod push;
-pub mod shell;
 pub mod ssh;
 pub mod ssh_escape;
 pub mod user;
@@ -140,7 +140,7 @@ impl Connector {
         key: Option<PathBuf>,
     ) -> Result<(), AppError> {
         if let Some(u) = &user {
-            if !user::valid(u) {
+            if !crate::names::valid_login(u) {
                 return Err(AppError::other(
                     format!("{:?} is not a valid login name", crate::text::sanitize(u)),
                     "use letters, digits, '.', '_', '-' (e.g. ec2-user)",
@@ -166,7 +166,7 @@ impl Connector {
     }
 
     fn known_hosts(&self) -> Result<PathBuf, AppError> {
-        let paths = self.paths.as_ref().ok_or_else(no_home)?;
+        let paths = self.paths.as_ref().ok_or_else(AppError::no_data_dir)?;
         create_private_dir(&paths.data_dir)?;
         Ok(paths.known_hosts())
     }
@@ -508,24 +508,12 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-fn no_home() -> AppError {
-    AppError::other(
-        "cannot find a home directory for ec2ssh's known_hosts",
-        "set HOME (or XDG_DATA_HOME)",
-    )
-}
-
 /// Creates `dir` (and parents) with mode 0700 when missing.
 pub fn create_private_dir(dir: &std::path::Path) -> Result<(), AppError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| {
-            AppError::other(
-                format!("cannot create {}: {e}", dir.display()),
-                "check the permissions of its parent directory",
-            )
-        })
+    key::create_dir_0700(dir).map_err(|e| {
+        AppError::other(
+            format!("cannot create {}: {e}", dir.display()),
+            "check the permissions of its parent directory",
+        )
+    })
 }

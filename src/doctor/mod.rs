@@ -7,7 +7,10 @@
 pub mod checks;
 pub mod evidence;
 pub mod facts;
+pub mod gather;
 pub mod policy;
+
+pub use gather::diagnose;
 
 use serde::Serialize;
 

@@ -8,7 +8,6 @@ pub mod merge;
 pub mod model;
 pub mod ping;
 pub mod reach;
-pub mod select;
 
 pub use cache::{Cache, CacheFile, Cached};
 pub use inventory::{fetch, FetchError, Inventory};

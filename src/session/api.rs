@@ -169,20 +169,30 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// TerminateSession, bounded; a failure is a warning (the session then ends at its
-    /// idle timeout), never an error on the way out.
-    pub async fn terminate(&self) {
+    /// TerminateSession, bounded. A failure is for a warning (the session then ends
+    /// at its idle timeout), never an error on the way out: the text says what failed.
+    pub async fn terminate(&self) -> Result<(), String> {
         match tokio::time::timeout(TERMINATE_TIMEOUT, self.api.terminate(&self.id)).await {
-            Ok(Ok(())) => tracing::debug!(session = %self.id, "session terminated"),
-            Ok(Err(e)) => eprintln!(
-                "ec2ssh: warning: could not terminate session {}: {}",
+            Ok(Ok(())) => {
+                tracing::debug!(session = %self.id, "session terminated");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!(
+                "could not terminate session {}: {}",
                 self.id,
                 e.summary()
-            ),
-            Err(_) => eprintln!(
-                "ec2ssh: warning: TerminateSession for {} timed out; the session ends at its idle timeout",
+            )),
+            Err(_) => Err(format!(
+                "TerminateSession for {} timed out; the session ends at its idle timeout",
                 self.id
-            ),
+            )),
+        }
+    }
+
+    /// [`terminate`](Self::terminate), telling the user when it failed.
+    pub async fn end(&self, tell: fn(&str)) {
+        if let Err(why) = self.terminate().await {
+            tell(&format!("warning: {why}"));
         }
     }
 }

@@ -31,8 +31,8 @@ pub struct DriverConfig {
     /// From connecting until the session is established (HandshakeComplete, or a
     /// shell's first output); `None` waits as long as it takes, as the plugin does.
     pub handshake_timeout: Option<Duration>,
-    /// While not established, when to tell the user on stderr that the agent has not
-    /// answered yet.
+    /// While not established, when to tell the user (through `tell`) that the agent
+    /// has not answered yet.
     pub waiting_notice: Option<Duration>,
     /// After end of input, how long unacknowledged data may take to be delivered.
     pub drain_timeout: Duration,
@@ -47,6 +47,10 @@ pub struct DriverConfig {
     pub connect_attempts: u32,
     /// The ClientVersion we claim (it selects the agent's modes).
     pub client_version: &'static str,
+    /// How a line for the user (the waiting notice, the agent's customer message,
+    /// already sanitised) reaches them; the default drops it. The caller decides:
+    /// e.g. [`crate::terminal::say`].
+    pub tell: fn(&str),
 }
 
 impl Default for DriverConfig {
@@ -60,6 +64,7 @@ impl Default for DriverConfig {
             dead_after: Duration::from_secs(75),
             connect_attempts: 5,
             client_version: super::client::CLIENT_VERSION,
+            tell: |_| {},
         }
     }
 }
@@ -178,7 +183,7 @@ pub trait Resume {
 pub async fn run<O, R>(
     dial: Dial,
     mut input: mpsc::Receiver<Input>,
-    mut output: O,
+    output: O,
     notices: Option<mpsc::UnboundedSender<Notice>>,
     resumer: &R,
     config: &DriverConfig,
@@ -187,11 +192,6 @@ where
     O: AsyncWrite + Unpin,
     R: Resume,
 {
-    let notify = |n: Notice| {
-        if let Some(tx) = &notices {
-            let _ = tx.send(n);
-        }
-    };
     let epoch = Instant::now();
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -200,104 +200,203 @@ where
     let mut session = ClientSession::new(unix_ms);
     session.set_client_version(config.client_version);
     let url = dial.stream_url.clone();
-    let mut ws = connect(&url, &session, &dial.token, config, None::<&R>).await?;
+    let ws = connect(&url, &session, &dial.token, config, None::<&R>).await?;
     tracing::debug!(%url, "data channel open");
 
     let started = tokio::time::Instant::now();
+    let mut tunnel = Tunnel {
+        session,
+        ws,
+        url,
+        epoch,
+        config,
+        output,
+        notices,
+        established: false,
+        last_heard: Instant::now(),
+        input_open: true,
+        input_ended: None,
+        flag_sent: None,
+        out: Vec::new(),
+    };
     let handshake_deadline = config.handshake_timeout.map(|t| started + t);
     let mut waiting_notice = config.waiting_notice.map(|t| started + t);
-    let mut established = false;
     let mut keepalive = tokio::time::interval(config.keepalive);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
-    let mut input_open = true;
-    let mut input_ended: Option<Instant> = None;
-    let mut flag_sent: Option<Instant> = None;
-    let mut out = Vec::new();
 
     loop {
         let now = epoch.elapsed();
-        let timer = session
+        let timer = tunnel
+            .session
             .poll_timeout()
             .map(|t| tokio::time::Instant::from_std(epoch + t));
-        let reading = input_open && session.can_send();
+        let reading = tunnel.input_open && tunnel.session.can_send();
+        let waiting = !tunnel.established;
+        let wake = tokio::select! {
+            frame = tunnel.ws.next() => Wake::Frame(frame),
+            item = input.recv(), if reading => Wake::Input(item),
+            _ = sleep_until(timer), if timer.is_some() => Wake::Timer,
+            _ = sleep_until(handshake_deadline), if handshake_deadline.is_some() && waiting => {
+                Wake::HandshakeDeadline
+            }
+            _ = sleep_until(waiting_notice), if waiting_notice.is_some() && waiting => {
+                Wake::WaitingNotice
+            }
+            _ = keepalive.tick() => Wake::Keepalive,
+        };
         let mut broken = false;
-
-        tokio::select! {
-            frame = ws.next() => match frame {
-                Some(Ok(WsMessage::Binary(b))) => {
-                    last_heard = Instant::now();
-                    feed(&mut session, now, &b);
-                    // Take whatever else already arrived before answering, so acks and
-                    // output leave in batches.
-                    while let Some(Some(Ok(more))) = futures::FutureExt::now_or_never(ws.next()) {
-                        if let WsMessage::Binary(b) = &more {
-                            feed(&mut session, epoch.elapsed(), b);
-                        } else if let WsMessage::Text(t) = &more {
-                            feed(&mut session, epoch.elapsed(), t.as_bytes());
-                        } else if matches!(more, WsMessage::Close(_)) {
-                            broken = true;
-                            break;
-                        }
-                    }
-                }
-                Some(Ok(WsMessage::Text(t))) => {
-                    last_heard = Instant::now();
-                    feed(&mut session, now, t.as_bytes());
-                }
-                Some(Ok(WsMessage::Close(reason))) => {
-                    tracing::debug!(?reason, "the service closed the websocket");
-                    broken = true;
-                }
-                Some(Ok(_)) => last_heard = Instant::now(),
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "websocket read failed");
-                    broken = true;
-                }
-                None => broken = true,
-            },
-            item = input.recv(), if reading => match item {
-                Some(item) => {
-                    let sent = match item {
-                        Input::Data(bytes) => session.send_data(now, &bytes),
-                        Input::Flag(flag) => session.send_flag(now, flag),
-                        Input::Size { cols, rows } => session.send_size(now, cols, rows),
-                    };
-                    if let Err(e) = sent {
-                        tracing::debug!(error = %e, "input refused");
-                    }
-                }
-                None => {
-                    input_open = false;
-                    input_ended = Some(Instant::now());
-                    tracing::debug!("end of input; draining");
-                }
-            },
-            _ = sleep_until(timer), if timer.is_some() => session.handle_timeout(now),
-            _ = sleep_until(handshake_deadline), if handshake_deadline.is_some() && !established => {
-                return Err(TunnelError::HandshakeTimeout(config.handshake_timeout.unwrap_or_default()));
+        match wake {
+            Wake::Frame(frame) => broken = tunnel.read(now, frame),
+            Wake::Input(item) => tunnel.take_input(now, item),
+            Wake::Timer => tunnel.session.handle_timeout(now),
+            Wake::HandshakeDeadline => {
+                return Err(TunnelError::HandshakeTimeout(
+                    config.handshake_timeout.unwrap_or_default(),
+                ));
             }
-            _ = sleep_until(waiting_notice), if waiting_notice.is_some() && !established => {
+            Wake::WaitingNotice => {
                 waiting_notice = None;
-                tell("the SSM agent has not answered yet; still waiting (Ctrl-C gives up)");
+                (config.tell)(
+                    "the SSM agent has not answered yet; still waiting (Ctrl-C gives up)",
+                );
             }
-            _ = keepalive.tick() => {
-                if last_heard.elapsed() > config.dead_after {
-                    tracing::debug!("no traffic from the service; reconnecting");
-                    broken = true;
-                } else if let Err(e) = ws.send(WsMessage::Ping("keepalive".into())).await {
-                    tracing::debug!(error = %e, "keepalive failed");
-                    broken = true;
-                }
-            }
+            Wake::Keepalive => broken = !tunnel.keep_alive().await,
         }
+        if let Some(finish) = tunnel.act().await? {
+            return Ok(finish);
+        }
+        if let Some(finish) = tunnel.after_input().await {
+            return Ok(finish);
+        }
+        if !broken {
+            broken = !flush_ws(&mut tunnel.ws, &mut tunnel.session).await;
+        }
+        if broken {
+            tunnel.ws = reconnect(&tunnel.url, &mut tunnel.session, resumer, config, epoch).await?;
+            tunnel.last_heard = Instant::now();
+        }
+    }
+}
 
-        // Act on what the session produced. Output is gathered and written once.
-        out.clear();
+/// What woke the driver up.
+enum Wake {
+    Frame(Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>),
+    Input(Option<Input>),
+    Timer,
+    HandshakeDeadline,
+    WaitingNotice,
+    Keepalive,
+}
+
+/// One tunnel's state between wake-ups.
+struct Tunnel<'c, O> {
+    session: ClientSession,
+    ws: Ws,
+    url: String,
+    epoch: Instant,
+    config: &'c DriverConfig,
+    output: O,
+    notices: Option<mpsc::UnboundedSender<Notice>>,
+    established: bool,
+    last_heard: Instant,
+    input_open: bool,
+    input_ended: Option<Instant>,
+    /// When the in-band TerminateSession flag went out.
+    flag_sent: Option<Instant>,
+    /// Output gathered from one wake-up's events, written at once.
+    out: Vec<u8>,
+}
+
+impl<O: AsyncWrite + Unpin> Tunnel<'_, O> {
+    fn notify(&self, n: Notice) {
+        if let Some(tx) = &self.notices {
+            let _ = tx.send(n);
+        }
+    }
+
+    /// Feeds a websocket message, and whatever else already arrived (so acks and
+    /// output leave in batches). True when the websocket is broken.
+    fn read(
+        &mut self,
+        now: Duration,
+        frame: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
+    ) -> bool {
+        match frame {
+            Some(Ok(WsMessage::Binary(b))) => {
+                self.last_heard = Instant::now();
+                feed(&mut self.session, now, &b);
+                while let Some(Some(Ok(more))) = futures::FutureExt::now_or_never(self.ws.next()) {
+                    match &more {
+                        WsMessage::Binary(b) => feed(&mut self.session, self.epoch.elapsed(), b),
+                        WsMessage::Text(t) => {
+                            feed(&mut self.session, self.epoch.elapsed(), t.as_bytes())
+                        }
+                        WsMessage::Close(_) => return true,
+                        _ => {}
+                    }
+                }
+                false
+            }
+            Some(Ok(WsMessage::Text(t))) => {
+                self.last_heard = Instant::now();
+                feed(&mut self.session, now, t.as_bytes());
+                false
+            }
+            Some(Ok(WsMessage::Close(reason))) => {
+                tracing::debug!(?reason, "the service closed the websocket");
+                true
+            }
+            Some(Ok(_)) => {
+                self.last_heard = Instant::now();
+                false
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "websocket read failed");
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn take_input(&mut self, now: Duration, item: Option<Input>) {
+        let Some(item) = item else {
+            self.input_open = false;
+            self.input_ended = Some(Instant::now());
+            tracing::debug!("end of input; draining");
+            return;
+        };
+        let sent = match item {
+            Input::Data(bytes) => self.session.send_data(now, &bytes),
+            Input::Flag(flag) => self.session.send_flag(now, flag),
+            Input::Size { cols, rows } => self.session.send_size(now, cols, rows),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "input refused");
+        }
+    }
+
+    /// A websocket ping, unless the service has been silent too long. False when the
+    /// connection counts as broken.
+    async fn keep_alive(&mut self) -> bool {
+        if self.last_heard.elapsed() > self.config.dead_after {
+            tracing::debug!("no traffic from the service; reconnecting");
+            return false;
+        }
+        if let Err(e) = self.ws.send(WsMessage::Ping("keepalive".into())).await {
+            tracing::debug!(error = %e, "keepalive failed");
+            return false;
+        }
+        true
+    }
+
+    /// Acts on what the session produced: output written once, notices sent, the
+    /// user told; the finish when the service closed the channel.
+    async fn act(&mut self) -> Result<Option<Finish>, TunnelError> {
+        self.out.clear();
         let mut closed = None;
-        while let Some(event) = session.poll_event() {
+        while let Some(event) = self.session.poll_event() {
             match event {
-                Event::Data(bytes) => out.extend_from_slice(&bytes),
+                Event::Data(bytes) | Event::Stderr(bytes) => self.out.extend_from_slice(&bytes),
                 Event::Closed { reason } => {
                     closed = Some(reason);
                     break;
@@ -305,88 +404,76 @@ where
                 Event::HandshakeFailed(why) => return Err(TunnelError::Handshake(why)),
                 Event::RetransmitLimitReached => {
                     return Err(TunnelError::Unacknowledged(
-                        session.channel().expected_sequence(),
+                        self.session.channel().expected_sequence(),
                     ))
                 }
                 Event::HandshakeComplete {
                     customer_message,
                     time_to_complete,
                 } => {
-                    tracing::debug!(agent = ?session.agent_version(), ?time_to_complete, "handshake complete");
+                    tracing::debug!(agent = ?self.session.agent_version(), ?time_to_complete, "handshake complete");
                     // The agent's text is untrusted: it goes to the user's terminal.
                     let message = customer_message.trim();
                     if !message.is_empty() {
-                        tell(&sanitize(message));
+                        (self.config.tell)(&sanitize(message));
                     }
                 }
-                Event::Stderr(bytes) => out.extend_from_slice(&bytes),
-                Event::Flag(flag) => notify(Notice::Flag(flag)),
-                Event::ExitCode(text) => notify(Notice::ExitCode(text)),
+                Event::Flag(flag) => self.notify(Notice::Flag(flag)),
+                Event::ExitCode(text) => self.notify(Notice::ExitCode(text)),
                 other => tracing::trace!(?other, "session event"),
             }
         }
-        if !established && session.is_established() {
-            established = true;
-            notify(Notice::Established {
-                agent_version: session.agent_version().map(String::from),
-                session_type: session.session_type().cloned(),
+        if !self.established && self.session.is_established() {
+            self.established = true;
+            self.notify(Notice::Established {
+                agent_version: self.session.agent_version().map(String::from),
+                session_type: self.session.session_type().cloned(),
             });
         }
-        if !out.is_empty() {
-            if let Err(e) = write_out(&mut output, &out).await {
-                return output_failed(e);
+        if !self.out.is_empty() {
+            if let Err(e) = write_out(&mut self.output, &self.out).await {
+                return output_failed(e).map(Some);
             }
         }
         if let Some(reason) = closed {
-            let _ = ws.close(None).await;
-            return Ok(Finish::Closed { reason });
+            let _ = self.ws.close(None).await;
+            return Ok(Some(Finish::Closed { reason }));
         }
+        Ok(None)
+    }
 
-        // End of input: drain, then say goodbye in-band when the agent understands it.
-        if let Some(ended) = input_ended {
-            let drained = session.is_flushed();
-            if flag_sent.is_none() && (drained || ended.elapsed() > config.drain_timeout) {
-                if !drained {
-                    tracing::warn!(
-                        unacked = session.channel().unacked_len(),
-                        "input ended but not all of it was acknowledged in time"
-                    );
-                }
-                if !session.supports_terminate_flag() {
-                    flush_ws(&mut ws, &mut session).await;
-                    return Ok(Finish::InputDone {
-                        terminated: false,
-                        drained,
-                    });
-                }
-                let _ = session.send_flag(epoch.elapsed(), Flag::TerminateSession);
-                flag_sent = Some(Instant::now());
+    /// After end of input: drain, then say goodbye in-band when the agent understands
+    /// it; the finish once that is done or timed out.
+    async fn after_input(&mut self) -> Option<Finish> {
+        let ended = self.input_ended?;
+        let drained = self.session.is_flushed();
+        if self.flag_sent.is_none() && (drained || ended.elapsed() > self.config.drain_timeout) {
+            if !drained {
+                tracing::warn!(
+                    unacked = self.session.channel().unacked_len(),
+                    "input ended but not all of it was acknowledged in time"
+                );
             }
-            if let Some(sent) = flag_sent {
-                if sent.elapsed() > config.close_timeout {
-                    return Ok(Finish::InputDone {
-                        terminated: false,
-                        drained: session.is_flushed(),
-                    });
-                }
+            if !self.session.supports_terminate_flag() {
+                flush_ws(&mut self.ws, &mut self.session).await;
+                return Some(Finish::InputDone {
+                    terminated: false,
+                    drained,
+                });
             }
+            let _ = self
+                .session
+                .send_flag(self.epoch.elapsed(), Flag::TerminateSession);
+            self.flag_sent = Some(Instant::now());
         }
-
-        if !broken {
-            broken = !flush_ws(&mut ws, &mut session).await;
-        }
-        if broken {
-            ws = reconnect(&url, &mut session, resumer, config, epoch).await?;
-            last_heard = Instant::now();
+        match self.flag_sent {
+            Some(sent) if sent.elapsed() > self.config.close_timeout => Some(Finish::InputDone {
+                terminated: false,
+                drained: self.session.is_flushed(),
+            }),
+            _ => None,
         }
     }
-}
-
-/// One line for the user on stderr, ending in CR LF: the terminal may be in raw mode
-/// (a shell session, or ssh's own session around a ProxyCommand).
-fn tell(text: &str) {
-    use std::io::Write;
-    let _ = write!(std::io::stderr(), "ec2ssh: {text}\r\n");
 }
 
 async fn write_out<O: AsyncWrite + Unpin>(output: &mut O, bytes: &[u8]) -> std::io::Result<()> {

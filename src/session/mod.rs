@@ -17,6 +17,7 @@ pub mod codec;
 pub mod driver;
 pub mod messages;
 pub mod smux;
+pub mod stdin;
 
 #[cfg(test)]
 mod testnet;

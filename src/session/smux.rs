@@ -228,10 +228,6 @@ impl Mux {
         self.streams.contains_key(&id)
     }
 
-    pub fn open_streams(&self) -> usize {
-        self.streams.len()
-    }
-
     /// Feeds received bytes; events become available from [`Mux::poll_event`]. A
     /// protocol error is fatal for the session.
     pub fn receive(&mut self, bytes: &[u8]) -> Result<(), SmuxError> {

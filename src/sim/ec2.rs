@@ -1,17 +1,17 @@
 //! EC2 `DescribeInstances` in the query protocol: form parameters in, XML out.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::fleet::SimInstance;
+use super::query::{self, escape_into, Params};
 use super::{ApiError, SimState};
 
-/// The form parameters of an EC2 query request (`Action`, `Filter.1.Name`, …).
-pub type Params = BTreeMap<String, String>;
-
 pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<String, ApiError> {
-    let ids: Vec<&str> = indexed(p, "InstanceId").collect();
-    let filters = filters(p)?;
+    let ids: Vec<&str> = query::indexed(p, "InstanceId").collect();
+    let filters = query::filters(p, |name| {
+        ["instance-state-name", "instance-id", "tag-key"].contains(&name)
+            || name.starts_with("tag:")
+    })?;
     let fleet = &state.fleet.instances;
     let positions = state.region_positions(region);
     let wanted = |i: &SimInstance| {
@@ -204,34 +204,6 @@ fn element(xml: &mut String, name: &str, value: Option<&str>) {
     }
 }
 
-/// `Prefix.1`, `Prefix.2`, … values in order.
-fn indexed<'a>(p: &'a Params, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    (1..).map_while(move |n| p.get(&format!("{prefix}.{n}")).map(String::as_str))
-}
-
-fn filters(p: &Params) -> Result<Vec<(String, Vec<String>)>, ApiError> {
-    let mut out = Vec::new();
-    for n in 1.. {
-        let Some(name) = p.get(&format!("Filter.{n}.Name")) else {
-            break;
-        };
-        let values: Vec<String> = indexed(p, &format!("Filter.{n}.Value"))
-            .map(str::to_string)
-            .collect();
-        let known = ["instance-state-name", "instance-id", "tag-key"].contains(&name.as_str())
-            || name.starts_with("tag:");
-        if !known {
-            return Err(ApiError::new(
-                400,
-                "InvalidParameterValue",
-                format!("The filter '{name}' is invalid"),
-            ));
-        }
-        out.push((name.clone(), values));
-    }
-    Ok(out)
-}
-
 fn matches(i: &SimInstance, name: &str, values: &[String]) -> bool {
     let any = |v: Option<&str>| v.is_some_and(|v| values.iter().any(|w| w == v));
     let tags = i.tags_with_name();
@@ -243,49 +215,5 @@ fn matches(i: &SimInstance, name: &str, values: &[String]) -> bool {
             .strip_prefix("tag:")
             .and_then(|k| tags.get(k))
             .map(String::as_str)),
-    }
-}
-
-/// Escapes XML text. Characters XML 1.0 cannot carry at all (most C0 controls)
-/// are sent as numeric references, which is what the SDK's parser accepts.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    escape_into(&mut out, s);
-    out
-}
-
-/// [`escape`], appended to `out`.
-pub fn escape_into(out: &mut String, s: &str) {
-    if !s
-        .bytes()
-        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | 0..=0x1f | 0x7f..))
-    {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => {
-                let _ = write!(out, "&#x{:X};", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping() {
-        assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
-        assert_eq!(escape("x\u{1b}[31m\n"), "x&#x1B;[31m&#xA;");
-        assert_eq!(escape("日本"), "日本");
     }
 }

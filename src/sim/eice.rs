@@ -41,7 +41,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::auth;
-use super::ec2::{escape, Params};
+use super::query::{escape, Params};
 use super::{ApiError, SimState};
 use crate::doctor::facts::cidr_contains;
 
@@ -169,8 +169,10 @@ const FILTERS: [&str; 4] = [
 
 /// `DescribeInstanceConnectEndpoints`: ids, the four filters, MaxResults/NextToken.
 pub fn describe(state: &SimState, region: &str, p: &Params) -> Result<String, ApiError> {
-    let filters = super::vpc::filters(p, &FILTERS)?;
-    let ids = super::vpc::indexed(p, "InstanceConnectEndpointId");
+    let filters = super::query::filters(p, |n| FILTERS.contains(&n))?;
+    let ids: Vec<String> = super::query::indexed(p, "InstanceConnectEndpointId")
+        .map(str::to_string)
+        .collect();
     let max: usize = match p.get("MaxResults") {
         None => 50,
         Some(m) => m.parse().ok().filter(|m| (1..=50).contains(m)).ok_or_else(|| {

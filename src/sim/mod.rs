@@ -14,6 +14,7 @@ mod gateway_tests;
 pub mod instance_connect;
 pub mod mux;
 pub mod pacing;
+pub mod query;
 mod server;
 #[cfg(test)]
 mod session_tests;

@@ -16,7 +16,7 @@ use axum::Router;
 
 use super::auth::{self, Protocol};
 use super::{
-    ec2, eice, gateway, instance_connect, sessions, ssm, throttle, vpc, ApiError, SimState,
+    ec2, eice, gateway, instance_connect, query, sessions, ssm, throttle, vpc, ApiError, SimState,
 };
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
@@ -50,7 +50,7 @@ async fn stats(axum::extract::State(state): axum::extract::State<Arc<SimState>>)
 /// One API request: which protocol it speaks and which service signs for it.
 enum Call<'a> {
     Json { target: &'a str },
-    Query { params: ec2::Params },
+    Query { params: query::Params },
 }
 
 impl Call<'_> {
@@ -75,7 +75,7 @@ impl Call<'_> {
     }
 }
 
-fn is_sts(params: &ec2::Params) -> bool {
+fn is_sts(params: &query::Params) -> bool {
     params.get("Action").map(String::as_str) == Some("GetCallerIdentity")
 }
 
@@ -143,8 +143,8 @@ fn error_response(state: &SimState, protocol: Protocol, e: ApiError) -> Response
         Protocol::Ec2 => {
             let xml = format!(
                 r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>"#,
-                ec2::escape(&e.code),
-                ec2::escape(&e.message),
+                query::escape(&e.code),
+                query::escape(&e.message),
                 state.request_id()
             );
             (status, [("content-type", "text/xml;charset=UTF-8")], xml).into_response()
@@ -152,8 +152,8 @@ fn error_response(state: &SimState, protocol: Protocol, e: ApiError) -> Response
         Protocol::Sts => {
             let xml = format!(
                 r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>"#,
-                ec2::escape(&e.code),
-                ec2::escape(&e.message),
+                query::escape(&e.code),
+                query::escape(&e.message),
                 state.request_id()
             );
             (status, [("content-type", "text/xml")], xml).into_response()
@@ -233,7 +233,7 @@ pub fn parse_json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     }
 }
 
-fn query_call(state: &SimState, region: &str, params: &ec2::Params) -> Response {
+fn query_call(state: &SimState, region: &str, params: &query::Params) -> Response {
     let action = params.get("Action").map(String::as_str).unwrap_or("");
     let result = match action {
         "DescribeInstances" => deny(state, "ec2:DescribeInstances", true)

@@ -18,13 +18,8 @@ pub fn find() -> Option<PathBuf> {
     candidates
         .iter()
         .map(PathBuf::from)
-        .chain(
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .map(|d| d.join("sshd")),
-        )
         .find(|p| p.is_file())
+        .or_else(|| crate::config::find_program("sshd"))
 }
 
 /// A running sshd; killed when dropped.

@@ -27,7 +27,7 @@
 
 use serde::Deserialize;
 
-use super::ec2::{escape, Params};
+use super::query::{self, escape, Params};
 use super::{ApiError, SimState};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -155,34 +155,6 @@ fn suffix(id: &str) -> &str {
     id.split_once('-').map(|(_, s)| s).unwrap_or(id)
 }
 
-/// `Filter.N.Name` → values, for the filters these operations accept.
-pub(super) fn filters(p: &Params, known: &[&str]) -> Result<Vec<(String, Vec<String>)>, ApiError> {
-    let mut out = Vec::new();
-    for n in 1.. {
-        let Some(name) = p.get(&format!("Filter.{n}.Name")) else {
-            break;
-        };
-        if !known.contains(&name.as_str()) {
-            return Err(ApiError::new(
-                400,
-                "InvalidParameterValue",
-                format!("The filter '{name}' is invalid"),
-            ));
-        }
-        let values = (1..)
-            .map_while(|k| p.get(&format!("Filter.{n}.Value.{k}")).cloned())
-            .collect();
-        out.push((name.clone(), values));
-    }
-    Ok(out)
-}
-
-pub(super) fn indexed(p: &Params, prefix: &str) -> Vec<String> {
-    (1..)
-        .map_while(|n| p.get(&format!("{prefix}.{n}")).cloned())
-        .collect()
-}
-
 pub(super) fn matches(filters: &[(String, Vec<String>)], name: &str, value: &str) -> bool {
     filters
         .iter()
@@ -208,15 +180,15 @@ pub fn describe_route_tables(
     region: &str,
     p: &Params,
 ) -> Result<String, ApiError> {
-    let f = filters(
-        p,
-        &[
+    let f = query::filters(p, |n| {
+        [
             "association.subnet-id",
             "vpc-id",
             "association.main",
             "route-table-id",
-        ],
-    )?;
+        ]
+        .contains(&n)
+    })?;
     let mut tables = Vec::new();
     for v in &state.fleet.vpcs {
         if vpc_region(state, &v.id) != Some(region) {
@@ -309,8 +281,12 @@ pub fn describe_vpc_endpoints(
     region: &str,
     p: &Params,
 ) -> Result<String, ApiError> {
-    let f = filters(p, &["vpc-id", "service-name", "vpc-endpoint-type"])?;
-    let ids = indexed(p, "VpcEndpointId");
+    let f = query::filters(p, |n| {
+        ["vpc-id", "service-name", "vpc-endpoint-type"].contains(&n)
+    })?;
+    let ids: Vec<String> = query::indexed(p, "VpcEndpointId")
+        .map(str::to_string)
+        .collect();
     let mut xml = String::from("<vpcEndpointSet>");
     for e in &state.fleet.endpoints {
         let id =
@@ -390,8 +366,8 @@ pub fn describe_security_groups(
     _region: &str,
     p: &Params,
 ) -> Result<String, ApiError> {
-    let f = filters(p, &["group-id", "vpc-id"])?;
-    let ids = indexed(p, "GroupId");
+    let f = query::filters(p, |n| ["group-id", "vpc-id"].contains(&n))?;
+    let ids: Vec<String> = query::indexed(p, "GroupId").map(str::to_string).collect();
     if let Some(missing) = ids
         .iter()
         .find(|id| !state.fleet.security_groups.iter().any(|g| &g.id == *id))

@@ -6,7 +6,6 @@ pub mod app;
 pub mod columns;
 pub mod keys;
 pub mod push;
-pub mod terminal;
 pub mod view;
 
 use std::time::{Duration, Instant};
@@ -20,9 +19,10 @@ use crate::connect::Connector;
 use crate::error::AppError;
 use crate::fleet::{self, Cache};
 use crate::signals::{self, Signals};
+use crate::terminal::{self, TerminalGuard};
+use crate::time::unix_now;
 use crate::transfer::{self, CopySpec, Direction, Request, Update};
 use app::{Action, App, Effect, Source};
-use terminal::TerminalGuard;
 use view::Theme;
 
 /// How the picker starts.
@@ -52,13 +52,6 @@ pub enum Outcome {
     /// `once`: the ssh session ended with this exit code.
     Connected(i32),
     Cancelled,
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn spawn_refresh(ctx: &AwsContext, tx: &mpsc::UnboundedSender<Action>) {
@@ -332,7 +325,7 @@ pub async fn run(
                     "ec2ssh: opening a Session Manager shell on {name} ({})",
                     crate::text::sanitize(&instance.id)
                 );
-                let result = crate::connect::shell::run(&ctx, &instance, None, &mut signals).await;
+                let result = crate::shell::run(&ctx, &instance, None, &mut signals).await;
                 if result.is_ok() {
                     app.evidence.shell_opened(&instance);
                 }
@@ -362,8 +355,7 @@ pub async fn run(
                     .unwrap_or_else(|| id.clone());
                 let evidence = app.evidence.clone();
                 tokio::spawn(async move {
-                    let checks =
-                        crate::commands::doctor::diagnose(&ctx, Some(&id), &evidence).await;
+                    let checks = crate::doctor::diagnose(&ctx, Some(&id), &evidence).await;
                     let _ = tx.send(Action::Diagnosed(name, checks));
                 });
             }
@@ -482,7 +474,7 @@ impl Pushing {
         let task = {
             let hosts = hosts.clone();
             tokio::spawn(async move {
-                transfer::run(&connector, &hosts, &req, utx, cancelled).await;
+                crate::connect::many::copy_many(&connector, &hosts, &req, utx, cancelled).await;
             })
         };
         Pushing {

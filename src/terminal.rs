@@ -89,6 +89,13 @@ pub fn restore() {
     }
 }
 
+/// One line for the user on stderr, `ec2ssh: TEXT`, ending in CR LF: the terminal may
+/// be in raw mode (a shell session, or ssh's own around a ProxyCommand).
+pub fn say(text: &str) {
+    use std::io::Write;
+    let _ = write!(io::stderr(), "ec2ssh: {text}\r\n");
+}
+
 /// The controlling terminal in raw mode and nothing else (no alternate screen), for a
 /// remote shell: every key, Ctrl-C included, becomes bytes. Dropping it, a panic, or
 /// [`restore`] puts the terminal back as it was.

@@ -5,7 +5,6 @@
 //! audited Session Manager shells allow, and it serves Windows (PowerShell) alike.
 
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,11 +18,10 @@ use crate::fleet::Instance;
 use crate::session::api::{Session, SessionApi, Started};
 use crate::session::codec::MAX_STREAM_PAYLOAD;
 use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, Notice, TunnelError};
+use crate::session::stdin::StdinReader;
 use crate::signals::{self, Signals};
-use crate::tui::terminal::RawMode;
+use crate::terminal::RawMode;
 
-/// How often the stdin reader looks whether it should stop.
-const STDIN_POLL: Duration = Duration::from_millis(50);
 /// Ctrl-C as the raw terminal delivers it.
 const CTRL_C: u8 = 0x03;
 
@@ -78,7 +76,7 @@ pub async fn run(
         None => bridge(&started, &session, signals).await,
     };
     if !matches!(outcome, Ok((Finish::Closed { .. }, _))) {
-        session.terminate().await;
+        session.end(crate::terminal::say).await;
     }
     let (finish, code) = outcome.map_err(|e| match e {
         Failure::Tunnel(e) => shell_error(e, instance),
@@ -128,7 +126,16 @@ async fn bridge(
     let gate = Arc::new(Gate::default());
     // Declared before the driver so that it is dropped after it: its thread may wait
     // on a full channel until the driver's receiver goes away.
-    let reader = StdinReader::spawn(tx, gate.clone());
+    let reader = {
+        let gate = gate.clone();
+        StdinReader::spawn(tx, MAX_STREAM_PAYLOAD, move |bytes| {
+            let go_on = !gate.gives_up(bytes);
+            if !go_on {
+                gate.interrupted.notify_one();
+            }
+            go_on
+        })
+    };
     let (notice_tx, mut notice_rx) = mpsc::unbounded_channel();
     let mut code = None;
     let mut winch = signal(SignalKind::window_change())
@@ -138,7 +145,10 @@ async fn bridge(
         stream_url: started.stream_url.clone(),
         token: started.token.clone(),
     };
-    let config = DriverConfig::shell();
+    let config = DriverConfig {
+        tell: crate::terminal::say,
+        ..DriverConfig::shell()
+    };
     let result = {
         let driver = driver::run(
             dial,
@@ -216,15 +226,8 @@ fn shell_error(e: TunnelError, instance: &Instance) -> AppError {
                 id = instance.id
             ),
         ),
-        _ => crate::commands::proxy::tunnel_error(e, &instance.id),
+        _ => crate::error::tunnel_error(e, &instance.id),
     }
-}
-
-/// Reads stdin on a plain thread in chunks of at most one payload, polling so that it
-/// can be stopped: a reader left blocked would steal the next key from the picker.
-struct StdinReader {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Between the stdin reader and the bridge: whether the session is established, and
@@ -239,70 +242,6 @@ impl Gate {
     /// Whether `bytes` read from the terminal mean "give up" rather than input.
     fn gives_up(&self, bytes: &[u8]) -> bool {
         !self.established.load(Ordering::SeqCst) && bytes.contains(&CTRL_C)
-    }
-}
-
-impl StdinReader {
-    fn spawn(tx: mpsc::Sender<Input>, gate: Arc<Gate>) -> StdinReader {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || read_stdin(&tx, &flag, &gate));
-        StdinReader {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for StdinReader {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn read_stdin(tx: &mpsc::Sender<Input>, stop: &AtomicBool, gate: &Gate) {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    use rustix::io::Errno;
-    let stdin = std::io::stdin();
-    let fd = stdin.as_fd();
-    let mut buf = vec![0u8; MAX_STREAM_PAYLOAD];
-    let tick = Timespec {
-        tv_sec: 0,
-        tv_nsec: STDIN_POLL.as_nanos() as _,
-    };
-    while !stop.load(Ordering::SeqCst) {
-        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-        match poll(&mut fds, Some(&tick)) {
-            Ok(0) | Err(Errno::INTR) => continue,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "stdin: poll failed");
-                break;
-            }
-        }
-        match rustix::io::read(fd, &mut buf) {
-            Ok(0) => {
-                tracing::debug!("stdin: end of file");
-                break;
-            }
-            Ok(n) if gate.gives_up(&buf[..n]) => {
-                gate.interrupted.notify_one();
-                break;
-            }
-            Ok(n) => {
-                if tx.blocking_send(Input::Data(buf[..n].to_vec())).is_err() {
-                    break;
-                }
-            }
-            Err(Errno::INTR | Errno::AGAIN) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "stdin: read failed");
-                break;
-            }
-        }
     }
 }
 
@@ -351,7 +290,10 @@ mod tests {
 
     #[test]
     fn shells_wait_for_the_agent_without_a_deadline() {
-        let config = DriverConfig::shell();
+        let config = DriverConfig {
+            tell: crate::terminal::say,
+            ..DriverConfig::shell()
+        };
         assert_eq!(config.handshake_timeout, None);
         assert!(config.waiting_notice.is_some());
     }
