@@ -44,6 +44,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub no_cache: bool,
 
+    /// Path to instances: auto (Session Manager if Online, else an EC2 Instance Connect Endpoint), ssm, eice (default: config `via`, else auto)
+    #[arg(long, global = true, value_enum)]
+    pub via: Option<crate::fleet::Via>,
+
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG also works
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -253,6 +257,22 @@ pub struct ProxyArgs {
     #[arg(long, value_enum)]
     pub transport: Option<crate::config::Transport>,
 
+    /// With --via eice: the endpoint's id (eice-...); default: from the fleet
+    #[arg(long, value_name = "ID", requires = "eice_host")]
+    pub eice_id: Option<String>,
+
+    /// With --via eice: the endpoint's DNS name; default: from the fleet
+    #[arg(long, value_name = "DNS", requires = "eice_id")]
+    pub eice_host: Option<String>,
+
+    /// With --via eice: the instance's private IP; default: from the fleet
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::IpAddr>,
+
+    /// With --via eice: end the tunnel after this many seconds (1-3600; default: config, else 3600)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub max_tunnel_duration: Option<u32>,
+
     /// First push ec2ssh's managed key for this login user with EC2 Instance Connect (ssh's %r)
     #[arg(long, value_name = "USER")]
     pub push_key: Option<String>,
@@ -345,6 +365,10 @@ pub struct IamPolicyArgs {
     /// Add a Deny that stops plain shell sessions, so SSH is the only way in
     #[arg(long)]
     pub ssh_only: bool,
+
+    /// Also allow EC2 Instance Connect Endpoint tunnels to port 22 (OpenTunnel, DescribeInstanceConnectEndpoints)
+    #[arg(long)]
+    pub eice: bool,
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

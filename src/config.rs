@@ -23,6 +23,11 @@ pub struct Config {
     pub cache: Option<bool>,
     /// How sessions are carried: ec2ssh's own client (default) or Amazon's plugin.
     pub transport: Option<Transport>,
+    /// Which path reaches an instance: `auto` (default), `ssm` or `eice`.
+    pub via: Option<crate::fleet::Via>,
+    /// Longest life of an EC2 Instance Connect Endpoint tunnel, seconds (1-3600,
+    /// default 3600).
+    pub max_tunnel_duration: Option<u32>,
     /// Login user per instance id or per Name/id pattern (`*` wildcards), e.g.
     /// `"web-*" = "ubuntu"`.
     pub users: std::collections::BTreeMap<String, String>,

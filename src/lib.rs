@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod connect;
 pub mod doctor;
+pub mod eice;
 pub mod error;
 pub mod filter;
 pub mod fleet;

@@ -77,7 +77,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Some(Command::List(args)) => {
             let (config, ctx) = account(&g).await?;
             let cache = cache_for(&g, &config);
-            commands::list::run(&ctx, cache.as_ref(), &args).await?;
+            commands::list::run(&ctx, cache.as_ref(), &args, via(&g, &config)).await?;
             Ok(0)
         }
         Some(Command::Status(args)) => {
@@ -86,7 +86,8 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         }
         Some(Command::Ssh(args)) => {
             let (config, ctx) = account(&g).await?;
-            let connector = Connector::new(ctx, &config, Paths::detect());
+            let mut connector = Connector::new(ctx, &config, Paths::detect());
+            connector.via = via(&g, &config);
             commands::ssh::run(connector, &args).await
         }
         Some(Command::Shell(args)) => {
@@ -95,7 +96,8 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         }
         Some(Command::Scp(args)) => {
             let (config, ctx) = account(&g).await?;
-            let connector = Connector::new(ctx, &config, Paths::detect());
+            let mut connector = Connector::new(ctx, &config, Paths::detect());
+            connector.via = via(&g, &config);
             commands::scp::run(connector, &args, config.parallel).await
         }
         Some(Command::SshConfig(args)) => {
@@ -114,16 +116,34 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Some(Command::Proxy(args)) => {
             let (config, ctx) = account(&g).await?;
             let cache = cache_for(&g, &config);
-            let transport = args.transport.or(config.transport).unwrap_or_default();
-            commands::proxy::run(&ctx, cache.as_ref(), &args, transport).await
+            let opts = commands::proxy::ProxyOptions {
+                transport: args.transport.or(config.transport).unwrap_or_default(),
+                via: via(&g, &config),
+                max_duration: max_duration(&config),
+            };
+            commands::proxy::run(&ctx, cache.as_ref(), &args, opts).await
         }
         Some(Command::Forward(args)) => {
-            let (_, ctx) = account(&g).await?;
-            commands::forward::run(&ctx, &args).await
+            let (config, ctx) = account(&g).await?;
+            commands::forward::run(&ctx, &args, via(&g, &config), max_duration(&config)).await
         }
         Some(Command::Pick(args)) => pick(&g, &args).await,
         None => pick(&g, &PickArgs::default()).await,
     }
+}
+
+/// Which path reaches instances: `--via`, else the config's, else auto.
+fn via(g: &GlobalArgs, config: &Config) -> ec2ssh::fleet::Via {
+    g.via.or(config.via).unwrap_or_default()
+}
+
+/// An EICE tunnel's life, seconds: the config's (clamped to 1..=3600), else 3600.
+fn max_duration(config: &Config) -> u32 {
+    config
+        .max_tunnel_duration
+        .map_or(ec2ssh::eice::MAX_DURATION, |d| {
+            d.clamp(1, ec2ssh::eice::MAX_DURATION)
+        })
 }
 
 /// Loads the config file and the AWS context it and the flags describe.
@@ -187,7 +207,8 @@ fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
 async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
     let config = Config::load(g.config.as_deref())?;
     let cache = cache_for(g, &config);
-    let opts = commands::pick_options(args, &config);
+    let mut opts = commands::pick_options(args, &config);
+    opts.via = via(g, &config);
     let (g, args, config) = (g.clone(), args.clone(), config.clone());
     let loading = tokio::spawn(async move {
         let ctx = context(&g, &config).await?;
@@ -195,6 +216,7 @@ async fn pick(g: &GlobalArgs, args: &PickArgs) -> Result<u8, AppError> {
             None
         } else {
             let mut c = Connector::new(ctx.clone(), &config, Paths::detect());
+            c.via = via(&g, &config);
             c.set_login(args.user.clone(), args.key.clone())?;
             Some(c)
         };

@@ -83,6 +83,32 @@ pub fn find_online<'a>(instances: &'a [Instance], target: &str) -> Result<&'a In
     Ok(instance)
 }
 
+/// `find`, refusing an instance that no path (`via`) reaches: nothing would work.
+pub fn find_reachable<'a>(
+    instances: &'a [Instance],
+    target: &str,
+    via: crate::fleet::Via,
+) -> Result<&'a Instance, AppError> {
+    let instance = find(instances, target)?;
+    unreachable(instance, via).map_or(Ok(instance), Err)
+}
+
+/// Why no path (`via`) reaches `instance`, as the error a user sees; `None` if one does.
+pub fn unreachable(instance: &Instance, via: crate::fleet::Via) -> Option<AppError> {
+    match crate::fleet::reach::reach(instance, via) {
+        crate::fleet::Reach::None(why) => Some(AppError::other(
+            format!(
+                "no way to reach {} ({}): {}",
+                instance.id,
+                sanitize(instance.display_name()),
+                sanitize(&why)
+            ),
+            format!("`ec2ssh doctor {}` checks why", instance.id),
+        )),
+        _ => None,
+    }
+}
+
 /// The error for an instance that is not Online, with the way to find out why.
 pub fn not_online(instance: &Instance) -> AppError {
     AppError::other(

@@ -344,6 +344,38 @@ impl AwsContext {
         format!("https://ssm.{region}.{suffix}")
     }
 
+    /// Where EC2 Instance Connect Endpoint tunnels are dialled instead of the
+    /// endpoint's own DNS name: `AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT`, else the
+    /// context's endpoint (`AWS_ENDPOINT_URL`, the simulator's). `None`: the real one.
+    pub fn eice_endpoint_override(&self) -> Option<String> {
+        std::env::var("AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.base().endpoint_url().map(str::to_string))
+    }
+
+    /// The credentials of this context, fresh from its provider (for presigning).
+    pub async fn credentials(&self) -> Result<Credentials, AwsError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let none = |message: String| AwsError {
+            action: "ec2-instance-connect:OpenTunnel".into(),
+            region: self.regions.join(", "),
+            kind: AwsErrorKind::NoCredentials,
+            code: None,
+            message,
+            profile: None,
+            sso_login: None,
+        };
+        let provider = self
+            .base()
+            .credentials_provider()
+            .ok_or_else(|| none("no credentials provider".into()))?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| none(crate::text::sanitize(&e.to_string()).into_owned()))
+    }
+
     /// STS, for `ec2ssh doctor`'s "whose credentials are these".
     pub fn sts(&self, region: &str) -> aws_sdk_sts::Client {
         let conf = aws_sdk_sts::config::Builder::from(self.base())

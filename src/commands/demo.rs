@@ -130,6 +130,7 @@ fn demo_connector(
         set("EC2SSH_CONFIG", &config_file.to_string_lossy()),
         // The proxy ssh runs talks to the demo's simulator only: never through a proxy.
         set("no_proxy", "*"),
+        ("AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT".into(), None),
         ("AWS_PROFILE".into(), None),
         ("AWS_SESSION_TOKEN".into(), None),
         ("EC2SSH_PROFILE".into(), None),

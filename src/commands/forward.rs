@@ -13,7 +13,8 @@ use crate::aws::AwsContext;
 use crate::cli::ForwardArgs;
 use crate::error::tunnel_error;
 use crate::error::AppError;
-use crate::fleet;
+use crate::fleet::reach::reach;
+use crate::fleet::{self, EiceEndpoint, Instance, Reach, Via};
 use crate::forward::{self, Mode};
 use crate::select;
 use crate::session::api::{Session, SessionApi, Started};
@@ -28,10 +29,19 @@ const OUTPUT_BUFFER: usize = 64 * 1024;
 /// After the in-band TerminateSession flag, how long to wait for the service to close.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
+pub async fn run(
+    ctx: &AwsContext,
+    args: &ForwardArgs,
+    via: Via,
+    max_duration: u32,
+) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
     let inventory = fleet::fetch(ctx).await?;
+    let instance = select::find_reachable(&inventory.instances, &args.target, via)?;
+    if let Reach::Eice(endpoint) = reach(instance, via) {
+        return over_eice(ctx, args, instance, &endpoint, max_duration, &mut signals).await;
+    }
     let instance = select::find_online(&inventory.instances, &args.target)?;
     // The listed version only decides how to say goodbye; the forwarding mode is the
     // agent's own, from its handshake.
@@ -40,17 +50,7 @@ pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
         agent_version.is_some_and(|v| version_greater(v, TERMINATE_FLAG_MIN_AGENT_VERSION));
 
     // Bound before StartSession: a busy port fails before any session exists.
-    let listener = TcpListener::bind(("127.0.0.1", args.ports.local))
-        .await
-        .map_err(|e| {
-            AppError::other(
-                format!("cannot listen on 127.0.0.1:{}: {e}", args.ports.local),
-                "pick another local port, or 0 for a free one",
-            )
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
+    let (listener, local) = listen(args.ports.local).await?;
 
     let name = match instance.display_name() {
         "" => sanitize(&instance.id).into_owned(),
@@ -115,6 +115,62 @@ pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Forwarding through an EC2 Instance Connect Endpoint: a tunnel per connection to
+/// REMOTE_PORT on the instance's private IP, until Ctrl-C. Nothing to clean up at the
+/// service (tunnels end with their sockets).
+async fn over_eice(
+    ctx: &AwsContext,
+    args: &ForwardArgs,
+    instance: &Instance,
+    endpoint: &EiceEndpoint,
+    max_duration: u32,
+    signals: &mut Signals,
+) -> Result<u8, AppError> {
+    if args.host.is_some() {
+        return Err(AppError::other(
+            "--host forwards through the instance's agent, which an EC2 Instance Connect Endpoint does not use",
+            "use Session Manager (--via ssm) with an Online agent, or forward to a port on the instance itself",
+        ));
+    }
+    // The row's own profile presigns, in its region.
+    let ctx = &ctx.for_instance(instance)?;
+    let target = crate::eice::Target::for_row(instance, endpoint, None)?;
+    let opener = target.opener(ctx, args.ports.remote, max_duration)?;
+    let (listener, local) = listen(args.ports.local).await?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{local}");
+    let _ = stdout.flush();
+    drop(stdout);
+    let name = match instance.display_name() {
+        "" => sanitize(&instance.id).into_owned(),
+        n => sanitize(n).to_string(),
+    };
+    eprintln!(
+        "forwarding {local} → {name}:{} through EC2 Instance Connect Endpoint {} (Ctrl-C ends)",
+        args.ports.remote,
+        sanitize(&endpoint.id)
+    );
+    let limit = Duration::from_secs(u64::from(max_duration));
+    tokio::select! {
+        _ = forward::eice::serve(ctx.clone(), opener, listener, limit) => Ok(0),
+        n = signals.recv() => Err(signals::as_error(n)),
+    }
+}
+
+/// A listener on 127.0.0.1:`port` (0: a free one) and its address.
+async fn listen(port: u16) -> Result<(TcpListener, std::net::SocketAddr), AppError> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+        AppError::other(
+            format!("cannot listen on 127.0.0.1:{port}: {e}"),
+            "pick another local port, or 0 for a free one",
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AppError::other(format!("cannot read the local address: {e}"), "try again"))?;
+    Ok((listener, local))
 }
 
 /// What the tunnel needs to know besides the session.

@@ -8,7 +8,8 @@ use crate::aws::{AwsContext, AwsError};
 use crate::cli::{ColorChoice, ListArgs};
 use crate::error::AppError;
 use crate::filter::filter_instances;
-use crate::fleet::{self, Cache, Instance, Ping};
+use crate::fleet::reach::reach;
+use crate::fleet::{self, Cache, Instance, Ping, Via};
 use crate::text::{fit, sanitize, width};
 use crate::time::unix_now;
 
@@ -17,8 +18,17 @@ use crate::time::unix_now;
 pub struct ListJson<'a> {
     /// Schema version of this document.
     pub version: u32,
-    pub instances: Vec<&'a Instance>,
+    pub instances: Vec<InstanceJson<'a>>,
     pub warnings: Vec<WarningJson<'a>>,
+}
+
+/// An instance and the path that would reach it.
+#[derive(Serialize)]
+pub struct InstanceJson<'a> {
+    #[serde(flatten)]
+    pub instance: &'a Instance,
+    /// `ssm`, `eice` or `none` (see `fleet::reach`).
+    pub reach: &'static str,
 }
 
 #[derive(Serialize)]
@@ -37,7 +47,12 @@ pub fn use_color(choice: ColorChoice, is_tty: bool) -> bool {
     }
 }
 
-pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Result<(), AppError> {
+pub async fn run(
+    ctx: &AwsContext,
+    cache: Option<&Cache>,
+    args: &ListArgs,
+    via: Via,
+) -> Result<(), AppError> {
     let inv = fleet::fetch(ctx).await?;
     if let Some(cache) = cache {
         if let Err(e) = cache.store(&ctx.cache_key, unix_now(), &inv.instances) {
@@ -56,7 +71,13 @@ pub async fn run(ctx: &AwsContext, cache: Option<&Cache>, args: &ListArgs) -> Re
     let written = if args.json {
         let doc = ListJson {
             version: 1,
-            instances: shown,
+            instances: shown
+                .into_iter()
+                .map(|i| InstanceJson {
+                    instance: i,
+                    reach: reach(i, via).label(),
+                })
+                .collect(),
             warnings: inv
                 .warnings
                 .iter()

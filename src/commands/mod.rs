@@ -34,6 +34,7 @@ pub fn pick_options(args: &PickArgs, config: &Config) -> PickOptions {
             .unwrap_or(Interval::PING_DEFAULT)
             .0,
         parallel: config.parallel.unwrap_or(scp::DEFAULT_PARALLEL).into(),
+        via: config.via.unwrap_or_default(),
     }
 }
 

@@ -8,15 +8,39 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::aws::AwsContext;
+use crate::aws::{AwsContext, AwsErrorKind};
 use crate::cli::ProxyArgs;
 use crate::config::Transport;
+use crate::eice;
 use crate::error::{tunnel_error, AppError};
+use crate::fleet::{reach, Reach, Via};
 use crate::session::api::{Session, SessionApi, Started, SSH_DOCUMENT};
-use crate::session::driver::{self, Dial, DriverConfig, Finish};
+use crate::session::driver::{self, Dial, DriverConfig, Finish, Input};
 use crate::session::stdin::StdinReader;
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
+
+/// How the proxy's bytes travel, decided before any is read.
+#[derive(Debug, Clone)]
+pub enum Path {
+    /// A Session Manager session (`AWS-StartSSHSession`).
+    Ssm,
+    /// An EC2 Instance Connect Endpoint tunnel.
+    Eice(eice::Target),
+    /// `--via auto` with nothing known: Session Manager, and if its agent is not
+    /// connected, the endpoint `auto` gives the instance once it is looked up. An
+    /// Online instance costs no call more than before.
+    SsmThenEice,
+}
+
+/// What `ec2ssh proxy` is asked: the path (`--via`) and the tunnel's life.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyOptions {
+    pub transport: Transport,
+    pub via: Via,
+    /// Seconds an EICE tunnel may live (1..=3600).
+    pub max_duration: u32,
+}
 
 /// `cache`: the fleet last listed for this run's profiles, where the id's owner is
 /// looked up first (see [`crate::owner`]).
@@ -24,30 +48,66 @@ pub async fn run(
     ctx: &AwsContext,
     cache: Option<&crate::fleet::Cache>,
     args: &ProxyArgs,
-    transport: Transport,
+    opts: ProxyOptions,
 ) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
     let counters = Counters::default();
-    let result = run_proxy(ctx, cache, args, transport, &mut signals, &counters).await;
+    let max = args.max_tunnel_duration.unwrap_or(opts.max_duration);
+    // The profile and region that own the id act from here on.
+    let owner = match validate_target(&args.target) {
+        Ok(target) => crate::owner::locate(ctx, cache, target).await,
+        Err(e) => Err(e),
+    };
+    let result = match owner {
+        Err(e) => Err(e),
+        Ok(owner) => via_path(&owner, args, opts, max, &mut signals, &counters).await,
+    };
     if let Some(path) = &args.progress {
         progress::report_final(path, &counters).await;
     }
     result
 }
 
+/// The tunnel over the path `opts.via` gives (`ctx`: the id's owner).
+async fn via_path(
+    ctx: &AwsContext,
+    args: &ProxyArgs,
+    opts: ProxyOptions,
+    max: u32,
+    signals: &mut Signals,
+    counters: &Counters,
+) -> Result<u8, AppError> {
+    match path_for(ctx, args, opts.via).await {
+        Ok(Path::Ssm) => run_proxy(ctx, args, opts.transport, signals, counters).await,
+        Ok(Path::Eice(target)) => run_eice(ctx, args, &target, max, true, signals, counters).await,
+        Ok(Path::SsmThenEice) => {
+            match run_proxy(ctx, args, opts.transport, signals, counters).await {
+                Err(AppError::Aws(e)) if e.kind == AwsErrorKind::TargetNotConnected => {
+                    match eice_fallback(ctx, args).await {
+                        // The key (if any) was pushed before StartSession.
+                        Some(target) => {
+                            tracing::info!(endpoint = %target.endpoint_id, "the agent is not connected; using the endpoint");
+                            run_eice(ctx, args, &target, max, false, signals, counters).await
+                        }
+                        None => Err(AppError::Aws(e)),
+                    }
+                }
+                other => other,
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn run_proxy(
     ctx: &AwsContext,
-    cache: Option<&crate::fleet::Cache>,
     args: &ProxyArgs,
     transport: Transport,
     signals: &mut Signals,
     counters: &Counters,
 ) -> Result<u8, AppError> {
     let target = validate_target(&args.target)?;
-    // The profile and region that own the id act from here on.
-    let owner = crate::owner::locate(ctx, cache, target).await?;
-    let ctx = &owner;
     let region = ctx.regions[0].clone();
     let api = SessionApi::new(ctx.ssm(&region), &region);
     // Before any session exists: a plugin that cannot be used is an error, not a
@@ -143,6 +203,150 @@ async fn tunnel(
         task.abort();
     }
     result
+}
+
+/// The path for `args.target`: explicit endpoint, IP and id on the command line (what
+/// ec2ssh's own ssh runs pass: no AWS call), `--via ssm`, or the instance looked up
+/// and given the path `via` gives it.
+async fn path_for(ctx: &AwsContext, args: &ProxyArgs, via: Via) -> Result<Path, AppError> {
+    let target = validate_target(&args.target)?;
+    if via == Via::Ssm {
+        return Ok(Path::Ssm);
+    }
+    if let (Some(id), Some(host), Some(ip)) = (&args.eice_id, &args.eice_host, args.ip) {
+        if !eice::is_endpoint_id(id) || !eice::is_dns_name(host) {
+            return Err(AppError::other(
+                format!(
+                    "{:?} / {:?} is not an EC2 Instance Connect Endpoint id / DNS name",
+                    crate::text::sanitize(id),
+                    crate::text::sanitize(host)
+                ),
+                "pass --eice-id eice-… and --eice-host with its DnsName (`ec2ssh list --json` shows both), or leave both out",
+            ));
+        }
+        let region = ctx.regions.first().cloned().unwrap_or_default();
+        return Ok(Path::Eice(eice::Target {
+            instance: target.to_string(),
+            region,
+            endpoint_id: id.clone(),
+            dns_name: host.clone(),
+            ip,
+        }));
+    }
+    if via == Via::Auto {
+        return Ok(if target.starts_with("mi-") {
+            Path::Ssm
+        } else {
+            Path::SsmThenEice
+        });
+    }
+    let instance = crate::fleet::inventory::lookup(ctx, target)
+        .await?
+        .ok_or_else(|| {
+            AppError::other(
+                format!("EC2 does not know {target} in {}", ctx.regions.join(", ")),
+                "pass its region with --region (`ec2ssh list` shows where it is)",
+            )
+        })?;
+    eice_path(&instance, via, args.ip)
+}
+
+/// After Session Manager said the agent is not connected: the endpoint `auto` gives
+/// the instance, if it has one (a lookup that fails is as good as none).
+async fn eice_fallback(ctx: &AwsContext, args: &ProxyArgs) -> Option<eice::Target> {
+    let instance = crate::fleet::inventory::lookup(ctx, &args.target)
+        .await
+        .ok()??;
+    match eice_path(&instance, Via::Auto, args.ip) {
+        Ok(Path::Eice(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// The path `via` gives a looked-up instance (`ip` overrides its private IP).
+fn eice_path(
+    i: &crate::fleet::Instance,
+    via: Via,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Path, AppError> {
+    match reach::reach(i, via) {
+        Reach::Ssm => Ok(Path::Ssm),
+        Reach::Eice(e) => Ok(Path::Eice(eice::Target::for_row(i, &e, ip)?)),
+        Reach::None(why) => Err(AppError::other(
+            format!("no way to reach {}: {why}", i.id),
+            format!("`ec2ssh doctor {}` says what to fix", i.id),
+        )),
+    }
+}
+
+/// The proxy over an EC2 Instance Connect Endpoint: push the key if asked, open the
+/// tunnel (presigned now), carry stdin/stdout until either side ends or the tunnel's
+/// time is up. Nothing to clean up at the service: the tunnel ends with its socket.
+async fn run_eice(
+    ctx: &AwsContext,
+    args: &ProxyArgs,
+    target: &eice::Target,
+    max: u32,
+    push: bool,
+    signals: &mut Signals,
+    counters: &Counters,
+) -> Result<u8, AppError> {
+    if let Some(user) = args.push_key.as_ref().filter(|_| push) {
+        push_managed_key(ctx, &target.instance, &target.region, user).await?;
+    }
+    let opener = target.opener(ctx, args.port, max)?;
+    let creds = ctx.credentials().await?;
+    let fail = |e: eice::EiceError| e.into_app(&target.instance, &target.endpoint_id);
+    let ws = tokio::select! {
+        ws = opener.open(&creds) => ws.map_err(fail)?,
+        n = signals.recv() => return Err(signals::as_error(n)),
+    };
+    tracing::info!(instance = %target.instance, endpoint = %target.endpoint_id, ip = %target.ip, "tunnel open");
+    let reporter = args
+        .progress
+        .as_ref()
+        .map(|p| progress::report(p.clone(), counters.clone()));
+    let (tx, mut chunks) = mpsc::channel(4);
+    let up = counters.clone();
+    let reader = StdinReader::spawn(tx, eice::tunnel::MAX_MESSAGE, move |bytes| {
+        up.add_up(bytes.len());
+        true
+    });
+    // The tunnel carries bytes only.
+    let (bytes_tx, input) = mpsc::channel(4);
+    let bytes = tokio::spawn(async move {
+        while let Some(chunk) = chunks.recv().await {
+            if let Input::Data(data) = chunk {
+                if bytes_tx.send(data).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let output = CountingWriter::new(tokio::io::stdout(), counters.clone());
+    let limit = Duration::from_secs(u64::from(max));
+    let result = tokio::select! {
+        r = eice::tunnel::pipe(ws, input, output, limit) => r.map(|_| 0).map_err(fail),
+        n = signals.recv() => Err(signals::as_error(n)),
+    };
+    drop(reader);
+    bytes.abort();
+    if let Some(task) = reporter {
+        task.abort();
+    }
+    result
+}
+
+/// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
+pub fn is_target_id(target: &str) -> bool {
+    let ok = |hex: &str, lens: &[usize]| {
+        lens.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
+        (Some(hex), _) => ok(hex, &[8, 17]),
+        (_, Some(hex)) => ok(hex, &[17]),
+        _ => false,
+    }
 }
 
 /// The target ssh passed (`%h`), refused unless it is an instance or node id: it may

@@ -20,7 +20,7 @@ pub async fn run(mut connector: Connector, args: &SshArgs) -> Result<u8, AppErro
     connector.ssh_options = options;
 
     let inventory = fleet::fetch(&connector.ctx).await?;
-    let instance = select::find_online(&inventory.instances, &target)?;
+    let instance = select::find_reachable(&inventory.instances, &target, connector.via)?;
     let finished = connector.connect(instance, &command, &mut signals).await?;
     if let Some(hint) = finished.hint() {
         eprintln!("ec2ssh: {hint}");

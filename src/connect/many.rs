@@ -9,11 +9,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::Connector;
 use crate::error::AppError;
-use crate::fleet::{Instance, Ping};
+use crate::fleet::Instance;
 use crate::transfer::{Direction, HostResult, Request, Update};
 
 /// Copies to or from every host in `hosts`, at most `req.parallel` at once; results in
-/// the order of `hosts`. Hosts not Online fail at once with the reason. When `cancel`
+/// the order of `hosts`. Hosts no path reaches fail at once with the reason. When `cancel`
 /// turns true the running copies are ended and the rest are not started.
 pub async fn copy_many(
     connector: &Connector,
@@ -59,8 +59,8 @@ async fn one(
 ) -> HostResult {
     let started = std::time::Instant::now();
     let fail = |e: AppError| HostResult::failed(host, &e, started.elapsed().as_secs_f64());
-    if host.ping != Ping::Online {
-        return fail(crate::select::not_online(host));
+    if let Some(e) = crate::select::unreachable(host, connector.via) {
+        return fail(e);
     }
     // Several hosts' files must not land on top of each other here: DEST/<id>/.
     let local_dest = match req.spec.direction {

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use crate::aws::AwsContext;
 use crate::config::{Config, Paths};
 use crate::error::AppError;
-use crate::fleet::Instance;
+use crate::fleet::reach::reach;
+use crate::fleet::{Instance, Reach, Via};
 use crate::signals::{self, Signals};
 use key::ConnectionKey;
 use user::{Remembered, Resolved, UserRules};
@@ -81,6 +82,10 @@ pub struct Connector {
     pub ssh_program: PathBuf,
     /// Environment changes for ssh and so for the proxy it runs (`None` removes).
     pub child_env: Vec<(String, Option<String>)>,
+    /// Which path reaches a row (`--via`, config `via`).
+    pub via: Via,
+    /// Seconds an EC2 Instance Connect Endpoint tunnel may live.
+    pub max_duration: u32,
 }
 
 impl Connector {
@@ -98,6 +103,41 @@ impl Connector {
             ssh_options: Vec::new(),
             ssh_program: ssh::default_program(),
             child_env: Vec::new(),
+            via: config.via.unwrap_or_default(),
+            max_duration: config
+                .max_tunnel_duration
+                .map_or(crate::eice::MAX_DURATION, |d| {
+                    d.clamp(1, crate::eice::MAX_DURATION)
+                }),
+        }
+    }
+
+    /// The path the proxy of a connection to `instance` takes, or why there is none
+    /// (before any key is pushed).
+    pub fn path_for(&self, instance: &Instance) -> Result<ssh::ProxyVia, AppError> {
+        match reach(instance, self.via) {
+            Reach::Ssm if self.via == Via::Auto => Ok(ssh::ProxyVia::Auto),
+            Reach::Ssm => Ok(ssh::ProxyVia::Ssm),
+            Reach::Eice(e) => {
+                let t = crate::eice::Target::for_row(instance, &e, None)?;
+                Ok(ssh::ProxyVia::Eice {
+                    endpoint_id: t.endpoint_id,
+                    dns_name: t.dns_name,
+                    ip: t.ip,
+                    max_duration: self.max_duration,
+                })
+            }
+            Reach::None(why) => Err(AppError::other(
+                format!(
+                    "no way to reach {}: {}",
+                    crate::text::sanitize(&instance.id),
+                    crate::text::sanitize(&why)
+                ),
+                format!(
+                    "`ec2ssh doctor {}` says what to fix",
+                    crate::text::sanitize(&instance.id)
+                ),
+            )),
         }
     }
 
@@ -143,6 +183,7 @@ impl Connector {
     /// Resolves the login, makes (or loads) the key and pushes it: what every ssh or
     /// scp run needs first.
     async fn prepare(&self, instance: &Instance) -> Result<Prepared, AppError> {
+        let via = self.path_for(instance)?;
         let user = self.user_for(instance);
         let key = match &self.key {
             Some(path) => ConnectionKey::existing(path),
@@ -170,6 +211,7 @@ impl Connector {
             key,
             known_hosts,
             exe,
+            via,
         })
     }
 
@@ -427,6 +469,7 @@ struct Prepared {
     key: ConnectionKey,
     known_hosts: PathBuf,
     exe: PathBuf,
+    via: ssh::ProxyVia,
 }
 
 impl Prepared {
@@ -451,6 +494,7 @@ impl Prepared {
             options: &c.ssh_options,
             command,
             progress,
+            via: &self.via,
         }
     }
 }

@@ -29,6 +29,51 @@ pub struct SshSpec<'a> {
     pub command: &'a [String],
     /// Where the proxy reports the bytes it carries (`ec2ssh scp`).
     pub progress: Option<&'a Path>,
+    /// Which path the proxy takes.
+    pub via: &'a ProxyVia,
+}
+
+/// The path a ProxyCommand takes, decided by the caller (so the proxy needs no AWS
+/// call to decide it). Every value was validated before it got here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyVia {
+    /// Session Manager, falling back to an endpoint if the agent turns out not to be
+    /// connected (the proxy's `--via auto`, its default).
+    Auto,
+    Ssm,
+    Eice {
+        endpoint_id: String,
+        dns_name: String,
+        ip: std::net::IpAddr,
+        max_duration: u32,
+    },
+}
+
+impl ProxyVia {
+    /// The proxy's arguments for this path.
+    fn words(&self) -> Vec<String> {
+        match self {
+            ProxyVia::Auto => Vec::new(),
+            ProxyVia::Ssm => vec!["--via".into(), "ssm".into()],
+            ProxyVia::Eice {
+                endpoint_id,
+                dns_name,
+                ip,
+                max_duration,
+            } => vec![
+                "--via".into(),
+                "eice".into(),
+                "--eice-id".into(),
+                endpoint_id.clone(),
+                "--eice-host".into(),
+                dns_name.clone(),
+                "--ip".into(),
+                ip.to_string(),
+                "--max-tunnel-duration".into(),
+                max_duration.to_string(),
+            ],
+        }
+    }
 }
 
 /// `ssh` when `program` is not given on PATH.
@@ -44,12 +89,14 @@ pub fn unusable(e: EscapeError) -> AppError {
     )
 }
 
-/// The ProxyCommand: this binary's `proxy` for `%h %p` in the instance's region.
+/// The ProxyCommand: this binary's `proxy` for `%h %p` in the instance's region,
+/// over the path `via`.
 pub fn proxy_command(
     exe: &Path,
     region: &str,
     profile: Option<&str>,
     progress: Option<&Path>,
+    via: &ProxyVia,
 ) -> Result<String, EscapeError> {
     let exe = exe
         .to_str()
@@ -75,6 +122,8 @@ pub fn proxy_command(
     if let Some(p) = progress {
         args.extend([Arg::Word("--progress"), Arg::Word(p)]);
     }
+    let via = via.words();
+    args.extend(via.iter().map(|w| Arg::Word(w)));
     ssh_escape::proxy_command(&args)
 }
 
@@ -88,7 +137,7 @@ fn common_options(spec: &SshSpec) -> Result<Vec<OsString>, EscapeError> {
     };
     opt(format!(
         "ProxyCommand={}",
-        proxy_command(spec.exe, spec.region, spec.profile, spec.progress)?
+        proxy_command(spec.exe, spec.region, spec.profile, spec.progress, spec.via)?
     ));
     opt(format!("HostKeyAlias={}", spec.instance));
     opt(format!(
@@ -167,7 +216,6 @@ pub fn tunnel_failure(path: &Path) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +233,7 @@ mod tests {
             options: &[],
             command: &[],
             progress: None,
+            via: &ProxyVia::Ssm,
         }
     }
 
@@ -199,7 +248,7 @@ mod tests {
         let joined = a.join(" ");
         assert!(
             joined.contains(
-                "ProxyCommand='/usr/bin/ec2ssh' 'proxy' '%h' '%p' '--region' 'eu-west-1'"
+                "ProxyCommand='/usr/bin/ec2ssh' 'proxy' '%h' '%p' '--region' 'eu-west-1' '--via' 'ssm'"
             ),
             "{joined}"
         );
@@ -209,6 +258,21 @@ mod tests {
         assert!(joined.contains("IdentitiesOnly=yes"));
         assert!(!a.contains(&"-i".to_string()));
         assert_eq!(a.last().unwrap(), "ec2-user@i-0123456789abcdef0");
+    }
+
+    #[test]
+    fn an_eice_row_hands_the_proxy_everything_it_needs() {
+        let via = ProxyVia::Eice {
+            endpoint_id: "eice-0123456789abcdef0".into(),
+            dns_name:
+                "eice-0123456789abcdef0.a1.ec2-instance-connect-endpoint.eu-west-1.amazonaws.com"
+                    .into(),
+            ip: "10.0.3.7".parse().unwrap(),
+            max_duration: 600,
+        };
+        let cmd =
+            proxy_command(Path::new("/usr/bin/ec2ssh"), "eu-west-1", None, None, &via).unwrap();
+        assert!(cmd.ends_with("'--via' 'eice' '--eice-id' 'eice-0123456789abcdef0' '--eice-host' 'eice-0123456789abcdef0.a1.ec2-instance-connect-endpoint.eu-west-1.amazonaws.com' '--ip' '10.0.3.7' '--max-tunnel-duration' '600'"), "{cmd}");
     }
 
     #[test]
@@ -228,16 +292,23 @@ mod tests {
         assert!(a.contains(&"BatchMode=yes".to_string()));
         assert!(a
             .iter()
-            .any(|x| x.ends_with("'--progress' '/run/user/1/ec2ssh/xfer-a/progress.sock'")));
+            .any(|x| x.contains("'--progress' '/run/user/1/ec2ssh/xfer-a/progress.sock'")));
     }
 
     #[test]
     fn odd_paths_and_profiles_are_quoted_and_no_percent_is_left_live() {
         let exe = Path::new("/opt/my tools/ec2ssh's 100%h");
-        let cmd = proxy_command(exe, "us-east-1", Some("prod; rm -rf ~"), None).unwrap();
+        let cmd = proxy_command(
+            exe,
+            "us-east-1",
+            Some("prod; rm -rf ~"),
+            None,
+            &ProxyVia::Ssm,
+        )
+        .unwrap();
         assert_eq!(
             cmd,
-            r"'/opt/my tools/ec2ssh'\''s 100%%h' 'proxy' '%h' '%p' '--region' 'us-east-1' '--profile' 'prod; rm -rf ~'"
+            r"'/opt/my tools/ec2ssh'\''s 100%%h' 'proxy' '%h' '%p' '--region' 'us-east-1' '--profile' 'prod; rm -rf ~' '--via' 'ssm'"
         );
         let mut sp = spec(exe, None);
         let data = Path::new("/home/a b/%h data/known_hosts");

@@ -3,10 +3,13 @@
 //! gateway, a NAT gateway, or VPC interface endpoints) and what that path needs.
 
 use super::evidence::Evidence;
-use super::facts::{Endpoint, LocalFacts, NetworkFacts, Probe, RouteTable, TargetFacts};
+use super::facts::{
+    EiceFacts, Endpoint, Fact, LocalFacts, NetworkFacts, Probe, RouteTable, SecurityGroup,
+    TargetFacts,
+};
 use super::Check;
 use crate::aws::{AwsError, AwsErrorKind};
-use crate::fleet::Ping;
+use crate::fleet::{Eice, Ping};
 use crate::session::client::version_greater;
 use crate::time::age;
 
@@ -303,6 +306,9 @@ pub fn target(t: &TargetFacts) -> Vec<Check> {
         }
     }
 
+    if let Some(e) = &t.eice {
+        out.extend(eice(i, e));
+    }
     if let Some(net) = &t.network {
         out.extend(network(net));
     } else if !i.is_hybrid() && t.ec2.is_ok() {
@@ -314,6 +320,171 @@ pub fn target(t: &TargetFacts) -> Vec<Check> {
         ));
     }
     out
+}
+
+/// The EC2 Instance Connect Endpoint path: an endpoint in the VPC, security groups
+/// that let it reach TCP 22 on the instance, and OpenTunnel (which only a tunnel can
+/// prove: it is never opened to check).
+pub fn eice(i: &crate::fleet::Instance, f: &EiceFacts) -> Vec<Check> {
+    const G: &str = "target";
+    let vpc = i.vpc_id.as_deref().unwrap_or("its VPC");
+    let mut out = Vec::new();
+    let e = match &i.eice {
+        Eice::Unknown => {
+            out.push(Check::unknown(
+                G,
+                "EICE endpoint",
+                "the EC2 Instance Connect Endpoints could not be listed",
+                "allow ec2:DescribeInstanceConnectEndpoints (`ec2ssh iam-policy --eice`)",
+            ));
+            return out;
+        }
+        Eice::None => {
+            out.push(Check::fail(
+                G,
+                "EICE endpoint",
+                format!("no available EC2 Instance Connect Endpoint in {vpc}"),
+                format!(
+                    "create one: aws ec2 create-instance-connect-endpoint --region {} --subnet-id {} --security-group-ids SG",
+                    i.region,
+                    i.subnet_id.as_deref().unwrap_or("SUBNET")
+                ),
+            ));
+            return out;
+        }
+        Eice::Endpoint(e) => e,
+    };
+    out.push(Check::ok(
+        G,
+        "EICE endpoint",
+        format!("{} ({}) in {vpc}", e.id, e.state),
+    ));
+    if let Some(groups) = &f.groups {
+        out.push(eice_groups(i, e, groups));
+    }
+    out.push(Check::unknown(
+        G,
+        "ec2-instance-connect:OpenTunnel",
+        "not tried: it would open a tunnel",
+        format!("`ec2ssh iam-policy --eice` shows what to allow on {}", e.id),
+    ));
+    out
+}
+
+fn eice_groups(
+    i: &crate::fleet::Instance,
+    e: &crate::fleet::EiceEndpoint,
+    groups: &Fact<Vec<SecurityGroup>>,
+) -> Check {
+    const G: &str = "target";
+    const NAME: &str = "EICE security groups";
+    let groups = match groups {
+        Err(err) => return not_checked(G, NAME, err),
+        Ok(g) => g,
+    };
+    let of = |ids: &[String]| -> Vec<&SecurityGroup> {
+        groups.iter().filter(|g| ids.contains(&g.id)).collect()
+    };
+    let ip = i.private_ip.as_deref();
+    let (theirs, mine) = (of(&e.security_groups), of(&i.security_groups));
+    let join = |v: &[String]| v.join(", ");
+    // Out of the endpoint: to the instance's group or address.
+    let out_ok = theirs.iter().any(|g| {
+        g.egress
+            .iter()
+            .any(|r| r.admits(22, ip, &i.security_groups))
+    });
+    if !out_ok {
+        return Check::fail(
+            G,
+            NAME,
+            format!(
+                "the endpoint's {} do not let TCP 22 out to {}",
+                join(&e.security_groups),
+                ip.unwrap_or(&i.id)
+            ),
+            format!(
+                "allow outbound TCP 22 to {} in {}",
+                i.security_groups
+                    .first()
+                    .map_or("the instance's address", String::as_str),
+                join(&e.security_groups)
+            ),
+        );
+    }
+    // Into the instance: by the endpoint's group (always valid), or by a CIDR that
+    // holds the source: the endpoint's address in the VPC (a CIDR holding the
+    // instance's own address stands for the VPC's), or with PreserveClientIp the
+    // client's own address, which cannot be known from here.
+    let by_group = mine.iter().any(|g| {
+        g.ingress
+            .iter()
+            .any(|r| r.admits(22, None, &e.security_groups))
+    });
+    let open = mine.iter().any(|g| {
+        g.ingress
+            .iter()
+            .any(|r| r.admits(22, Some("0.0.0.0"), &[]) && r.cidrs.iter().any(|c| c == "0.0.0.0/0"))
+    });
+    let by_vpc_cidr = !e.preserve_client_ip
+        && mine
+            .iter()
+            .any(|g| g.ingress.iter().any(|r| r.admits(22, ip, &[])));
+    let any_22 = mine.iter().any(|g| {
+        g.ingress
+            .iter()
+            .any(|r| !r.cidrs.is_empty() && r.admits(22, r.cidrs[0].split('/').next(), &[]))
+    });
+    if by_group || open || by_vpc_cidr {
+        let how = if by_group {
+            format!("by {}", join(&e.security_groups))
+        } else if open {
+            "from anywhere".to_string()
+        } else {
+            "by the VPC's addresses".to_string()
+        };
+        return Check::ok(
+            G,
+            NAME,
+            format!(
+                "TCP 22 from {} to {} is allowed ({how})",
+                e.id,
+                ip.unwrap_or(&i.id)
+            ),
+        );
+    }
+    if e.preserve_client_ip && any_22 {
+        return Check::unknown(
+            G,
+            NAME,
+            format!(
+                "{} preserves the client's IP and {} admit TCP 22 only from CIDRs",
+                e.id,
+                join(&i.security_groups)
+            ),
+            format!(
+                "allow inbound TCP 22 from {} in {} to be sure",
+                join(&e.security_groups),
+                join(&i.security_groups)
+            ),
+        );
+    }
+    Check::fail(
+        G,
+        NAME,
+        format!(
+            "{} do not admit TCP 22 from {}",
+            join(&i.security_groups),
+            e.id
+        ),
+        format!(
+            "allow inbound TCP 22 from {} in {}",
+            e.security_groups
+                .first()
+                .map_or("the endpoint's security group", String::as_str),
+            join(&i.security_groups)
+        ),
+    )
 }
 
 fn agent_version(v: Option<&str>, id: &str) -> Check {

@@ -49,6 +49,16 @@ pub struct TargetFacts {
     pub now: i64,
     /// The VPC around an EC2 instance (`None` for hybrid nodes or when unknown).
     pub network: Option<NetworkFacts>,
+    /// The EC2 Instance Connect Endpoint path, for a row on it (`None`: not on it).
+    pub eice: Option<EiceFacts>,
+}
+
+/// What the EICE checks look at: the instance's `eice` (listed with the fleet) and
+/// the security groups of the endpoint and of the instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EiceFacts {
+    /// Both sides' groups (`None` when there is no endpoint to ask about).
+    pub groups: Option<Fact<Vec<SecurityGroup>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +110,8 @@ pub struct Endpoint {
 pub struct SecurityGroup {
     pub id: String,
     pub ingress: Vec<Rule>,
+    /// Outbound rules (`cidrs`/`groups` are destinations).
+    pub egress: Vec<Rule>,
 }
 
 /// One ingress permission: protocol and ports, from CIDRs and/or security groups.
@@ -123,46 +135,16 @@ impl Rule {
                 (Some(f), Some(t)) => (f == -1 && t == -1) || (f <= port && port <= t),
                 _ => false,
             };
-        let source = ip.is_some_and(|ip| self.cidrs.iter().any(|c| cidr_contains(c, ip)))
+        let source = ip
+            .is_some_and(|ip| self.cidrs.iter().any(|c| crate::net::cidr_contains(c, ip)))
             || self.groups.iter().any(|g| groups.contains(g));
         proto && ports && source
-    }
-}
-
-/// Whether IPv4 `ip` lies in `cidr` (`10.0.0.0/16`); anything unparsable is "no".
-pub fn cidr_contains(cidr: &str, ip: &str) -> bool {
-    let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
-    let (net, bits) = match cidr.split_once('/') {
-        Some((n, b)) => (n, b.parse::<u32>().ok()),
-        None => (cidr, Some(32)),
-    };
-    match (parse(net), bits, parse(ip)) {
-        (Some(net), Some(bits @ 0..=32), Some(ip)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            net & mask == ip & mask
-        }
-        _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cidrs() {
-        assert!(cidr_contains("10.0.0.0/16", "10.0.3.4"));
-        assert!(!cidr_contains("10.0.0.0/16", "10.1.0.1"));
-        assert!(cidr_contains("0.0.0.0/0", "192.168.1.1"));
-        assert!(cidr_contains("10.0.0.5/32", "10.0.0.5"));
-        assert!(cidr_contains("10.0.0.5", "10.0.0.5"));
-        assert!(!cidr_contains("10.0.0.0/33", "10.0.0.5"));
-        assert!(!cidr_contains("nonsense", "10.0.0.5"));
-    }
 
     #[test]
     fn rules_admit_443_by_cidr_group_or_all_traffic() {

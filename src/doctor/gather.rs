@@ -14,12 +14,13 @@ use futures::future::join_all;
 
 use super::evidence::Evidence;
 use super::facts::{
-    Endpoint, Fact, Identity, LocalFacts, NetworkFacts, Probe, Route, RouteTable, Rule,
+    EiceFacts, Endpoint, Fact, Identity, LocalFacts, NetworkFacts, Probe, Route, RouteTable, Rule,
     SecurityGroup, TargetFacts,
 };
 use super::{checks, Check};
 use crate::aws::{AwsContext, AwsError};
-use crate::fleet::{self, Instance};
+use crate::fleet::reach::reach;
+use crate::fleet::{self, Instance, Reach, Via};
 use crate::time::unix_now;
 
 /// The whole checklist: local, permissions and, for `target`, the instance and its
@@ -73,6 +74,9 @@ pub async fn diagnose(ctx: &AwsContext, target: Option<&str>, evidence: &Evidenc
                 if !t.instance.is_hybrid() {
                     t.network = Some(network_facts(&view, &t.instance, &vpc, &subnet).await);
                 }
+            }
+            if on_eice_path(&t.instance) {
+                t.eice = Some(eice_facts(&view, &t.instance).await);
             }
             Ok(t)
         }
@@ -292,6 +296,7 @@ async fn target_facts(ctx: &AwsContext, target: &str) -> Result<TargetFacts, Che
         ssm,
         now: unix_now(),
         network: None,
+        eice: None,
     })
 }
 
@@ -435,32 +440,73 @@ async fn endpoint_groups(
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ec2:DescribeSecurityGroups", region, &e))?;
-    Ok(out
-        .security_groups()
+    Ok(out.security_groups().iter().map(to_group).collect())
+}
+
+fn to_group(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
+    let rules = |perms: &[aws_sdk_ec2::types::IpPermission]| -> Vec<Rule> {
+        perms
+            .iter()
+            .map(|p| Rule {
+                protocol: p.ip_protocol().unwrap_or_default().to_string(),
+                from_port: p.from_port(),
+                to_port: p.to_port(),
+                cidrs: p
+                    .ip_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ip().map(str::to_string))
+                    .collect(),
+                groups: p
+                    .user_id_group_pairs()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect(),
+            })
+            .collect()
+    };
+    SecurityGroup {
+        id: g.group_id().unwrap_or_default().to_string(),
+        ingress: rules(g.ip_permissions()),
+        egress: rules(g.ip_permissions_egress()),
+    }
+}
+
+/// Whether doctor examines the EC2 Instance Connect Endpoint path of `i`: an EC2
+/// instance Session Manager would not carry (auto does not pick it).
+fn on_eice_path(i: &Instance) -> bool {
+    !i.is_hybrid() && i.state.is_some() && !matches!(reach(i, Via::Auto), Reach::Ssm)
+}
+
+/// The security groups on both sides of the endpoint (one call).
+async fn eice_facts(ctx: &AwsContext, i: &Instance) -> EiceFacts {
+    let Some(e) = i.eice.endpoint() else {
+        return EiceFacts { groups: None };
+    };
+    let mut ids: Vec<String> = e
+        .security_groups
         .iter()
-        .map(|g| SecurityGroup {
-            id: g.group_id().unwrap_or_default().to_string(),
-            ingress: g
-                .ip_permissions()
-                .iter()
-                .map(|p| Rule {
-                    protocol: p.ip_protocol().unwrap_or_default().to_string(),
-                    from_port: p.from_port(),
-                    to_port: p.to_port(),
-                    cidrs: p
-                        .ip_ranges()
-                        .iter()
-                        .filter_map(|r| r.cidr_ip().map(str::to_string))
-                        .collect(),
-                    groups: p
-                        .user_id_group_pairs()
-                        .iter()
-                        .filter_map(|g| g.group_id().map(str::to_string))
-                        .collect(),
-                })
-                .collect(),
-        })
-        .collect())
+        .chain(&i.security_groups)
+        .cloned()
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return EiceFacts {
+            groups: Some(Ok(Vec::new())),
+        };
+    }
+    let region = i.region.as_str();
+    let groups = ctx
+        .ec2(region)
+        .describe_security_groups()
+        .set_group_ids(Some(ids))
+        .send()
+        .await
+        .map(|out| out.security_groups().iter().map(to_group).collect())
+        .map_err(|e| AwsError::from_sdk("ec2:DescribeSecurityGroups", region, &e));
+    EiceFacts {
+        groups: Some(groups),
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub const INSTANCES: [&str; 2] = [
     "arn:aws:ssm:*:*:managed-instance/*",
 ];
 
+/// What OpenTunnel acts on (the service prefix of its ARN is `ec2`).
+pub const EICE_ENDPOINTS: &str = "arn:aws:ec2:*:*:instance-connect-endpoint/*";
+
 /// The policy document for these options.
 pub fn policy(args: &IamPolicyArgs) -> Value {
     // Every Allow of StartSession carries it, so `aws ssm start-session` without a
@@ -88,6 +91,29 @@ pub fn policy(args: &IamPolicyArgs) -> Value {
         push["Condition"] = json!({ "StringEquals": Value::Object(tags("aws:ResourceTag/")) });
     }
     statements.push(push);
+    if args.eice {
+        statements.push(json!({
+            "Sid": "ListInstanceConnectEndpoints",
+            "Effect": "Allow",
+            "Action": "ec2:DescribeInstanceConnectEndpoints",
+            "Resource": "*"
+        }));
+        let mut tunnel = json!({
+            "Sid": "OpenTunnelsToSsh",
+            "Effect": "Allow",
+            "Action": "ec2-instance-connect:OpenTunnel",
+            "Resource": EICE_ENDPOINTS,
+            "Condition": {
+                "NumericEquals": { "ec2-instance-connect:remotePort": "22" },
+                "NumericLessThanEquals": { "ec2-instance-connect:maxTunnelDuration": "3600" }
+            }
+        });
+        if !args.tag.is_empty() {
+            // The endpoint's tags: OpenTunnel acts on the endpoint, not the instance.
+            tunnel["Condition"]["StringEquals"] = Value::Object(tags("aws:ResourceTag/"));
+        }
+        statements.push(tunnel);
+    }
     if args.ssh_only {
         statements.push(json!({
             "Sid": "DenyPlainShellSessions",
@@ -110,6 +136,7 @@ mod tests {
 
     fn args(shell: bool, forward: bool, tag: &[(&str, &str)], ssh_only: bool) -> IamPolicyArgs {
         IamPolicyArgs {
+            eice: false,
             shell,
             forward,
             tag: tag
@@ -127,6 +154,30 @@ mod tests {
             .iter()
             .find(|s| s["Sid"] == sid)
             .unwrap_or_else(|| panic!("no {sid}"))
+    }
+
+    #[test]
+    fn eice_adds_open_tunnel_to_port_22_for_at_most_an_hour_and_the_endpoint_listing() {
+        let plain = policy(&args(false, false, &[], false)).to_string();
+        assert!(!plain.contains("OpenTunnel") && !plain.contains("InstanceConnectEndpoints"));
+        let mut a = args(false, false, &[], false);
+        a.eice = true;
+        let p = policy(&a);
+        let t = statement(&p, "OpenTunnelsToSsh");
+        assert_eq!(t["Action"], "ec2-instance-connect:OpenTunnel");
+        assert_eq!(t["Resource"], EICE_ENDPOINTS);
+        assert_eq!(
+            t["Condition"]["NumericEquals"]["ec2-instance-connect:remotePort"],
+            "22"
+        );
+        assert_eq!(
+            t["Condition"]["NumericLessThanEquals"]["ec2-instance-connect:maxTunnelDuration"],
+            "3600"
+        );
+        assert_eq!(
+            statement(&p, "ListInstanceConnectEndpoints")["Action"],
+            "ec2:DescribeInstanceConnectEndpoints"
+        );
     }
 
     #[test]

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::model::{Instance, Ping};
+use super::model::{Eice, EiceEndpoint, Instance, Ping};
 
 /// Bump when the encoding changes; other files are then ignored.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 const MAGIC: &[u8; 16] = b"ec2ssh-inventory";
 
 /// A cached fleet and when it was fetched (Unix seconds).
@@ -217,6 +217,7 @@ impl Writer {
             profile,
             account_id,
             account_name,
+            eice,
         } = i;
         self.str(id);
         self.str(region);
@@ -252,13 +253,45 @@ impl Writer {
         for s in [iam_instance_profile, vpc_id, subnet_id] {
             self.opt_str(s);
         }
-        self.u32(security_groups.len() as u32);
-        for g in security_groups {
-            self.str(g);
+        self.strs(security_groups);
+        match eice {
+            Eice::Unknown => self.0.push(0),
+            Eice::None => self.0.push(1),
+            Eice::Endpoint(e) => {
+                self.0.push(2);
+                self.endpoint(e);
+            }
         }
         for s in [profile, account_id, account_name] {
             self.opt_str(s);
         }
+    }
+
+    fn strs(&mut self, v: &[String]) {
+        self.u32(v.len() as u32);
+        for s in v {
+            self.str(s);
+        }
+    }
+
+    fn endpoint(&mut self, e: &EiceEndpoint) {
+        let EiceEndpoint {
+            id,
+            vpc_id,
+            subnet_id,
+            dns_name,
+            fips_dns_name,
+            state,
+            security_groups,
+            preserve_client_ip,
+        } = e;
+        for s in [id, vpc_id, subnet_id, dns_name] {
+            self.str(s);
+        }
+        self.opt_str(fips_dns_name);
+        self.str(state);
+        self.strs(security_groups);
+        self.0.push(u8::from(*preserve_client_ip));
     }
 }
 
@@ -350,17 +383,42 @@ impl<'a> Reader<'a> {
             iam_instance_profile: self.opt_string()?,
             vpc_id: self.opt_string()?,
             subnet_id: self.opt_string()?,
-            security_groups: {
-                let n = self.u32()?;
-                let mut v = Vec::with_capacity((n as usize).min(self.0.len() / 4));
-                for _ in 0..n {
-                    v.push(self.string()?);
-                }
-                v
+            security_groups: self.strings()?,
+            eice: match self.u8()? {
+                0 => Eice::Unknown,
+                1 => Eice::None,
+                2 => Eice::Endpoint(self.endpoint()?),
+                _ => return None,
             },
             profile: self.opt_string()?,
             account_id: self.opt_string()?,
             account_name: self.opt_string()?,
+        })
+    }
+
+    fn strings(&mut self) -> Option<Vec<String>> {
+        let n = self.u32()?;
+        let mut v = Vec::with_capacity((n as usize).min(self.0.len() / 4));
+        for _ in 0..n {
+            v.push(self.string()?);
+        }
+        Some(v)
+    }
+
+    fn endpoint(&mut self) -> Option<EiceEndpoint> {
+        Some(EiceEndpoint {
+            id: self.string()?,
+            vpc_id: self.string()?,
+            subnet_id: self.string()?,
+            dns_name: self.string()?,
+            fips_dns_name: self.opt_string()?,
+            state: self.string()?,
+            security_groups: self.strings()?,
+            preserve_client_ip: match self.u8()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
         })
     }
 }
@@ -383,11 +441,23 @@ mod tests {
                 profile: Some("prod".into()),
                 account_id: Some("111111111111".into()),
                 account_name: Some("Production".into()),
+                eice: Eice::Endpoint(EiceEndpoint {
+                    id: "eice-1".into(),
+                    vpc_id: "vpc-1".into(),
+                    subnet_id: "subnet-1".into(),
+                    dns_name: "eice-1.x.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"
+                        .into(),
+                    fips_dns_name: None,
+                    state: "create-complete".into(),
+                    security_groups: vec!["sg-e".into()],
+                    preserve_client_ip: true,
+                }),
                 ..Default::default()
             },
             Instance {
                 id: "mi-0abc".into(),
                 ping: Ping::Unknown,
+                eice: Eice::None,
                 ..Default::default()
             },
         ]

@@ -10,8 +10,9 @@ use futures::future::join_all;
 use futures::{StreamExt, TryStreamExt};
 
 use super::merge::{merge_region, SsmRecord};
-use super::model::{sort_fleet, Instance, Ping};
-use crate::aws::{AwsContext, AwsError};
+use super::model::{sort_fleet, EiceEndpoint, Instance, Ping};
+use super::reach;
+use crate::aws::{AwsContext, AwsError, AwsErrorKind};
 
 /// The merged fleet plus the calls that failed without sinking the whole listing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,17 +38,19 @@ pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
         .flat_map(|v| v.regions.iter().map(move |r| fetch_profile_region(v, r)));
     let mut per_region = join_all(asks).await;
     // The biggest region's vector grows to hold the rest (no second copy of it).
-    let total = per_region.iter().map(|(i, _)| i.len()).sum::<usize>();
+    let total = per_region.iter().map(|(i, ..)| i.len()).sum::<usize>();
     let mut inv = Inventory::default();
-    if let Some((biggest, _)) = per_region.iter_mut().max_by_key(|(i, _)| i.len()) {
+    if let Some((biggest, ..)) = per_region.iter_mut().max_by_key(|(i, ..)| i.len()) {
         inv.instances = std::mem::take(biggest);
         inv.instances.reserve_exact(total - inv.instances.len());
     }
     let mut any_ok = false;
-    for (instances, errors) in per_region {
+    for (instances, errors, eice_errors) in per_region {
+        // EC2 or SSM answered (the endpoints alone list no machine).
         any_ok |= errors.len() < 2;
         inv.instances.extend(instances);
         inv.warnings.extend(errors);
+        inv.warnings.extend(eice_errors);
     }
     inv.warnings = merge_regions(inv.warnings);
     if !any_ok {
@@ -67,8 +70,11 @@ pub fn merge_regions(errors: Vec<AwsError>) -> Vec<AwsError> {
 
 /// One region of one profile: its rows stamped with the profile's account, its
 /// errors named after the profile.
-async fn fetch_profile_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {
-    let (mut instances, errors) = fetch_region(ctx, region).await;
+async fn fetch_profile_region(
+    ctx: &AwsContext,
+    region: &str,
+) -> (Vec<Instance>, Vec<AwsError>, Vec<AwsError>) {
+    let (mut instances, errors, eice_errors) = fetch_region(ctx, region).await;
     let (profile, account_id, account_name) = ctx.row_account();
     if profile.is_some() || account_id.is_some() {
         for i in &mut instances {
@@ -79,14 +85,19 @@ async fn fetch_profile_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>,
             i.account_name.clone_from(&account_name);
         }
     }
-    (instances, errors.into_iter().map(|e| ctx.tag(e)).collect())
+    let tag = |errors: Vec<AwsError>| errors.into_iter().map(|e| ctx.tag(e)).collect();
+    (instances, tag(errors), tag(eice_errors))
 }
 
 /// One region: EC2's pages stream in, and as each arrives SSM is asked about its
 /// instances by id (`SSM_CONCURRENCY` lookups at once) while EC2 pages on; SSM-only
 /// hybrid nodes come in a query of their own. Only when EC2 cannot be asked does SSM
 /// list the whole region (if it answers at all).
-async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {
+async fn fetch_region(
+    ctx: &AwsContext,
+    region: &str,
+) -> (Vec<Instance>, Vec<AwsError>, Vec<AwsError>) {
+    let mut eice_errors = Vec::new();
     let client = ctx.ssm(region);
     let (ids, chunks) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
     let chunks = futures::stream::unfold(chunks, |mut rx| async move {
@@ -97,7 +108,12 @@ async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<Aws
         .buffer_unordered(SSM_CONCURRENCY)
         .try_concat();
     let hybrids = ssm_query(&client, region, Some(hybrid_filter()));
-    let (ec2, by_id, hybrids) = tokio::join!(ec2_instances(ctx, region, ids), lookups, hybrids);
+    let (ec2, by_id, hybrids, endpoints) = tokio::join!(
+        ec2_instances(ctx, region, ids),
+        lookups,
+        hybrids,
+        eice_endpoints(ctx, region)
+    );
     let mut errors = Vec::new();
     let (ec2, ssm) = match ec2 {
         Ok(instances) => {
@@ -118,7 +134,109 @@ async fn fetch_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<Aws
         }
     };
     let ssm = ssm.map_err(|e| errors.push(e)).ok();
-    (merge_region(region, ec2, ssm), errors)
+    let mut instances = merge_region(region, ec2, ssm);
+    let ec2_failed = errors.iter().any(|e| e.action == "ec2:DescribeInstances");
+    let endpoints = endpoints.map_err(|e| {
+        // Without the permission (or on a service that lacks the call) the rows say
+        // "EICE unknown" and name the action; a user who never asked for EICE gets no
+        // warning on every listing. Other failures (network, throttling) are warnings,
+        // unless EC2 failed too: then that is what the user must hear about.
+        let quiet = matches!(
+            e.kind,
+            AwsErrorKind::AccessDenied | AwsErrorKind::NotImplemented
+        );
+        if ec2_failed || quiet {
+            tracing::debug!(error = %e.summary(), "EC2 Instance Connect Endpoints not listed");
+        } else {
+            eice_errors.push(e);
+        }
+    });
+    reach::assign(&mut instances, endpoints.as_deref().ok());
+    (instances, errors, eice_errors)
+}
+
+/// One EC2 instance by id, as the fleet would list it (SSM's view and its endpoint
+/// included), from the first of the context's regions that knows it; `None` when
+/// none does. For `ec2ssh proxy` without the fleet at hand.
+pub async fn lookup(ctx: &AwsContext, id: &str) -> Result<Option<Instance>, AwsError> {
+    let mut last = None;
+    for region in &ctx.regions {
+        let out = ctx
+            .ec2(region)
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await;
+        let found: Vec<Instance> = match out {
+            Ok(out) => out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .map(|i| from_ec2(region, i))
+                .collect(),
+            Err(e) => {
+                let e = AwsError::from_sdk("ec2:DescribeInstances", region, &e);
+                // An id another region does not know is not an error.
+                if e.code.as_deref() != Some("InvalidInstanceID.NotFound") {
+                    last = Some(e);
+                }
+                continue;
+            }
+        };
+        if found.is_empty() {
+            continue;
+        }
+        let ids = [id.to_string()];
+        let (ssm, endpoints) = tokio::join!(
+            ssm_records(ctx, region, Some(&ids)),
+            eice_endpoints(ctx, region)
+        );
+        let mut merged = merge_region(region, Some(found), ssm.ok());
+        reach::assign(&mut merged, endpoints.as_deref().ok());
+        return Ok(merged.into_iter().find(|i| i.id == id));
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+/// Every page of `DescribeInstanceConnectEndpoints` in `region` (all states: which
+/// ones a tunnel may use is decided in `reach`).
+pub async fn eice_endpoints(ctx: &AwsContext, region: &str) -> Result<Vec<EiceEndpoint>, AwsError> {
+    let mut pages = ctx
+        .ec2(region)
+        .describe_instance_connect_endpoints()
+        .max_results(50)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(|e| AwsError::from_sdk("ec2:DescribeInstanceConnectEndpoints", region, &e))?;
+        out.extend(page.instance_connect_endpoints().iter().map(|e| {
+            EiceEndpoint {
+                id: e
+                    .instance_connect_endpoint_id()
+                    .unwrap_or_default()
+                    .to_string(),
+                vpc_id: e.vpc_id().unwrap_or_default().to_string(),
+                subnet_id: e.subnet_id().unwrap_or_default().to_string(),
+                dns_name: e.dns_name().unwrap_or_default().to_string(),
+                fips_dns_name: e
+                    .fips_dns_name()
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string),
+                state: e
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                security_groups: e.security_group_ids().to_vec(),
+                preserve_client_ip: e.preserve_client_ip().unwrap_or(false),
+            }
+        }));
+    }
+    Ok(out)
 }
 
 /// Every page of `DescribeInstances`, each turned into `Instance`s as it arrives (the
@@ -208,6 +326,7 @@ fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
             .iter()
             .filter_map(|g| g.group_id().map(str::to_string))
             .collect(),
+        eice: Default::default(),
         tags,
         profile: None,
         account_id: None,
@@ -303,7 +422,6 @@ fn from_ssm(i: &aws_sdk_ssm::types::InstanceInformation) -> SsmRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::AwsErrorKind;
 
     fn err(action: &str, region: &str) -> AwsError {
         AwsError {

@@ -7,7 +7,9 @@ pub mod inventory;
 pub mod merge;
 pub mod model;
 pub mod ping;
+pub mod reach;
 
 pub use cache::{Cache, CacheFile, Cached};
 pub use inventory::{fetch, FetchError, Inventory};
-pub use model::{sort_fleet, Instance, Ping};
+pub use model::{sort_fleet, Eice, EiceEndpoint, Instance, Ping};
+pub use reach::{Reach, Via};

@@ -63,6 +63,48 @@ impl Ping {
     }
 }
 
+/// An EC2 Instance Connect Endpoint, as `DescribeInstanceConnectEndpoints` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EiceEndpoint {
+    /// `eice-…`.
+    pub id: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    /// Where the tunnel's websocket goes (`wss://DNS/openTunnel`).
+    pub dns_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fips_dns_name: Option<String>,
+    /// e.g. `create-complete` (see `fleet::reach::usable_state`).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// The instance sees the client's IP rather than the endpoint's.
+    #[serde(default)]
+    pub preserve_client_ip: bool,
+}
+
+/// What is known of an EC2 Instance Connect Endpoint path to a machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Eice {
+    /// The endpoints could not be listed (denied, unreachable) or were not asked for.
+    #[default]
+    Unknown,
+    /// No usable endpoint in the machine's VPC (or it is in none: hybrid nodes).
+    None,
+    /// The endpoint a tunnel would use.
+    Endpoint(EiceEndpoint),
+}
+
+impl Eice {
+    pub fn endpoint(&self) -> Option<&EiceEndpoint> {
+        match self {
+            Eice::Endpoint(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// One machine. Field names are the `--json` schema (see docs/json.md); add, never rename.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Instance {
@@ -107,6 +149,9 @@ pub struct Instance {
     /// A name for that account, when one is known (SSO account name, config alias).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_name: Option<String>,
+    /// The EC2 Instance Connect Endpoint that reaches it, if any (see docs/json.md).
+    #[serde(default)]
+    pub eice: Eice,
 }
 
 impl crate::aws::Row for Instance {

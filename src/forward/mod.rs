@@ -4,6 +4,7 @@
 //! (smux, many connections at once) and [`basic`] (one connection at a time).
 
 pub mod basic;
+pub mod eice;
 pub mod mux;
 
 use crate::session::client::{agent_multiplexes, version_greater};

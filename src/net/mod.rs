@@ -11,3 +11,27 @@ pub mod tunnel;
 pub mod websocket;
 
 pub use proxy::{ProxyEnv, ProxyError, Route};
+
+/// Whether the CIDR block (or single address) `cidr` holds the address `ip`: security
+/// group rules, the endpoint's reach, NO_PROXY entries. False for anything unparsable.
+pub fn cidr_contains(cidr: &str, ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| proxy::ip_entry_matches(cidr, ip))
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::cidr_contains;
+
+    #[test]
+    fn cidrs() {
+        assert!(cidr_contains("10.0.0.0/16", "10.0.3.4"));
+        assert!(!cidr_contains("10.0.0.0/16", "10.1.0.1"));
+        assert!(cidr_contains("0.0.0.0/0", "192.168.1.1"));
+        assert!(cidr_contains("10.0.0.5/32", "10.0.0.5"));
+        assert!(cidr_contains("10.0.0.5", "10.0.0.5"));
+        assert!(!cidr_contains("10.0.0.0/33", "10.0.0.5"));
+        assert!(!cidr_contains("nonsense", "10.0.0.5"));
+        assert!(cidr_contains("fd00::/8", "fd12::1"));
+    }
+}

@@ -435,7 +435,8 @@ fn domain_entry_matches(entry: &str, name: &str) -> bool {
     name[split..].eq_ignore_ascii_case(entry) && (split == 0 || name[split - 1] == b'.')
 }
 
-fn ip_entry_matches(entry: &str, ip: IpAddr) -> bool {
+/// Whether `entry` (an address or a CIDR block, v4 or v6, brackets allowed) holds `ip`.
+pub(crate) fn ip_entry_matches(entry: &str, ip: IpAddr) -> bool {
     let (addr, bits) = match entry.split_once('/') {
         Some((a, b)) => match b.parse::<u32>() {
             Ok(bits) => (a, Some(bits)),

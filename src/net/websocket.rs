@@ -23,13 +23,26 @@ const CONNECT_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum DialError {
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    /// The server answered the upgrade with an HTTP error: its status and body.
+    #[error("HTTP {status}")]
+    Refused { status: u16, body: String },
     #[error("{0}")]
     Other(String),
 }
 
 impl From<tungstenite::Error> for DialError {
     fn from(e: tungstenite::Error) -> Self {
-        DialError::Other(describe(&e))
+        match e {
+            tungstenite::Error::Http(resp) => DialError::Refused {
+                status: resp.status().as_u16(),
+                body: resp
+                    .body()
+                    .as_deref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+            },
+            e => DialError::Other(describe(&e)),
+        }
     }
 }
 

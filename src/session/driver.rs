@@ -573,6 +573,10 @@ async fn connect<R: Resume>(
     }
     Err(match last {
         DialError::Proxy(e) => TunnelError::Proxy(e),
+        e @ DialError::Refused { .. } => TunnelError::Connect {
+            url: redact(url),
+            reason: e.to_string(),
+        },
         DialError::Other(reason) => TunnelError::Connect {
             url: redact(url),
             reason,

@@ -31,6 +31,9 @@ pub struct FleetFile {
     /// instance); none: one account, [`super::auth::ACCOUNT_ID`].
     #[serde(rename = "account", default)]
     pub accounts: Vec<SimAccount>,
+    /// EC2 Instance Connect Endpoints (see `sim::eice`).
+    #[serde(rename = "instance_connect_endpoint", default)]
+    pub eice_endpoints: Vec<super::eice::SimEice>,
 }
 
 /// One simulated AWS account.
@@ -55,6 +58,7 @@ impl Default for FleetFile {
             endpoints: Vec::new(),
             security_groups: Vec::new(),
             accounts: Vec::new(),
+            eice_endpoints: Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod ec2;
+pub mod eice;
 pub mod fault;
 pub mod fleet;
 pub mod gateway;
@@ -91,6 +92,8 @@ pub struct SimState {
     pub stats: Arc<stats::Stats>,
     /// `--throttle`: which calls are over the request rate.
     pub throttle: throttle::Throttle,
+    /// EC2 Instance Connect Endpoint tunnels open, per endpoint.
+    pub tunnels: eice::Tunnels,
     /// Positions in `fleet.instances` of each account's machines per region, in
     /// fleet order: an account sees only its own.
     by_region: std::collections::HashMap<(String, String), Vec<usize>>,
@@ -138,6 +141,7 @@ impl SimState {
             requests: AtomicU64::new(0),
             sessions: session::Registry::default(),
             keys_pushed: AtomicU64::new(0),
+            tunnels: eice::Tunnels::default(),
             stats: Arc::default(),
             addr,
         }
@@ -301,6 +305,11 @@ impl SimHandle {
     /// Machines `ec2ssh list` should show.
     pub fn instance_count(&self) -> usize {
         self.listable
+    }
+
+    /// EC2 Instance Connect Endpoint tunnels open now.
+    pub fn open_tunnels(&self) -> usize {
+        self.state.tunnels.open()
     }
 
     /// What the data channels did so far.

@@ -16,13 +16,15 @@ use axum::Router;
 
 use super::auth::{self, Protocol};
 use super::{
-    ec2, gateway, instance_connect, query, sessions, ssm, sts, throttle, vpc, ApiError, SimState,
+    ec2, eice, gateway, instance_connect, query, sessions, ssm, sts, throttle, vpc, ApiError,
+    SimState,
 };
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) {
     let api = state.clone();
     let app = Router::new()
         .route("/v1/data-channel/{session}", get(gateway::upgrade))
+        .route("/openTunnel", get(eice::open_tunnel))
         .route("/sim/stats", get(stats))
         .with_state(state)
         .fallback(
@@ -306,6 +308,9 @@ fn query_call(state: &SimState, who: Who, params: &query::Params) -> Response {
         "DescribeVpcAttribute" => who
             .deny(state, "ec2:DescribeVpcAttribute", true)
             .and_then(|_| vpc::describe_vpc_attribute(state, region, params)),
+        "DescribeInstanceConnectEndpoints" => who
+            .deny(state, "ec2:DescribeInstanceConnectEndpoints", true)
+            .and_then(|_| eice::describe(state, region, params)),
         "DescribeSecurityGroups" => who
             .deny(state, "ec2:DescribeSecurityGroups", true)
             .and_then(|_| vpc::describe_security_groups(state, region, params)),

@@ -95,17 +95,30 @@ pub struct SimSecurityGroup {
     pub vpc_id: Option<String>,
     /// `PROTOCOL:PORTS:SOURCE`: `tcp`/`udp`/`all`, `443` or `0-65535` or `*`, a CIDR or `sg-…`.
     pub ingress: Vec<String>,
+    /// `PROTOCOL:PORTS:DESTINATION`, like `ingress`; absent: all traffic out (the
+    /// rule a new group starts with).
+    pub egress: Option<Vec<String>>,
 }
 
-/// One parsed ingress rule.
+/// One parsed rule (its `source` is the destination of an egress rule).
 #[derive(Debug, Clone, PartialEq)]
-struct IngressRule {
-    protocol: String,
-    ports: Option<(i32, i32)>,
-    source: String,
+pub(super) struct IngressRule {
+    pub protocol: String,
+    pub ports: Option<(i32, i32)>,
+    pub source: String,
 }
 
-fn parse_rule(s: &str) -> Option<IngressRule> {
+impl IngressRule {
+    /// Does it cover TCP `port`?
+    pub fn allows(&self, port: i32) -> bool {
+        matches!(self.protocol.as_str(), "-1" | "tcp" | "6")
+            && self
+                .ports
+                .is_none_or(|(from, to)| from <= port && port <= to)
+    }
+}
+
+pub(super) fn parse_rule(s: &str) -> Option<IngressRule> {
     let mut parts = s.splitn(3, ':');
     let (proto, ports, source) = (parts.next()?, parts.next()?, parts.next()?);
     let protocol = match proto {
@@ -142,14 +155,14 @@ fn suffix(id: &str) -> &str {
     id.split_once('-').map(|(_, s)| s).unwrap_or(id)
 }
 
-fn matches(filters: &[(String, Vec<String>)], name: &str, value: &str) -> bool {
+pub(super) fn matches(filters: &[(String, Vec<String>)], name: &str, value: &str) -> bool {
     filters
         .iter()
         .filter(|(n, _)| n == name)
         .all(|(_, vs)| vs.iter().any(|v| v == value))
 }
 
-fn response(op: &str, request_id: &str, body: &str) -> String {
+pub(super) fn response(op: &str, request_id: &str, body: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><{op}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>{request_id}</requestId>{body}</{op}Response>"#
     )
@@ -380,28 +393,13 @@ pub fn describe_security_groups(
             escape(&g.id),
             escape(vpc)
         ));
-        for r in g.ingress.iter().filter_map(|r| parse_rule(r)) {
-            xml.push_str(&format!(
-                "<item><ipProtocol>{}</ipProtocol>",
-                escape(&r.protocol)
-            ));
-            if let Some((from, to)) = r.ports {
-                xml.push_str(&format!("<fromPort>{from}</fromPort><toPort>{to}</toPort>"));
-            }
-            if r.source.starts_with("sg-") {
-                xml.push_str(&format!(
-                    "<groups><item><userId>123456789012</userId><groupId>{}</groupId></item></groups><ipRanges/>",
-                    escape(&r.source)
-                ));
-            } else {
-                xml.push_str(&format!(
-                    "<groups/><ipRanges><item><cidrIp>{}</cidrIp></item></ipRanges>",
-                    escape(&r.source)
-                ));
-            }
-            xml.push_str("<ipv6Ranges/><prefixListIds/></item>");
+        permissions(&mut xml, &g.ingress);
+        xml.push_str("</ipPermissions><ipPermissionsEgress>");
+        match &g.egress {
+            Some(rules) => permissions(&mut xml, rules),
+            None => permissions(&mut xml, &["all:*:0.0.0.0/0".to_string()]),
         }
-        xml.push_str("</ipPermissions><ipPermissionsEgress/></item>");
+        xml.push_str("</ipPermissionsEgress></item>");
     }
     xml.push_str("</securityGroupInfo>");
     Ok(response(
@@ -409,6 +407,31 @@ pub fn describe_security_groups(
         &state.request_id(),
         &xml,
     ))
+}
+
+/// `<item>`s of `ipPermissions` / `ipPermissionsEgress`.
+fn permissions(xml: &mut String, rules: &[String]) {
+    for r in rules.iter().filter_map(|r| parse_rule(r)) {
+        xml.push_str(&format!(
+            "<item><ipProtocol>{}</ipProtocol>",
+            escape(&r.protocol)
+        ));
+        if let Some((from, to)) = r.ports {
+            xml.push_str(&format!("<fromPort>{from}</fromPort><toPort>{to}</toPort>"));
+        }
+        if r.source.starts_with("sg-") {
+            xml.push_str(&format!(
+                "<groups><item><userId>123456789012</userId><groupId>{}</groupId></item></groups><ipRanges/>",
+                escape(&r.source)
+            ));
+        } else {
+            xml.push_str(&format!(
+                "<groups/><ipRanges><item><cidrIp>{}</cidrIp></item></ipRanges>",
+                escape(&r.source)
+            ));
+        }
+        xml.push_str("<ipv6Ranges/><prefixListIds/></item>");
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,8 @@ pub struct App {
     /// How the login user is chosen, to show it before connecting; `None` when Enter
     /// only prints the id.
     pub login: Option<crate::connect::user::UserRules>,
+    /// Which path reaches a row.
+    pub via: crate::fleet::Via,
     /// Marked instance ids: by id, so marks survive filtering and refreshes.
     pub marked: HashSet<String>,
     /// Ping checks under way.
@@ -176,6 +178,7 @@ impl App {
             online_count: 0,
             notice: None,
             login: None,
+            via: crate::fleet::Via::default(),
             marked: HashSet::new(),
             pings_in_flight: 0,
             ping_warnings: Vec::new(),

@@ -9,8 +9,8 @@ use crate::filter::Field;
 use crate::fleet::Instance;
 use crate::text::{sanitize, width};
 
-/// Cells before the first column: mark, space, ping glyph, space.
-pub const GUTTER: usize = 4;
+/// Cells before the first column: mark, space, ping glyph, path glyph, space.
+pub const GUTTER: usize = 5;
 /// Cells after each column.
 pub const SEP: usize = 2;
 
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn short_names_leave_room_for_the_platform() {
-        // 120 cells: 4 + 10+19+12+30+9+10+11 + 7×2 = 119 fits; nothing is cut.
+        // 120 cells: 5 + 10+19+12+30+9+10+11 + 7×2 = 120 fits; nothing is cut.
         let cols = layout(120, &TYPICAL);
         assert_eq!(
             cols.iter().find(|c| c.title == "PLATFORM").unwrap().width,
@@ -270,13 +270,13 @@ mod tests {
     #[test]
     fn cut_columns_share_what_is_left() {
         // Long names and long platforms at 120 cells: the fixed columns take 19+12+9+10+11,
-        // the two cut ones share the rest (120 - 4 - 7×2 - 61 = 41), the name two parts.
+        // the two cut ones share the rest (120 - 5 - 7×2 - 61 = 40), the name two parts.
         let wide = Widths([56, 19, 12, 30, 9, 10, 11, 0]);
         let cols = layout(120, &wide);
         assert_eq!(
             sized(&cols),
             [
-                ("NAME", 27),
+                ("NAME", 26),
                 ("ID", 19),
                 ("PRIVATE IP", 12),
                 ("PLATFORM", 14),
@@ -288,17 +288,17 @@ mod tests {
         assert_eq!(total(&cols), 120, "no cell wasted while something is cut");
         // A name shorter than its share shows in full; the platform takes the rest.
         let cols = layout(120, &Widths([20, 19, 12, 51, 9, 10, 11, 0]));
-        assert_eq!((cols[0].width, cols[3].width), (20, 21));
+        assert_eq!((cols[0].width, cols[3].width), (20, 20));
         assert_eq!(total(&cols), 120);
         let cols = layout(120, &Widths([56, 19, 12, 17, 9, 10, 11, 0]));
-        assert_eq!((cols[0].width, cols[3].width), (28, 13));
+        assert_eq!((cols[0].width, cols[3].width), (27, 13));
     }
 
     #[test]
     fn narrow_terminals_drop_columns_from_the_right() {
         assert_eq!(titles(&layout(42, &TYPICAL)), ["NAME", "ID"]);
         assert_eq!(titles(&layout(10, &TYPICAL)), ["NAME"]);
-        assert_eq!(layout(10, &TYPICAL)[0].width, 4);
+        assert_eq!(layout(10, &TYPICAL)[0].width, 3);
         for w in [20, 42, 60, 80, 100, 119, 120, 200] {
             for c in [
                 TYPICAL,

@@ -42,6 +42,8 @@ pub struct PickOptions {
     pub ping_refresh: Option<Duration>,
     /// Hosts a push copies to at once.
     pub parallel: usize,
+    /// Which path reaches a row (shown in the table and the detail pane).
+    pub via: crate::fleet::Via,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +124,7 @@ pub async fn run(
 ) -> Result<Outcome, AppError> {
     let mut app = App::new(unix_now());
     app.online_only = opts.online_only;
+    app.via = opts.via;
     app.details = opts.details;
     let file = cache.as_ref().and_then(Cache::read);
     let cached_for = file.as_ref().map(|f| f.key().to_string());
@@ -262,15 +265,22 @@ pub async fn run(
                 let Some(connector) = connector.as_mut() else {
                     return Ok(Outcome::Picked(id));
                 };
-                let Some((instance, name)) = reachable(&mut app, &id, "connect") else {
+                let Some((instance, name)) = reachable(&mut app, &id, "connect", true) else {
                     continue;
                 };
                 // Hand keyboard and screen to ssh; take them back when it exits.
                 drop(events);
                 guard.suspend();
                 let login = connector.user_for(&instance);
+                let path = match fleet::reach::reach(&instance, app.via) {
+                    fleet::Reach::Eice(e) => format!(
+                        " through EC2 Instance Connect Endpoint {}",
+                        crate::text::sanitize(&e.id)
+                    ),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "ec2ssh: connecting to {name} ({}) as {} ({})",
+                    "ec2ssh: connecting to {name} ({}) as {} ({}){path}",
                     crate::text::sanitize(&instance.id),
                     login.user,
                     login.source.label()
@@ -305,7 +315,7 @@ pub async fn run(
                 )?);
             }
             Some(Effect::Shell(id)) => {
-                let Some((instance, name)) = reachable(&mut app, &id, "open a shell") else {
+                let Some((instance, name)) = reachable(&mut app, &id, "open a shell", false) else {
                     continue;
                 };
                 // As for Enter: the terminal is the shell's until it closes.
@@ -391,15 +401,24 @@ pub async fn run(
     }
 }
 
-/// The instance `id` and its display name, if ssh or a shell can reach it; else the
-/// status line says why (and how to find out more) and there is nothing to do.
-fn reachable(app: &mut App, id: &str, doing: &str) -> Option<(fleet::Instance, String)> {
+/// The instance `id` and its display name, if ssh (any path, with `ssh`) or a shell
+/// (Session Manager only) can reach it; else the status line says why (and how to
+/// find out more) and there is nothing to do.
+fn reachable(app: &mut App, id: &str, doing: &str, ssh: bool) -> Option<(fleet::Instance, String)> {
     let instance = app.instances.iter().find(|i| i.id == id).cloned()?;
     let name = match instance.display_name() {
         "" => crate::text::sanitize(&instance.id).into_owned(),
         n => crate::text::sanitize(n).into_owned(),
     };
-    if instance.ping != fleet::Ping::Online {
+    if ssh {
+        if let fleet::Reach::None(why) = fleet::reach::reach(&instance, app.via) {
+            app.notice = Some(format!(
+                "{name}: no path: {}; cannot {doing} · F2 diagnoses",
+                crate::text::sanitize(&why)
+            ));
+            return None;
+        }
+    } else if instance.ping != fleet::Ping::Online {
         app.notice = Some(format!(
             "{name} is not Online in Systems Manager ({}); cannot {doing} · F2 diagnoses",
             instance.ping.label(),

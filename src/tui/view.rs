@@ -568,6 +568,7 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
             Span::styled(mark, theme.mark().patch(base)),
             Span::styled(" ", base),
             Span::styled(i.ping.glyph().to_string(), theme.ping(i.ping).patch(base)),
+            Span::styled(path_glyph(i, app.via).to_string(), theme.dim().patch(base)),
             Span::styled(" ", base),
         ];
         for c in cols {
@@ -587,6 +588,15 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
         lines.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The path column: blank for Session Manager (the ping glyph says how it is), `E`
+/// for an EC2 Instance Connect Endpoint, `-` for no path (the detail pane says why).
+fn path_glyph(i: &Instance, via: crate::fleet::Via) -> char {
+    match crate::fleet::reach::reach(i, via) {
+        crate::fleet::Reach::Ssm => ' ',
+        r => r.glyph(),
+    }
 }
 
 fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
@@ -649,6 +659,9 @@ fn render_details(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let key_w = 11usize;
     let val_w = (inner.width as usize).saturating_sub(key_w + 1);
     let mut rows = detail_lines(i, app.now);
+    let path = crate::fleet::reach::reach(i, app.via);
+    rows.insert(1, ("Path".into(), crate::fleet::reach::label(&path)));
+    rows.insert(2, ("  why".into(), crate::fleet::reach::reason(i, app.via)));
     if let Some(rules) = &app.login {
         let login = rules.resolve(i);
         rows.insert(
@@ -892,7 +905,7 @@ mod tests {
             "{}",
             row(3)
         );
-        assert!(row(2).starts_with("  ● web-prod-1  i-0"), "{}", row(2));
+        assert!(row(2).starts_with("  ●  web-prod-1  i-0"), "{}", row(2));
     }
 
     #[test]
@@ -919,12 +932,12 @@ mod tests {
         a.update(Action::ToggleDetails);
         let t = draw(&a, 120, 24);
         insta::assert_snapshot!(t.backend());
-        // The matched characters "evil" (row 2, name column from x=4) are highlighted.
+        // The matched characters "evil" (row 2, name column from x=5) are highlighted.
         let buf = t.backend().buffer();
-        for x in 4..8 {
+        for x in 5..9 {
             assert!(buf[(x, 2)].modifier.contains(Modifier::UNDERLINED), "x={x}");
         }
-        assert!(!buf[(8, 2)].modifier.contains(Modifier::UNDERLINED));
+        assert!(!buf[(9, 2)].modifier.contains(Modifier::UNDERLINED));
     }
 
     #[test]
@@ -1072,10 +1085,10 @@ mod tests {
                 .map(|x| buf[(x, y)].symbol().to_string())
                 .collect::<String>()
         };
-        assert!(line(2).starts_with("* ● web-prod-1"), "{}", line(2));
-        assert!(line(3).starts_with("* ● ウ"), "{}", line(3));
-        assert!(line(4).starts_with("  ● evil"), "{}", line(4));
-        assert!(line(1).starts_with("    NAME"), "{}", line(1));
+        assert!(line(2).starts_with("* ●  web-prod-1"), "{}", line(2));
+        assert!(line(3).starts_with("* ●  ウ"), "{}", line(3));
+        assert!(line(4).starts_with("  ●  evil"), "{}", line(4));
+        assert!(line(1).starts_with("     NAME"), "{}", line(1));
         assert!(line(11).contains("2 marked"), "{}", line(11));
         // Without colour the mark is still there, and bold.
         let mut plain = Terminal::new(TestBackend::new(120, 12)).unwrap();

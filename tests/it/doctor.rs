@@ -244,7 +244,7 @@ fn picker_on(sim: &Sim, home: &Path, name: &str) -> crate::common::Tmux {
     t
 }
 
-/// In the picker: Enter on an instance that is not Online says why and offers F2;
+/// In the picker: Enter on an instance no path reaches says why and offers F2;
 /// F2 shows doctor's checklist for it in an overlay; any key closes it.
 #[test]
 fn the_picker_diagnoses_the_selected_row() {
@@ -253,7 +253,8 @@ fn the_picker_diagnoses_the_selected_row() {
     let t = picker_on(&sim, home.path(), "no-way-out");
     t.send(&["Enter"]);
     t.wait_screen("the refusal", |sc| {
-        sc.contains("no-way-out is not Online") && sc.contains("F2 diagnoses")
+        sc.contains("no-way-out: no path: agent ConnectionLost; no EICE in vpc-0pub")
+            && sc.contains("F2 diagnoses")
     });
     t.send(&["F2"]);
     let screen = t.wait_screen("the checklist", |sc| {

@@ -5,6 +5,7 @@ mod accounts;
 mod common;
 mod connect;
 mod doctor;
+mod eice;
 mod errors;
 mod forward;
 mod fuzz_regressions;

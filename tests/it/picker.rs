@@ -183,7 +183,7 @@ fn picker_marks_rows_and_refreshes_pings_in_place() {
             .unwrap_or_default()
     };
     t.wait_screen("gamma ConnectionLost", |s| {
-        s.contains(" shown ·") && row(s, 2).contains("◐ gamma")
+        s.contains(" shown ·") && row(s, 2).contains("◐- gamma")
     });
 
     // Tab marks alpha and beta and leaves the selection on gamma.
@@ -192,20 +192,20 @@ fn picker_marks_rows_and_refreshes_pings_in_place() {
     t.send(&["C-d"]);
     let s = t.wait_screen("two marked, gamma selected", |s| {
         s.contains("3 shown · 2 online · 2 marked")
-            && row(s, 0).starts_with("* ● alpha")
-            && row(s, 1).starts_with("* ● beta")
+            && row(s, 0).starts_with("* ●  alpha")
+            && row(s, 1).starts_with("* ●  beta")
             && s.contains("│Name        gamma")
     });
     assert!(ssm(&s).contains("ConnectionLost"), "{s}");
 
     // The ping check turns gamma Online where it is, still selected, marks kept.
     t.wait_screen("gamma Online in place", |s| {
-        row(s, 2).starts_with("  ● gamma")
+        row(s, 2).starts_with("  ●  gamma")
             && ssm(s).contains("Online")
             && s.contains("│Name        gamma")
             && s.contains("3 online · 2 marked")
-            && row(s, 0).starts_with("* ● alpha")
-            && row(s, 1).starts_with("* ● beta")
+            && row(s, 0).starts_with("* ●  alpha")
+            && row(s, 1).starts_with("* ●  beta")
     });
 
     // Ctrl-r with marks re-checks just them; Esc clears the marks, a second Esc quits.
@@ -215,12 +215,12 @@ fn picker_marks_rows_and_refreshes_pings_in_place() {
     t.send(&["BTab"]);
     t.wait_screen("gamma marked, beta selected", |s| {
         s.contains("3 marked")
-            && row(s, 2).starts_with("* ● gamma")
+            && row(s, 2).starts_with("* ●  gamma")
             && s.contains("│Name        beta")
     });
     t.send(&["Escape"]);
     t.wait_screen("no marks", |s| {
-        !s.contains("online · 2 marked") && row(s, 0).starts_with("  ● alpha")
+        !s.contains("online · 2 marked") && row(s, 0).starts_with("  ●  alpha")
     });
     t.send(&["Escape"]);
     let (out, code) = t.finished(dir.path());

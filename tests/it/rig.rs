@@ -286,3 +286,75 @@ pub fn assert_no_active_sessions(sim: &Sim) {
     });
     assert!(done, "sessions left active: {last:?}");
 }
+
+/// Writes the block `ec2ssh ssh-config` printed (`block`) as an ssh config file for
+/// tests (batch mode, errors only) and returns its path.
+pub fn write_ssh_config(home: &Path, block: &[u8]) -> PathBuf {
+    let config = home.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\nHost *\n    BatchMode yes\n    LogLevel ERROR\n",
+            String::from_utf8_lossy(block)
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// A loopback sshd, a simulator of the fleet `fleet(home, sshd address)` writes that
+/// relays to it and hands pushed keys to its AuthorizedKeysCommand, and a private home.
+pub struct Rig {
+    pub home: tempfile::TempDir,
+    pub sshd: Sshd,
+    pub sim: Sim,
+}
+
+impl Rig {
+    pub fn start(fleet: impl FnOnce(&Path, &str) -> PathBuf, sim_args: &[&str]) -> Rig {
+        let home = tempfile::tempdir().unwrap();
+        let sshd = Sshd::start(home.path());
+        let fleet = fleet(home.path(), &sshd.addr());
+        let keys = sshd.keys_dir();
+        let mut args = vec![
+            "--fleet",
+            fleet.to_str().unwrap(),
+            "--keys-dir",
+            keys.to_str().unwrap(),
+        ];
+        args.extend_from_slice(sim_args);
+        let sim = Sim::start(home.path(), &args);
+        Rig { home, sshd, sim }
+    }
+
+    /// `ec2ssh --region us-east-1` against the simulator, with the home's XDG dirs.
+    pub fn ec2ssh(&self) -> Command {
+        let mut c = crate::common::ec2ssh(self.home.path());
+        c.env("AWS_ENDPOINT_URL", &self.sim.endpoint)
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("XDG_STATE_HOME", self.home.path().join("state"))
+            .args(["--region", "us-east-1"])
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.home.path().join("run")
+    }
+
+    /// Plain OpenSSH `ssh -F config host command` (ec2ssh only as its ProxyCommand).
+    pub fn plain_ssh(&self, config: &Path, host: &str, command: &str) -> std::process::Output {
+        let mut c = Command::new("ssh");
+        hermetic(&mut c, self.home.path());
+        c.env("AWS_ENDPOINT_URL", &self.sim.endpoint)
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .arg("-F")
+            .arg(config)
+            .arg(host)
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}

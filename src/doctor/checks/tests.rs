@@ -201,6 +201,7 @@ fn healthy() -> TargetFacts {
         ssm: Ok(()),
         now: 1000,
         network: Some(private_net(vec![], true)),
+        eice: None,
     }
 }
 
@@ -250,6 +251,7 @@ fn private_net(routes: Vec<Route>, with_endpoints: bool) -> NetworkFacts {
                 cidrs: vec!["10.0.0.0/16".into()],
                 groups: vec![],
             }],
+            egress: vec![],
         }]),
     }
 }
@@ -371,4 +373,128 @@ fn network_failures_explain_themselves() {
     let c = network(&n);
     assert_eq!(status_of(&c, "network path"), Status::Unknown);
     assert!(fix_of(&c, "network path").contains("ec2:DescribeVpcEndpoints"));
+}
+
+fn tcp22(cidrs: &[&str], groups: &[&str]) -> Rule {
+    Rule {
+        protocol: "tcp".into(),
+        from_port: Some(22),
+        to_port: Some(22),
+        cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+fn sg(id: &str, ingress: Vec<Rule>, egress: Vec<Rule>) -> SecurityGroup {
+    SecurityGroup {
+        id: id.into(),
+        ingress,
+        egress,
+    }
+}
+
+fn on_eice(preserve_client_ip: bool) -> Instance {
+    Instance {
+        id: "i-1".into(),
+        region: "us-east-1".into(),
+        state: Some("running".into()),
+        ping: Ping::NotManaged,
+        private_ip: Some("10.0.1.5".into()),
+        vpc_id: Some("vpc-1".into()),
+        subnet_id: Some("subnet-1".into()),
+        security_groups: vec!["sg-app".into()],
+        eice: crate::fleet::Eice::Endpoint(crate::fleet::EiceEndpoint {
+            id: "eice-1".into(),
+            vpc_id: "vpc-1".into(),
+            subnet_id: "subnet-1".into(),
+            dns_name: "eice-1.example".into(),
+            state: "create-complete".into(),
+            security_groups: vec!["sg-eice".into()],
+            preserve_client_ip,
+            ..Default::default()
+        }),
+        ..Instance::default()
+    }
+}
+
+fn eice_check(i: &Instance, groups: Vec<SecurityGroup>) -> Check {
+    let facts = EiceFacts {
+        groups: Some(Ok(groups)),
+    };
+    eice(i, &facts)
+        .into_iter()
+        .find(|c| c.name == "EICE security groups")
+        .unwrap()
+}
+
+#[test]
+fn eice_groups_pass_by_reference_or_the_vpcs_cidr_and_fail_with_the_rule_to_add() {
+    let i = on_eice(false);
+    let out_to_app = vec![tcp22(&[], &["sg-app"])];
+    let by_ref = eice_check(
+        &i,
+        vec![
+            sg("sg-eice", vec![], out_to_app.clone()),
+            sg("sg-app", vec![tcp22(&[], &["sg-eice"])], vec![]),
+        ],
+    );
+    assert_eq!(by_ref.status, Status::Ok, "{by_ref:?}");
+    let by_cidr = eice_check(
+        &i,
+        vec![
+            sg("sg-eice", vec![], vec![tcp22(&["10.0.0.0/16"], &[])]),
+            sg("sg-app", vec![tcp22(&["10.0.0.0/16"], &[])], vec![]),
+        ],
+    );
+    assert_eq!(by_cidr.status, Status::Ok, "{by_cidr:?}");
+    let closed = eice_check(
+        &i,
+        vec![
+            sg("sg-eice", vec![], out_to_app.clone()),
+            sg("sg-app", vec![tcp22(&["192.168.0.0/16"], &[])], vec![]),
+        ],
+    );
+    assert_eq!(closed.status, Status::Fail);
+    assert_eq!(
+        closed.fix.as_deref(),
+        Some("allow inbound TCP 22 from sg-eice in sg-app")
+    );
+    let no_egress = eice_check(
+        &i,
+        vec![
+            sg("sg-eice", vec![], vec![]),
+            sg("sg-app", vec![tcp22(&[], &["sg-eice"])], vec![]),
+        ],
+    );
+    assert_eq!(
+        no_egress.fix.as_deref(),
+        Some("allow outbound TCP 22 to sg-app in sg-eice")
+    );
+    // With the client's IP preserved a VPC CIDR proves nothing: say so.
+    let preserved = eice_check(
+        &on_eice(true),
+        vec![
+            sg("sg-eice", vec![], out_to_app),
+            sg("sg-app", vec![tcp22(&["10.0.0.0/16"], &[])], vec![]),
+        ],
+    );
+    assert_eq!(preserved.status, Status::Unknown, "{preserved:?}");
+}
+
+#[test]
+fn no_endpoint_or_an_unknown_one_is_said_with_what_to_do() {
+    let mut i = on_eice(false);
+    i.eice = crate::fleet::Eice::None;
+    let c = eice(&i, &EiceFacts { groups: None });
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].status, Status::Fail);
+    assert!(c[0]
+        .fix
+        .as_deref()
+        .unwrap()
+        .starts_with("create one: aws ec2 create-instance-connect-endpoint --region us-east-1 --subnet-id subnet-1"));
+    i.eice = crate::fleet::Eice::Unknown;
+    let c = eice(&i, &EiceFacts { groups: None });
+    assert_eq!(c[0].status, Status::Unknown);
+    assert!(c[0].fix.as_deref().unwrap().contains("iam-policy --eice"));
 }
