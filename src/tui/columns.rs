@@ -106,14 +106,20 @@ impl Default for Widths {
 
 impl Widths {
     /// Measures every row (once per data change, not per frame). ACCOUNT gets a
-    /// width only when two rows differ in it.
+    /// width only when rows come from two accounts (or profiles).
     pub fn measure(instances: &[Instance]) -> Widths {
         let mut w = Widths::default();
-        let several = instances.first().is_some_and(|first| {
-            instances
-                .iter()
-                .any(|i| i.profile != first.profile || i.account_id != first.account_id)
-        });
+        // An unknown account (a hybrid node's) is not another account.
+        let differ = |mut values: Box<dyn Iterator<Item = &String> + '_>| {
+            values
+                .next()
+                .is_some_and(|first| values.any(|v| v != first))
+        };
+        let several = differ(Box::new(
+            instances.iter().filter_map(|i| i.account_id.as_ref()),
+        )) || instances
+            .first()
+            .is_some_and(|first| instances.iter().any(|i| i.profile != first.profile));
         let measured = if several { SPECS.len() } else { ACCOUNT };
         w.0[ACCOUNT] = if several {
             width(SPECS[ACCOUNT].title)
@@ -345,6 +351,14 @@ mod tests {
         let w = Widths::measure(&one);
         assert_eq!(w.0[ACCOUNT], 0);
         assert!(!titles(&layout(300, &w)).contains(&"ACCOUNT"));
+        // A hybrid node's account is unknown, not another account.
+        let hybrid = Instance {
+            id: "mi-1".into(),
+            profile: Some("dev".into()),
+            ..Default::default()
+        };
+        let w = Widths::measure(&[one[0].clone(), hybrid]);
+        assert_eq!(w.0[ACCOUNT], 0);
         let two = [
             row("i-1", "dev", "111111111111"),
             row("i-2", "prod", "222222222222"),

@@ -122,11 +122,55 @@ pub async fn run(
     cache: Option<Cache>,
     opts: PickOptions,
 ) -> Result<Outcome, AppError> {
+    let (mut app, cached_for) = initial_app(cache.as_ref(), &opts);
+    let theme = Theme { color: opts.color };
+    let mut guard = TerminalGuard::enter().map_err(|e| {
+        AppError::other(
+            format!("cannot open the terminal: {e}"),
+            "run ec2ssh in an interactive terminal, or use `ec2ssh list` in scripts",
+        )
+    })?;
+    if !app.instances.is_empty() {
+        if let Some(done) = first_frame(&mut app, &mut guard, theme, &opts)? {
+            return Ok(done);
+        }
+    }
+    let (ctx, connector) = account.await?;
+    if cached_for.is_some_and(|k| k != ctx.cache_key) {
+        app.set_instances(Vec::new(), Source::Nothing);
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    app.loading = true;
+    spawn_refresh(&ctx, &tx);
+    app.login = connector.as_ref().map(|c| c.rules.clone());
+    app.notice = opts.notice.clone();
+    let throttled_at_check = ctx.throttle.count();
+    let mut picker = Picker {
+        app,
+        guard,
+        theme,
+        opts,
+        ctx,
+        connector,
+        cache,
+        tx,
+        rx,
+        events: Some(EventStream::new()),
+        signals: Signals::install(),
+        pushing: None,
+        throttled_at_check,
+    };
+    picker.event_loop().await
+}
+
+/// The picker's state before AWS answers: the cached fleet (and the account view it
+/// was listed for), the query given on the command line.
+fn initial_app(cache: Option<&Cache>, opts: &PickOptions) -> (App, Option<String>) {
     let mut app = App::new(unix_now());
     app.online_only = opts.online_only;
     app.via = opts.via;
     app.details = opts.details;
-    let file = cache.as_ref().and_then(Cache::read);
+    let file = cache.and_then(Cache::read);
     let cached_for = file.as_ref().map(|f| f.key().to_string());
     if let Some(c) = file.map(fleet::CacheFile::into_cached) {
         app.set_instances(
@@ -139,265 +183,320 @@ pub async fn run(
     for ch in opts.query.as_deref().unwrap_or_default().chars() {
         app.update(Action::Char(ch));
     }
+    (app, cached_for)
+}
 
-    let theme = Theme { color: opts.color };
-    let mut guard = TerminalGuard::enter().map_err(|e| {
-        AppError::other(
-            format!("cannot open the terminal: {e}"),
-            "run ec2ssh in an interactive terminal, or use `ec2ssh list` in scripts",
-        )
-    })?;
-    let first_frame =
-        |app: &mut App, guard: &mut TerminalGuard| -> Result<Option<Outcome>, AppError> {
-            draw(app, guard, theme)?;
-            if !opts.exit_after_first_frame {
-                return Ok(None);
+/// Draws the first frame; with the hidden benchmark flag, says when on stderr and ends.
+fn first_frame(
+    app: &mut App,
+    guard: &mut TerminalGuard,
+    theme: Theme,
+    opts: &PickOptions,
+) -> Result<Option<Outcome>, AppError> {
+    draw(app, guard, theme)?;
+    if !opts.exit_after_first_frame {
+        return Ok(None);
+    }
+    // When the frame was drawn, for the benchmark to count from the exec.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    terminal::restore();
+    eprintln!("first frame at {:.6}", at.as_secs_f64());
+    Ok(Some(Outcome::Cancelled))
+}
+
+/// The running picker: its state, the terminal, and what acts for it.
+struct Picker {
+    app: App,
+    guard: TerminalGuard,
+    theme: Theme,
+    opts: PickOptions,
+    ctx: AwsContext,
+    connector: Option<Connector>,
+    cache: Option<Cache>,
+    tx: mpsc::UnboundedSender<Action>,
+    rx: mpsc::UnboundedReceiver<Action>,
+    /// Terminal input; `None` while ssh or a shell has the terminal.
+    events: Option<EventStream>,
+    signals: Signals,
+    pushing: Option<Pushing>,
+    /// AWS's throttled-call count when the last ping check started.
+    throttled_at_check: u64,
+}
+
+impl Picker {
+    /// Keys, results and ticks become actions; `App::update` turns them into effects,
+    /// which this carries out; until the user quits, picks, or a signal arrives.
+    async fn event_loop(&mut self) -> Result<Outcome, AppError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut ping_tick = self.opts.ping_refresh.map(ping_interval);
+        // A ping check AWS throttled stretches the wait before the next one.
+        let mut ping_backoff = self.opts.ping_refresh.map(fleet::ping::Backoff::new);
+        let mut dirty = true;
+        let mut last_second = self.app.now;
+        loop {
+            if dirty {
+                let shown_before = !self.app.instances.is_empty();
+                draw(&mut self.app, &mut self.guard, self.theme)?;
+                dirty = false;
+                if self.opts.exit_after_first_frame
+                    && !shown_before
+                    && !self.app.instances.is_empty()
+                {
+                    if let Some(done) =
+                        first_frame(&mut self.app, &mut self.guard, self.theme, &self.opts)?
+                    {
+                        return Ok(done);
+                    }
+                }
             }
-            // When the frame was drawn, for the benchmark to count from the exec.
-            let at = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            terminal::restore();
-            eprintln!("first frame at {:.6}", at.as_secs_f64());
-            Ok(Some(Outcome::Cancelled))
-        };
-    if !app.instances.is_empty() {
-        if let Some(done) = first_frame(&mut app, &mut guard)? {
-            return Ok(done);
-        }
-    }
-    let (ctx, mut connector) = account.await?;
-    if cached_for.is_some_and(|k| k != ctx.cache_key) {
-        app.set_instances(Vec::new(), Source::Nothing);
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    app.loading = true;
-    spawn_refresh(&ctx, &tx);
-
-    let mut events = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut ping_tick = opts.ping_refresh.map(ping_interval);
-    // A ping check AWS throttled stretches the wait before the next one.
-    let mut ping_backoff = opts.ping_refresh.map(fleet::ping::Backoff::new);
-    let mut throttled_at_check = ctx.throttle.count();
-    let mut signals = Signals::install();
-    app.login = connector.as_ref().map(|c| c.rules.clone());
-    app.notice = opts.notice.clone();
-    let mut dirty = true;
-    let mut last_second = app.now;
-    let mut pushing: Option<Pushing> = None;
-
-    loop {
-        if dirty {
-            let shown_before = !app.instances.is_empty();
-            draw(&mut app, &mut guard, theme)?;
-            dirty = false;
-            if opts.exit_after_first_frame && !shown_before && !app.instances.is_empty() {
-                if let Some(done) = first_frame(&mut app, &mut guard)? {
+            let mut effect = None;
+            let action = tokio::select! {
+                ev = next_event(&mut self.events) => match ev {
+                    Some(Ok(Event::Key(key))) if self.app.push.is_some() => {
+                        // The push dialog or the transfers view has the keyboard.
+                        dirty = true;
+                        effect = keys::dialog_key(key).and_then(|k| self.app.push_key(k, &push::Disk));
+                        None
+                    }
+                    Some(Ok(Event::Key(key))) => keys::action_for(key),
+                    Some(Ok(Event::Resize(..))) => { dirty = true; None }
+                    Some(Ok(_)) => None,
+                    Some(Err(e)) => return Err(io_error(e)),
+                    None => return Ok(Outcome::Cancelled),
+                },
+                Some(action) = self.rx.recv() => {
+                    if let (Action::Pings { .. }, Some(backoff)) = (&action, ping_backoff.as_mut()) {
+                        let throttled = self.ctx.throttle.count() != self.throttled_at_check;
+                        let wait = backoff.after(throttled);
+                        if ping_tick.as_ref().is_some_and(|t| t.period() != wait) {
+                            ping_tick = Some(ping_interval(wait));
+                        }
+                    }
+                    Some(action)
+                }
+                _ = tick.tick() => {
+                    let now = unix_now();
+                    let busy = self.app.loading || self.app.pings_in_flight > 0;
+                    let throttled = busy && self.ctx.throttle.recently(THROTTLE_SHOWN_FOR);
+                    let changed = throttled != self.app.throttled;
+                    self.app.throttled = throttled;
+                    (self.app.loading || changed || now != last_second).then(|| { last_second = now; Action::Tick(now) })
+                }
+                _ = next_tick(&mut ping_tick) => Some(Action::CheckPings),
+                n = self.signals.recv() => {
+                    if let Some(p) = self.pushing.take() {
+                        p.cancel().await;
+                    }
+                    return Err(signals::as_error(n));
+                }
+            };
+            let effect = match action {
+                Some(action) => {
+                    dirty = true;
+                    self.before_update(&action);
+                    self.app.update(action)
+                }
+                None if effect.is_some() => effect,
+                None => continue,
+            };
+            if let Some(effect) = effect {
+                if let Some(done) = self.carry_out(effect).await? {
                     return Ok(done);
                 }
             }
         }
-        let mut effect = None;
-        let action = tokio::select! {
-            ev = events.next() => match ev {
-                Some(Ok(Event::Key(key))) if app.push.is_some() => {
-                    // The push dialog or the transfers view has the keyboard.
-                    dirty = true;
-                    effect = keys::dialog_key(key).and_then(|k| app.push_key(k, &push::Disk));
-                    None
-                }
-                Some(Ok(Event::Key(key))) => keys::action_for(key),
-                Some(Ok(Event::Resize(..))) => { dirty = true; None }
-                Some(Ok(_)) => None,
-                Some(Err(e)) => return Err(io_error(e)),
-                None => return Ok(Outcome::Cancelled),
-            },
-            Some(action) = rx.recv() => {
-                if let (Action::Pings { .. }, Some(backoff)) = (&action, ping_backoff.as_mut()) {
-                    let throttled = ctx.throttle.count() != throttled_at_check;
-                    let wait = backoff.after(throttled);
-                    if ping_tick.as_ref().is_some_and(|t| t.period() != wait) {
-                        ping_tick = Some(ping_interval(wait));
-                    }
-                }
-                Some(action)
+    }
+
+    /// What an action means beyond the picker's state: a finished copy is evidence,
+    /// a fresh listing goes to the cache.
+    fn before_update(&mut self, action: &Action) {
+        if let (Action::Transfer(Update::Done(n, r), _), Some(p), Some(c)) =
+            (action, &self.pushing, &self.connector)
+        {
+            if let Some(host) = p.hosts.get(*n).filter(|_| r.ok) {
+                self.app.evidence.copied(host, c.pushes_key(host));
             }
-            _ = tick.tick() => {
-                let now = unix_now();
-                let busy = app.loading || app.pings_in_flight > 0;
-                let throttled = busy && ctx.throttle.recently(THROTTLE_SHOWN_FOR);
-                let changed = throttled != app.throttled;
-                app.throttled = throttled;
-                (app.loading || changed || now != last_second).then(|| { last_second = now; Action::Tick(now) })
+        }
+        if let (Action::Loaded(Ok(inv), now), Some(cache)) = (action, &self.cache) {
+            if let Err(e) = cache.store(&self.ctx.cache_key, *now, &inv.instances) {
+                tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write the inventory cache");
             }
-            _ = next_tick(&mut ping_tick) => Some(Action::CheckPings),
-            n = signals.recv() => {
-                if let Some(p) = pushing.take() {
-                    p.cancel().await;
-                }
-                return Err(signals::as_error(n));
-            }
-        };
-        let effect = match action {
-            Some(action) => {
-                dirty = true;
-                if let (Action::Transfer(Update::Done(n, r), _), Some(p), Some(c)) =
-                    (&action, &pushing, &connector)
-                {
-                    if let Some(host) = p.hosts.get(*n).filter(|_| r.ok) {
-                        app.evidence.copied(host, c.pushes_key(host));
-                    }
-                }
-                if let (Action::Loaded(Ok(inv), now), Some(cache)) = (&action, &cache) {
-                    if let Err(e) = cache.store(&ctx.cache_key, *now, &inv.instances) {
-                        tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write the inventory cache");
-                    }
-                }
-                app.update(action)
-            }
-            None if effect.is_some() => effect,
-            None => continue,
-        };
+        }
+    }
+
+    /// Carries out one effect; `Some` when the picker is done.
+    async fn carry_out(&mut self, effect: Effect) -> Result<Option<Outcome>, AppError> {
         match effect {
-            Some(Effect::Quit) => return Ok(Outcome::Cancelled),
-            Some(Effect::Select(id)) => {
-                let Some(connector) = connector.as_mut() else {
-                    return Ok(Outcome::Picked(id));
-                };
-                let Some((instance, name)) = reachable(&mut app, &id, "connect", true) else {
-                    continue;
-                };
-                // Hand keyboard and screen to ssh; take them back when it exits.
-                drop(events);
-                guard.suspend();
-                let login = connector.user_for(&instance);
-                let path = match fleet::reach::reach(&instance, app.via) {
-                    fleet::Reach::Eice(e) => format!(
-                        " through EC2 Instance Connect Endpoint {}",
-                        crate::text::sanitize(&e.id)
-                    ),
-                    _ => String::new(),
-                };
-                eprintln!(
-                    "ec2ssh: connecting to {name} ({}) as {} ({}){path}",
-                    crate::text::sanitize(&instance.id),
-                    login.user,
-                    login.source.label()
-                );
-                let result = connector.connect(&instance, &[], &mut signals).await;
-                if let Ok(done) = &result {
-                    let pushed = connector.pushes_key(&instance);
-                    app.evidence.connected(&instance, pushed, done.code);
-                }
-                // Ctrl-C during the session was the remote side's, not ours.
-                while signals.pending().is_some() {}
-                if let Err(e) = &result {
-                    crate::error::report(e);
-                }
-                if opts.once {
-                    return result.map(|done| {
-                        if let Some(hint) = done.hint() {
-                            eprintln!("ec2ssh: {hint}");
-                        }
-                        Outcome::Connected(done.code)
-                    });
-                }
-                guard.resume().map_err(io_error)?;
-                events = EventStream::new();
-                app.login = Some(connector.rules.clone());
-                app.notice = Some(outcome_notice(
-                    result.map(|done| match done.hint() {
-                        Some(hint) => format!("{} · {hint} · F2 diagnoses", done.summary(&name)),
-                        None => done.summary(&name),
-                    }),
-                    &name,
-                )?);
+            Effect::Quit => return Ok(Some(Outcome::Cancelled)),
+            Effect::Select(id) => return self.connect(id).await,
+            Effect::Shell(id) => return self.shell(id).await,
+            Effect::Diagnose(id) => self.diagnose(id),
+            Effect::Refresh => spawn_refresh(&self.ctx, &self.tx),
+            Effect::CheckPings(only) => {
+                self.throttled_at_check = self.ctx.throttle.count();
+                spawn_ping_check(&self.ctx, &self.tx, only);
             }
-            Some(Effect::Shell(id)) => {
-                let Some((instance, name)) = reachable(&mut app, &id, "open a shell", false) else {
-                    continue;
-                };
-                // As for Enter: the terminal is the shell's until it closes.
-                drop(events);
-                guard.suspend();
-                eprintln!(
-                    "ec2ssh: opening a Session Manager shell on {name} ({})",
-                    crate::text::sanitize(&instance.id)
-                );
-                let result = crate::shell::run(&ctx, &instance, None, &mut signals).await;
-                if result.is_ok() {
-                    app.evidence.shell_opened(&instance);
-                }
-                if let Err(e) = &result {
-                    crate::error::report(e);
-                }
-                if opts.once {
-                    return result.map(|done| Outcome::Connected(done.code));
-                }
-                guard.resume().map_err(io_error)?;
-                events = EventStream::new();
-                app.notice = Some(outcome_notice(
-                    result.map(|done| done.summary(&name)),
-                    &name,
-                )?);
-            }
-            Some(Effect::Diagnose(id)) => {
-                let (ctx, tx) = (ctx.clone(), tx.clone());
-                let name = app
-                    .instances
-                    .iter()
-                    .find(|i| i.id == id)
-                    .map(|i| match i.display_name() {
-                        "" => i.id.clone(),
-                        n => crate::text::sanitize(n).into_owned(),
-                    })
-                    .unwrap_or_else(|| id.clone());
-                let evidence = app.evidence.clone();
-                tokio::spawn(async move {
-                    let checks = crate::doctor::diagnose(&ctx, Some(&id), &evidence).await;
-                    let _ = tx.send(Action::Diagnosed(name, checks));
-                });
-            }
-            Some(Effect::Refresh) => spawn_refresh(&ctx, &tx),
-            Some(Effect::CheckPings(only)) => {
-                throttled_at_check = ctx.throttle.count();
-                spawn_ping_check(&ctx, &tx, only);
-            }
-            Some(Effect::StartPush { hosts, job }) => {
-                match transfer::local_size(&job.sources, job.recursive) {
-                    Err(e) => {
-                        app.push_refused(format!("cannot read {}: {e}", job.sources.join(" ")))
-                    }
-                    Ok(total) => {
-                        let Some(connector) = connector.clone() else {
-                            continue;
-                        };
-                        app.start_transfers(&hosts, total, job.clone());
-                        let req = Request {
-                            spec: CopySpec {
-                                direction: Direction::Push,
-                                sources: job.sources,
-                                dest: job.dest,
-                                host: None,
-                                user: None,
-                            },
-                            recursive: job.recursive,
-                            preserve: false,
-                            parallel: opts.parallel.max(1),
-                            mkdir: job.mkdir,
-                        };
-                        pushing = Some(Pushing::start(connector, hosts, req, &tx));
-                    }
-                }
-            }
-            Some(Effect::CancelPush) => {
-                if let Some(p) = &pushing {
+            Effect::StartPush { hosts, job } => self.start_push(hosts, job),
+            Effect::CancelPush => {
+                if let Some(p) = &self.pushing {
                     let _ = p.cancel.send(true);
                 }
             }
-            None => {}
         }
+        Ok(None)
+    }
+
+    /// Enter: ssh to the row with the terminal handed over, taken back when it exits
+    /// (without a connector, the picked id is the outcome).
+    async fn connect(&mut self, id: String) -> Result<Option<Outcome>, AppError> {
+        let Some(connector) = self.connector.as_mut() else {
+            return Ok(Some(Outcome::Picked(id)));
+        };
+        let Some((instance, name)) = reachable(&mut self.app, &id, "connect", true) else {
+            return Ok(None);
+        };
+        // Hand keyboard and screen to ssh; take them back when it exits.
+        self.events = None;
+        self.guard.suspend();
+        let login = connector.user_for(&instance);
+        let path = match fleet::reach::reach(&instance, self.app.via) {
+            fleet::Reach::Eice(e) => format!(
+                " through EC2 Instance Connect Endpoint {}",
+                crate::text::sanitize(&e.id)
+            ),
+            _ => String::new(),
+        };
+        eprintln!(
+            "ec2ssh: connecting to {name} ({}) as {} ({}){path}",
+            crate::text::sanitize(&instance.id),
+            login.user,
+            login.source.label()
+        );
+        let result = connector.connect(&instance, &[], &mut self.signals).await;
+        if let Ok(done) = &result {
+            let pushed = connector.pushes_key(&instance);
+            self.app.evidence.connected(&instance, pushed, done.code);
+        }
+        // Ctrl-C during the session was the remote side's, not ours.
+        while self.signals.pending().is_some() {}
+        if let Err(e) = &result {
+            crate::error::report(e);
+        }
+        if self.opts.once {
+            return result.map(|done| {
+                if let Some(hint) = done.hint() {
+                    eprintln!("ec2ssh: {hint}");
+                }
+                Some(Outcome::Connected(done.code))
+            });
+        }
+        let rules = connector.rules.clone();
+        self.take_terminal_back()?;
+        self.app.login = Some(rules);
+        self.app.notice = Some(outcome_notice(
+            result.map(|done| match done.hint() {
+                Some(hint) => format!("{} · {hint} · F2 diagnoses", done.summary(&name)),
+                None => done.summary(&name),
+            }),
+            &name,
+        )?);
+        Ok(None)
+    }
+
+    /// Ctrl-o: a Session Manager shell on the row, the terminal its until it closes.
+    async fn shell(&mut self, id: String) -> Result<Option<Outcome>, AppError> {
+        let Some((instance, name)) = reachable(&mut self.app, &id, "open a shell", false) else {
+            return Ok(None);
+        };
+        self.events = None;
+        self.guard.suspend();
+        eprintln!(
+            "ec2ssh: opening a Session Manager shell on {name} ({})",
+            crate::text::sanitize(&instance.id)
+        );
+        let result = crate::shell::run(&self.ctx, &instance, None, &mut self.signals).await;
+        if result.is_ok() {
+            self.app.evidence.shell_opened(&instance);
+        }
+        if let Err(e) = &result {
+            crate::error::report(e);
+        }
+        if self.opts.once {
+            return result.map(|done| Some(Outcome::Connected(done.code)));
+        }
+        self.take_terminal_back()?;
+        self.app.notice = Some(outcome_notice(
+            result.map(|done| done.summary(&name)),
+            &name,
+        )?);
+        Ok(None)
+    }
+
+    /// After ssh or a shell: the picker's screen and keyboard again.
+    fn take_terminal_back(&mut self) -> Result<(), AppError> {
+        self.guard.resume().map_err(io_error)?;
+        self.events = Some(EventStream::new());
+        Ok(())
+    }
+
+    /// F2: the diagnosis of a row, gathered in the background, with what this run
+    /// already proved.
+    fn diagnose(&mut self, id: String) {
+        let (ctx, tx) = (self.ctx.clone(), self.tx.clone());
+        let name = self
+            .app
+            .instances
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| match i.display_name() {
+                "" => i.id.clone(),
+                n => crate::text::sanitize(n).into_owned(),
+            })
+            .unwrap_or_else(|| id.clone());
+        let evidence = self.app.evidence.clone();
+        tokio::spawn(async move {
+            let checks = crate::doctor::diagnose(&ctx, Some(&id), &evidence).await;
+            let _ = tx.send(Action::Diagnosed(name, checks));
+        });
+    }
+
+    /// The push dialog's job, to the marked rows, in the background.
+    fn start_push(&mut self, hosts: Vec<fleet::Instance>, job: push::Job) {
+        match transfer::local_size(&job.sources, job.recursive) {
+            Err(e) => self
+                .app
+                .push_refused(format!("cannot read {}: {e}", job.sources.join(" "))),
+            Ok(total) => {
+                let Some(connector) = self.connector.clone() else {
+                    return;
+                };
+                self.app.start_transfers(&hosts, total, job.clone());
+                let req = Request {
+                    spec: CopySpec {
+                        direction: Direction::Push,
+                        sources: job.sources,
+                        dest: job.dest,
+                        host: None,
+                        user: None,
+                    },
+                    recursive: job.recursive,
+                    preserve: false,
+                    parallel: self.opts.parallel.max(1),
+                    mkdir: job.mkdir,
+                };
+                self.pushing = Some(Pushing::start(connector, hosts, req, &self.tx));
+            }
+        }
+    }
+}
+
+/// The next terminal event; never, while the terminal is handed over.
+async fn next_event(events: &mut Option<EventStream>) -> Option<Result<Event, std::io::Error>> {
+    match events {
+        Some(e) => e.next().await,
+        None => std::future::pending().await,
     }
 }
 
