@@ -421,24 +421,8 @@ impl App {
             return None;
         }
         match action {
-            Action::Char(c) => {
-                self.query.push(c);
-                self.refilter();
-            }
-            Action::Backspace => {
-                if self.query.pop().is_some() {
-                    self.refilter();
-                }
-            }
-            Action::DeleteWord => {
-                let trimmed = self.query.trim_end().len();
-                let cut = self.query[..trimmed].rfind(' ').map_or(0, |p| p + 1);
-                self.query.truncate(cut);
-                self.refilter();
-            }
-            Action::ClearQuery => {
-                self.query.clear();
-                self.refilter();
+            Action::Char(_) | Action::Backspace | Action::DeleteWord | Action::ClearQuery => {
+                self.edit_query(&action)
             }
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
@@ -451,35 +435,8 @@ impl App {
                     .selected_instance()
                     .map(|i| Effect::Select(i.id.clone()));
             }
-            Action::OpenShell => {
-                if self.login.is_none() {
-                    self.notice =
-                        Some("a shell needs the picker's connect mode (not --print)".into());
-                    return None;
-                }
-                return self
-                    .selected_instance()
-                    .map(|i| Effect::Shell(i.id.clone()));
-            }
-            Action::OpenPush => {
-                if self.login.is_none() {
-                    self.notice =
-                        Some("pushing needs the picker's connect mode (not --print)".into());
-                    return None;
-                }
-                let mut hosts: Vec<Instance> =
-                    self.marked_instances().into_iter().cloned().collect();
-                if hosts.is_empty() {
-                    hosts.extend(self.selected_instance().cloned());
-                }
-                if !hosts.is_empty() {
-                    self.push = Some(Push::Dialog(Dialog::new(
-                        hosts,
-                        &self.last_paths,
-                        &self.last_dest,
-                    )));
-                }
-            }
+            Action::OpenShell => return self.open_shell(),
+            Action::OpenPush => self.open_push(),
             Action::Diagnose => {
                 let target = self.selected_instance().map(|i| (i.id.clone(), label(i)));
                 if let Some((id, name)) = target {
@@ -487,17 +444,7 @@ impl App {
                     return Some(Effect::Diagnose(id));
                 }
             }
-            Action::Diagnosed(name, checks) => {
-                let failed = checks
-                    .iter()
-                    .filter(|c| c.status == crate::doctor::Status::Fail)
-                    .count();
-                self.notice = Some(match failed {
-                    0 => format!("{name}: nothing wrong found"),
-                    n => format!("{name}: {n} problem{} found", if n == 1 { "" } else { "s" }),
-                });
-                self.diagnosis = Some((name, checks));
-            }
+            Action::Diagnosed(name, checks) => self.diagnosed(name, checks),
             Action::Transfer(update, at) => {
                 if let Some(Push::Running(t)) = &mut self.push {
                     t.apply(update, at);
@@ -505,64 +452,18 @@ impl App {
             }
             Action::Back if !self.marked.is_empty() => self.marked.clear(),
             Action::Back | Action::Quit => return Some(Effect::Quit),
-            Action::Refresh if !self.marked.is_empty() => {
-                let marked = self.marked_instances();
-                let n = marked.len();
-                let targets = ping::targets(marked);
-                self.pings_in_flight += 1;
-                self.notice = Some(format!("re-checking {n} marked…"));
-                return Some(Effect::CheckPings(Some(targets)));
-            }
-            Action::Refresh => {
-                if !self.loading {
-                    self.loading = true;
-                    return Some(Effect::Refresh);
-                }
-            }
+            Action::Refresh => return self.refresh(),
             Action::ToggleMark => self.toggle_mark(1),
             Action::ToggleMarkUp => self.toggle_mark(-1),
-            Action::ToggleMarkAll => {
-                let shown: Vec<String> = self.shown_ids().cloned().collect();
-                if shown.iter().all(|id| self.marked.contains(id)) {
-                    for id in &shown {
-                        self.marked.remove(id);
-                    }
-                } else {
-                    self.marked.extend(shown);
-                }
-            }
-            Action::ToggleOnline => {
-                self.online_only = !self.online_only;
-                let keep = self.selected_instance().map(|i| i.id.clone());
-                self.refilter();
-                if let Some(pos) = keep.and_then(|id| {
-                    self.hits
-                        .iter()
-                        .position(|h| self.instances[h.index as usize].id == id)
-                }) {
-                    self.selected = pos;
-                    self.scroll_into_view();
-                }
-            }
+            Action::ToggleMarkAll => self.toggle_mark_all(),
+            Action::ToggleOnline => self.toggle_online(),
             Action::ToggleDetails => self.details = !self.details,
             Action::ToggleHelp => self.help = true,
             Action::Tick(now) => {
                 self.now = now;
                 self.spinner = self.spinner.wrapping_add(1);
             }
-            Action::Loaded(result, now) => {
-                self.loading = false;
-                self.now = now;
-                match result {
-                    Ok(inv) => {
-                        self.errors.clear();
-                        self.ping_warnings.clear();
-                        self.warnings = inv.warnings;
-                        self.set_instances(inv.instances, Source::Fresh { fetched_at: now });
-                    }
-                    Err(e) => self.errors = e.errors,
-                }
-            }
+            Action::Loaded(result, now) => self.loaded(result, now),
             Action::Viewport(rows) => {
                 self.viewport = rows;
                 self.scroll_into_view();
@@ -574,20 +475,140 @@ impl App {
                     return Some(Effect::CheckPings(None));
                 }
             }
-            Action::Pings { report, rechecked } => {
-                self.pings_in_flight = self.pings_in_flight.saturating_sub(1);
-                let failed = !report.warnings.is_empty();
-                self.apply_pings(report);
-                if let Some(n) = rechecked {
-                    self.notice = Some(if failed {
-                        format!("could not re-check all {n} marked (see below)")
-                    } else {
-                        format!("re-checked {n} marked")
-                    });
-                }
-            }
+            Action::Pings { report, rechecked } => self.pings(report, rechecked),
         }
         None
+    }
+
+    /// Typing, deleting and clearing the query.
+    fn edit_query(&mut self, action: &Action) {
+        match action {
+            Action::Char(c) => self.query.push(*c),
+            Action::Backspace => {
+                if self.query.pop().is_none() {
+                    return;
+                }
+            }
+            Action::DeleteWord => {
+                let trimmed = self.query.trim_end().len();
+                let cut = self.query[..trimmed].rfind(' ').map_or(0, |p| p + 1);
+                self.query.truncate(cut);
+            }
+            Action::ClearQuery => self.query.clear(),
+            _ => return,
+        }
+        self.refilter();
+    }
+
+    fn open_shell(&mut self) -> Option<Effect> {
+        if self.login.is_none() {
+            self.notice = Some("a shell needs the picker's connect mode (not --print)".into());
+            return None;
+        }
+        self.selected_instance()
+            .map(|i| Effect::Shell(i.id.clone()))
+    }
+
+    /// The push dialog, for the marked rows (else the selected one).
+    fn open_push(&mut self) {
+        if self.login.is_none() {
+            self.notice = Some("pushing needs the picker's connect mode (not --print)".into());
+            return;
+        }
+        let mut hosts: Vec<Instance> = self.marked_instances().into_iter().cloned().collect();
+        if hosts.is_empty() {
+            hosts.extend(self.selected_instance().cloned());
+        }
+        if !hosts.is_empty() {
+            self.push = Some(Push::Dialog(Dialog::new(
+                hosts,
+                &self.last_paths,
+                &self.last_dest,
+            )));
+        }
+    }
+
+    fn diagnosed(&mut self, name: String, checks: Vec<crate::doctor::Check>) {
+        let failed = checks
+            .iter()
+            .filter(|c| c.status == crate::doctor::Status::Fail)
+            .count();
+        self.notice = Some(match failed {
+            0 => format!("{name}: nothing wrong found"),
+            n => format!("{name}: {n} problem{} found", if n == 1 { "" } else { "s" }),
+        });
+        self.diagnosis = Some((name, checks));
+    }
+
+    /// Ctrl-r: the marked rows' pings re-checked, else the whole fleet listed again.
+    fn refresh(&mut self) -> Option<Effect> {
+        if !self.marked.is_empty() {
+            let marked = self.marked_instances();
+            let n = marked.len();
+            let targets = ping::targets(marked);
+            self.pings_in_flight += 1;
+            self.notice = Some(format!("re-checking {n} marked…"));
+            return Some(Effect::CheckPings(Some(targets)));
+        }
+        if self.loading {
+            return None;
+        }
+        self.loading = true;
+        Some(Effect::Refresh)
+    }
+
+    /// `*`: every shown row marked, or unmarked when all already are.
+    fn toggle_mark_all(&mut self) {
+        let shown: Vec<String> = self.shown_ids().cloned().collect();
+        if shown.iter().all(|id| self.marked.contains(id)) {
+            for id in &shown {
+                self.marked.remove(id);
+            }
+        } else {
+            self.marked.extend(shown);
+        }
+    }
+
+    /// F4 / Alt-o: Online rows only, or all; the selected row stays selected.
+    fn toggle_online(&mut self) {
+        self.online_only = !self.online_only;
+        let keep = self.selected_instance().map(|i| i.id.clone());
+        self.refilter();
+        if let Some(pos) = keep.and_then(|id| {
+            self.hits
+                .iter()
+                .position(|h| self.instances[h.index as usize].id == id)
+        }) {
+            self.selected = pos;
+            self.scroll_into_view();
+        }
+    }
+
+    fn loaded(&mut self, result: Result<Inventory, FetchError>, now: i64) {
+        self.loading = false;
+        self.now = now;
+        match result {
+            Ok(inv) => {
+                self.errors.clear();
+                self.ping_warnings.clear();
+                self.warnings = inv.warnings;
+                self.set_instances(inv.instances, Source::Fresh { fetched_at: now });
+            }
+            Err(e) => self.errors = e.errors,
+        }
+    }
+
+    fn pings(&mut self, report: PingReport, rechecked: Option<usize>) {
+        self.pings_in_flight = self.pings_in_flight.saturating_sub(1);
+        let failed = !report.warnings.is_empty();
+        self.apply_pings(report);
+        if let Some(n) = rechecked {
+            self.notice = Some(if failed {
+                format!("could not re-check all {n} marked (see below)")
+            } else {
+                format!("re-checked {n} marked")
+            });
+        }
     }
 }
 
