@@ -42,6 +42,13 @@ pub struct AwsError {
     /// The service's error code (`AccessDeniedException`), when it sent one.
     pub code: Option<String>,
     pub message: String,
+    /// The AWS profile(s) the call was made with, when one was named (`a, b` once
+    /// merged): every line of a multi-account listing says whose it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The SSO login those credentials come from (`aws sso login --sso-session S`).
+    #[serde(skip)]
+    pub sso_login: Option<String>,
 }
 
 impl fmt::Display for AwsError {
@@ -53,7 +60,29 @@ impl fmt::Display for AwsError {
 impl AwsError {
     /// One line: what failed and why, inert for a terminal.
     pub fn summary(&self) -> String {
-        sanitize(&self.raw_summary()).into_owned()
+        let summary = match &self.profile {
+            Some(p) if p.contains(", ") => format!("profiles {p}: {}", self.raw_summary()),
+            Some(p) => format!("profile {p}: {}", self.raw_summary()),
+            None => self.raw_summary(),
+        };
+        sanitize(&summary).into_owned()
+    }
+
+    /// The same error, as met with `profile` (and its SSO login, if any).
+    pub fn in_profile(mut self, profile: Option<&str>, sso_login: Option<String>) -> Self {
+        self.profile = profile.map(str::to_string);
+        self.sso_login = sso_login;
+        self
+    }
+
+    /// Credentials that an SSO login would renew.
+    fn needs_login(&self) -> bool {
+        matches!(
+            self.kind,
+            AwsErrorKind::ExpiredCredentials
+                | AwsErrorKind::NoCredentials
+                | AwsErrorKind::InvalidCredentials
+        )
     }
 
     fn raw_summary(&self) -> String {
@@ -104,9 +133,18 @@ impl AwsError {
     /// One line: what to do about it.
     pub fn fix(&self) -> String {
         let action = &self.action;
+        if let (Some(login), true) = (&self.sso_login, self.needs_login()) {
+            return format!("log in again: `{login}`, then press Ctrl-r (or run again)");
+        }
+        let profile = self.profile.as_deref();
         match self.kind {
             AwsErrorKind::AccessDenied => format!(
-                "allow {action} for your IAM identity (the policy ec2ssh needs is in the README, \"IAM permissions\")"
+                "allow {action} for {} (the policy ec2ssh needs is in the README, \"IAM permissions\")",
+                profile.map_or("your IAM identity".to_string(), |p| format!("the IAM identity of profile {p}"))
+            ),
+            AwsErrorKind::ExpiredCredentials if profile.is_some() => format!(
+                "refresh them: `aws sso login --profile {}` for SSO, or renew that profile's session credentials",
+                profile.unwrap_or_default()
             ),
             AwsErrorKind::NoCredentials => "configure credentials (`aws configure`, `aws sso login --profile NAME`, or AWS_PROFILE / AWS_ACCESS_KEY_ID), or try `ec2ssh demo`".to_string(),
             AwsErrorKind::InvalidCredentials => "check the access key and profile in use (`aws sts get-caller-identity`), or pick another with --profile".to_string(),
@@ -171,6 +209,8 @@ impl AwsError {
             kind,
             code,
             message: sanitize(&message).into_owned(),
+            profile: None,
+            sso_login: None,
         }
     }
 
@@ -184,7 +224,10 @@ impl AwsError {
                 | AwsErrorKind::ExpiredCredentials
                 | AwsErrorKind::Unreachable
         );
-        self.kind == other.kind
+        // One SSO login renews every profile of its session: one line for all of them.
+        let same_login = self.needs_login() && self.sso_login.is_some() && self.sso_login == other.sso_login;
+        (self.profile == other.profile || same_login)
+            && self.kind == other.kind
             && self.code == other.code
             && (self.action == other.action || (call_independent && self.message == other.message))
     }
@@ -206,6 +249,9 @@ pub fn merge(errors: Vec<AwsError>) -> Vec<AwsError> {
             Some(o) => {
                 add(&mut o.action, &e.action);
                 add(&mut o.region, &e.region);
+                if let (Some(list), Some(p)) = (o.profile.as_mut(), e.profile.as_deref()) {
+                    add(list, p);
+                }
             }
             None => out.push(e),
         }
@@ -339,7 +385,13 @@ fn proxy_error(e: &ConnectorError) -> Option<&ProxyError> {
 
 fn credentials_kind(context: &str) -> Option<AwsErrorKind> {
     let lower = context.to_ascii_lowercase();
-    if lower.contains("expired") && (lower.contains("token") || lower.contains("sso")) {
+    // The SSO portal's 401 for a token it no longer knows, and a missing token cache
+    // file: both need `aws sso login`, like an expired token.
+    let sso_login = lower.contains("unauthorizedexception")
+        || lower.contains("session token not found or invalid")
+        || lower.contains("failed to load the cached sso token")
+        || lower.contains("sso/cache");
+    if sso_login || (lower.contains("expired") && (lower.contains("token") || lower.contains("sso"))) {
         Some(AwsErrorKind::ExpiredCredentials)
     } else if lower.contains("no credentials")
         || lower.contains("failed to load credentials")
@@ -363,7 +415,43 @@ mod tests {
             kind,
             code: code.map(Into::into),
             message: "User: x is not authorized".into(),
+            profile: None,
+            sso_login: None,
         }
+    }
+
+    #[test]
+    fn sso_failures_need_a_login() {
+        for text in [
+            "dispatch failure: other: an error occurred while loading credentials: an error occurred while loading credentials: an error occurred while loading an access token: the SSO token has expired and cannot be refreshed (ExpiredToken)",
+            "dispatch failure: other: an error occurred while loading credentials: an error occurred while loading credentials: service error: UnauthorizedException: Session token not found or invalid: x",
+            "dispatch failure: other: an error occurred while loading credentials: an error occurred while loading credentials: an error occurred while loading an access token: failed to load the cached SSO token (x)",
+        ] {
+            assert_eq!(credentials_kind(text), Some(AwsErrorKind::ExpiredCredentials), "{text}");
+        }
+    }
+
+    #[test]
+    fn profile_errors_name_the_profile_and_one_login_serves_its_session() {
+        let expired = |p: &str| AwsError {
+            kind: AwsErrorKind::ExpiredCredentials,
+            code: None,
+            ..err(AwsErrorKind::ExpiredCredentials, None)
+        }
+        .in_profile(Some(p), Some("aws sso login --sso-session corp".into()));
+        let merged = merge(vec![expired("dev"), expired("stage")]);
+        assert_eq!(merged.len(), 1);
+        assert!(merged[0].summary().starts_with("profiles dev, stage: "), "{}", merged[0].summary());
+        assert_eq!(
+            merged[0].fix(),
+            "log in again: `aws sso login --sso-session corp`, then press Ctrl-r (or run again)"
+        );
+        // A denial stays one line per profile, naming the action and the profile.
+        let denied = |p: &str| err(AwsErrorKind::AccessDenied, Some("AccessDeniedException")).in_profile(Some(p), None);
+        let merged = merge(vec![denied("dev"), denied("prod")]);
+        assert_eq!(merged.len(), 2);
+        assert!(merged[1].summary().starts_with("profile prod: ssm:DescribeInstanceInformation was denied"));
+        assert!(merged[1].fix().contains("the IAM identity of profile prod"), "{}", merged[1].fix());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::model::{Instance, Ping};
 
 /// Bump when the encoding changes; other files are then ignored.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 const MAGIC: &[u8; 16] = b"ec2ssh-inventory";
 
 /// A cached fleet and when it was fetched (Unix seconds).
@@ -214,6 +214,9 @@ impl Writer {
             vpc_id,
             subnet_id,
             security_groups,
+            profile,
+            account_id,
+            account_name,
         } = i;
         self.str(id);
         self.str(region);
@@ -252,6 +255,9 @@ impl Writer {
         self.u32(security_groups.len() as u32);
         for g in security_groups {
             self.str(g);
+        }
+        for s in [profile, account_id, account_name] {
+            self.opt_str(s);
         }
     }
 }
@@ -352,6 +358,9 @@ impl<'a> Reader<'a> {
                 }
                 v
             },
+            profile: self.opt_string()?,
+            account_id: self.opt_string()?,
+            account_name: self.opt_string()?,
         })
     }
 }
@@ -371,6 +380,9 @@ mod tests {
                 tags: [("Team".to_string(), "ウェブ\u{1b}".to_string())].into(),
                 last_ping: Some(-5),
                 security_groups: vec!["sg-1".into(), "sg-2".into()],
+                profile: Some("prod".into()),
+                account_id: Some("111111111111".into()),
+                account_name: Some("Production".into()),
                 ..Default::default()
             },
             Instance {

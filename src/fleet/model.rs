@@ -96,6 +96,17 @@ pub struct Instance {
     /// Security group ids (`sg-…`) of an EC2 instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<String>,
+    /// The AWS profile the row was listed with, and that acts on it; `None` when no
+    /// profile was named (the SDK's standard chain).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The AWS account that owns the machine (EC2's reservation owner, else the
+    /// profile's account).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// A name for that account, when one is known (SSO account name, config alias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
 }
 
 impl Instance {
@@ -106,6 +117,18 @@ impl Instance {
     /// What to show as the machine's name: the Name tag, else the id.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or("")
+    }
+
+    /// The ACCOUNT column: the account's name (else the profile's) and its id, e.g.
+    /// `prod (111111111111)`.
+    pub fn account_label(&self) -> String {
+        let name = self.account_name.as_deref().or(self.profile.as_deref());
+        match (name, self.account_id.as_deref()) {
+            (Some(n), Some(id)) => format!("{n} ({id})"),
+            (Some(n), None) => n.to_string(),
+            (None, Some(id)) => id.to_string(),
+            (None, None) => String::new(),
+        }
     }
 
     /// The platform as one short label, e.g. `Ubuntu 22.04` or `Windows`.
