@@ -23,9 +23,14 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// AWS profile to use (default: the standard chain, e.g. AWS_PROFILE)
-    #[arg(long, global = true, env = "EC2SSH_PROFILE")]
-    pub profile: Option<String>,
+    /// AWS profile(s) to use, comma-separated: every one is listed in one picker, each
+    /// row acting with its own (default: config `profiles`, else the standard chain, e.g. AWS_PROFILE)
+    #[arg(long, global = true, env = "EC2SSH_PROFILE", value_delimiter = ',')]
+    pub profile: Vec<String>,
+
+    /// Every profile of the AWS config files that has credentials or SSO settings
+    #[arg(long, global = true, conflicts_with = "profile")]
+    pub all_profiles: bool,
 
     /// Region(s) to list, comma-separated (default: config file, then the AWS chain)
     #[arg(long, global = true, value_delimiter = ',')]

@@ -12,6 +12,11 @@ use serde::Deserialize;
 pub struct Config {
     /// AWS profile used when --profile is not given.
     pub profile: Option<String>,
+    /// Several AWS profiles listed together when --profile is not given (with
+    /// `profile`, both count).
+    pub profiles: Vec<String>,
+    /// `true`: every profile of the AWS config files, as `--all-profiles`.
+    pub all_profiles: bool,
     /// Regions to list when --region is not given.
     pub regions: Vec<String>,
     /// Keep an on-disk copy of the last inventory (default true).

@@ -41,6 +41,14 @@ impl AppError {
         }
     }
 
+    /// The AWS configuration cannot be used (unknown profile, no region…).
+    pub fn load(e: crate::aws::LoadError) -> AppError {
+        match e {
+            crate::aws::LoadError::NoRegion(e) => AppError::NoRegion(e),
+            e => AppError::other(e.to_string(), e.fix()),
+        }
+    }
+
     /// `(what, fix)` pairs, one per underlying failure.
     pub fn explain(&self) -> Vec<(String, Option<String>)> {
         match self {
@@ -70,5 +78,15 @@ pub fn report(err: &AppError) {
         if let Some(fix) = fix {
             eprintln!("  fix: {}", sanitize(&fix));
         }
+    }
+}
+
+/// A row whose profile this run did not load.
+impl From<crate::aws::NotLoaded> for AppError {
+    fn from(e: crate::aws::NotLoaded) -> Self {
+        AppError::other(
+            e.to_string(),
+            "refresh the list (Ctrl-r), or name its profile with --profile",
+        )
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use ec2ssh::aws::AwsContext;
+use ec2ssh::aws::{AwsContext, Selection};
 use ec2ssh::cli::{Cli, Command, GlobalArgs, PickArgs};
 use ec2ssh::commands;
 use ec2ssh::config::{Config, Paths};
@@ -106,8 +106,9 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Some(Command::Forget { target }) => commands::forget::run(&target),
         Some(Command::Proxy(args)) => {
             let (config, ctx) = account(&g).await?;
+            let cache = cache_for(&g, &config);
             let transport = args.transport.or(config.transport).unwrap_or_default();
-            commands::proxy::run(&ctx, &args, transport).await
+            commands::proxy::run(&ctx, cache.as_ref(), &args, transport).await
         }
         Some(Command::Forward(args)) => {
             let (_, ctx) = account(&g).await?;
@@ -130,14 +131,24 @@ async fn context(g: &GlobalArgs, config: &Config) -> Result<AwsContext, AppError
     ec2ssh::net::ProxyEnv::current()
         .check()
         .map_err(|e| AppError::other(e.to_string(), e.fix()))?;
-    let (profile, regions) = view(g, config);
-    Ok(AwsContext::load(profile.as_deref(), &regions).await?)
+    let (selection, regions) = view(g, config);
+    AwsContext::load(&selection, &regions)
+        .await
+        .map_err(AppError::load)
 }
 
-/// The profile and the regions the flags and the config file ask for (regions
-/// deduplicated; none means the AWS chain decides).
-fn view(g: &GlobalArgs, config: &Config) -> (Option<String>, Vec<String>) {
-    let profile = g.profile.clone().or_else(|| config.profile.clone());
+/// The profiles and the regions the flags and the config file ask for (regions
+/// deduplicated; none means each profile's own, else the AWS chain's).
+fn view(g: &GlobalArgs, config: &Config) -> (Selection, Vec<String>) {
+    let selection = if g.all_profiles {
+        Selection::All
+    } else if !g.profile.is_empty() {
+        Selection::new(&g.profile, false)
+    } else {
+        let mut names: Vec<String> = config.profile.iter().cloned().collect();
+        names.extend(config.profiles.iter().cloned());
+        Selection::new(&names, config.all_profiles)
+    };
     let regions = if g.region.is_empty() {
         config.regions.clone()
     } else {
@@ -148,15 +159,19 @@ fn view(g: &GlobalArgs, config: &Config) -> (Option<String>, Vec<String>) {
         .into_iter()
         .filter(|r| seen.insert(r.clone()))
         .collect();
-    (profile, regions)
+    (selection, regions)
 }
 
 fn cache_for(g: &GlobalArgs, config: &Config) -> Option<Cache> {
     if g.no_cache || config.cache == Some(false) {
         return None;
     }
-    let (profile, regions) = view(g, config);
-    Paths::detect().map(|p| Cache::new(p.cache_dir, profile.as_deref(), &regions))
+    let (selection, regions) = view(g, config);
+    let profiles = match selection {
+        Selection::Chain => None,
+        s => Some(s.key()),
+    };
+    Paths::detect().map(|p| Cache::new(p.cache_dir, profiles.as_deref(), &regions))
 }
 
 /// The picker. Its first frame needs only the cached fleet, so aws-config loads on a

@@ -114,7 +114,7 @@ pub enum LoadError {
 impl LoadError {
     pub fn fix(&self) -> String {
         match self {
-            LoadError::NoRegion(_) => "pass --region (e.g. --region eu-west-1), set `regions` in the config file, or AWS_REGION".into(),
+            LoadError::NoRegion(_) => "pass --region (e.g. --region us-east-1), set `regions` in the config file, or AWS_REGION".into(),
             LoadError::Unknown(_) => "check the names with `aws configure list-profiles` (--profile takes a comma-separated list)".into(),
             LoadError::Files(_) => "fix the file (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE name other ones)".into(),
             LoadError::NoProfiles => "add profiles with `aws configure sso` or `aws configure --profile NAME`, or name one with --profile".into(),

@@ -43,13 +43,57 @@ pub async fn run(ctx: &AwsContext, args: &DoctorArgs) -> Result<u8, AppError> {
 /// network path. Also what the picker's diagnose key shows, with what the picker's
 /// connections already proved (`evidence`).
 pub async fn diagnose(ctx: &AwsContext, target: Option<&str>, evidence: &Evidence) -> Vec<Check> {
-    let region = ctx.regions.first().cloned().unwrap_or_default();
-    let (local, probes, target) = tokio::join!(local_facts(ctx, &region), probes(ctx), async {
-        match target {
-            Some(t) => Some(target_facts(ctx, t).await),
-            None => None,
+    let Some(target) = target else {
+        // Each profile's credentials and permissions; the local checks once.
+        let several = ctx.profile_count() > 1;
+        let mut list = Vec::new();
+        for (k, view) in ctx.each_profile().enumerate() {
+            let mut checks = account_checks(&view, None, evidence).await;
+            if k > 0 {
+                checks.retain(|c| c.group != "local" || c.name == "credentials" || c.name == "regions");
+            }
+            if several {
+                let profile = view.profile.clone().unwrap_or_default();
+                for c in &mut checks {
+                    if c.group != "local" || c.name == "credentials" || c.name == "regions" {
+                        c.name = format!("{} [{profile}]", c.name);
+                    }
+                }
+            }
+            list.extend(checks);
         }
-    });
+        return list;
+    };
+    // The instance's own profile and region are examined.
+    let (facts, view) = match target_facts(ctx, target).await {
+        Ok(t) => match ctx.for_instance(&t.instance) {
+            Ok(view) => (Ok(t), view),
+            Err(e) => (Err(Check::fail("target", "instance", e.to_string(), "run again")), ctx.clone()),
+        },
+        Err(c) => (Err(c), ctx.clone()),
+    };
+    let facts = match facts {
+        Ok(mut t) => {
+            if let (Some(vpc), Some(subnet)) = (t.instance.vpc_id.clone(), t.instance.subnet_id.clone()) {
+                if !t.instance.is_hybrid() {
+                    t.network = Some(network_facts(&view, &t.instance, &vpc, &subnet).await);
+                }
+            }
+            Ok(t)
+        }
+        Err(c) => Err(c),
+    };
+    account_checks(&view, Some(facts), evidence).await
+}
+
+/// The checklist of one profile: local, permissions and the target's facts.
+async fn account_checks(
+    ctx: &AwsContext,
+    target: Option<Result<TargetFacts, Check>>,
+    evidence: &Evidence,
+) -> Vec<Check> {
+    let region = ctx.regions.first().cloned().unwrap_or_default();
+    let (local, probes) = tokio::join!(local_facts(ctx, &region), probes(ctx));
     let mut list: Vec<Check> = checks::local(&local);
     let arn = local.identity.as_ref().ok().map(|i| i.arn.as_str());
     let id = match &target {
@@ -109,7 +153,7 @@ async fn local_facts(ctx: &AwsContext, region: &str) -> LocalFacts {
             arn: o.arn().unwrap_or_default().to_string(),
             user_id: o.user_id().unwrap_or_default().to_string(),
         })
-        .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", region, &e));
+        .map_err(|e| ctx.tag(AwsError::from_sdk("sts:GetCallerIdentity", region, &e)));
     let now = unix_now();
     let header = date.0.lock().ok().and_then(|d| d.clone());
     let clock_skew_secs = header.and_then(|d| skew_from_date(&d, now));
@@ -236,23 +280,22 @@ async fn target_facts(ctx: &AwsContext, target: &str) -> Result<TargetFacts, Che
                 // Merged errors name every call and region they hit, ", "-separated.
                 w.action.split(", ").any(|a| a == action)
                     && w.region.split(", ").any(|r| r == instance.region)
+                    && (w.profile.is_none()
+                        || w.profile.as_deref().is_some_and(|p| {
+                            p.split(", ").any(|p| Some(p) == instance.profile.as_deref())
+                        }))
             })
             .cloned()
     };
     let ec2 = failed("ec2:DescribeInstances").map_or(Ok(()), Err);
     let ssm = failed("ssm:DescribeInstanceInformation").map_or(Ok(()), Err);
-    let network = match (&instance.vpc_id, &instance.subnet_id) {
-        (Some(vpc), Some(subnet)) if !instance.is_hybrid() => {
-            Some(network_facts(ctx, &instance, vpc, subnet).await)
-        }
-        _ => None,
-    };
+    // The network is examined with the instance's own profile (see `diagnose`).
     Ok(TargetFacts {
         instance,
         ec2,
         ssm,
         now: unix_now(),
-        network,
+        network: None,
     })
 }
 

@@ -64,7 +64,10 @@ pub async fn run(ctx: &AwsContext, args: &ForwardArgs) -> Result<u8, AppError> {
     if let Some(n) = signals.pending() {
         return Err(signals::as_error(n));
     }
-    let api = SessionApi::new(ctx.ssm(&instance.region), &instance.region);
+    let api = SessionApi::new(
+        ctx.for_instance(instance)?.ssm(&instance.region),
+        &instance.region,
+    );
     let started = api
         .start_port_forwarding(&instance.id, args.host.as_deref(), remote, local.port())
         .await?;

@@ -18,11 +18,18 @@ use crate::session::driver::{self, Dial, DriverConfig, Finish, Input, TunnelErro
 use crate::signals::{self, Signals};
 use crate::transfer::progress::{self, Counters, CountingWriter};
 
-pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Result<u8, AppError> {
+/// `cache`: the fleet last listed for this run's profiles, where the id's owner is
+/// looked up first (see [`crate::fleet::owner`]).
+pub async fn run(
+    ctx: &AwsContext,
+    cache: Option<&crate::fleet::Cache>,
+    args: &ProxyArgs,
+    transport: Transport,
+) -> Result<u8, AppError> {
     // Before anything else, so that a signal can never skip the cleanup below.
     let mut signals = Signals::install();
     let counters = Counters::default();
-    let result = run_proxy(ctx, args, transport, &mut signals, &counters).await;
+    let result = run_proxy(ctx, cache, args, transport, &mut signals, &counters).await;
     if let Some(path) = &args.progress {
         progress::report_final(path, &counters).await;
     }
@@ -31,13 +38,17 @@ pub async fn run(ctx: &AwsContext, args: &ProxyArgs, transport: Transport) -> Re
 
 async fn run_proxy(
     ctx: &AwsContext,
+    cache: Option<&crate::fleet::Cache>,
     args: &ProxyArgs,
     transport: Transport,
     signals: &mut Signals,
     counters: &Counters,
 ) -> Result<u8, AppError> {
     let target = validate_target(&args.target)?;
-    let region = region_for(ctx, target).await?;
+    // The profile and region that own the id act from here on.
+    let owner = crate::fleet::owner::locate(ctx, cache, target).await?;
+    let ctx = &owner;
+    let region = ctx.regions[0].clone();
     let api = SessionApi::new(ctx.ssm(&region), &region);
     // Before any session exists: a plugin that cannot be used is an error, not a
     // downgrade to passing the token where `ps` shows it.
@@ -214,46 +225,11 @@ async fn push_managed_key(
     let instance = crate::fleet::Instance {
         id: target.to_string(),
         region: region.to_string(),
+        profile: ctx.profile_info().map(|p| p.name.clone()),
         state: Some("running".into()),
         ..Default::default()
     };
     crate::connect::push::push(ctx, &instance, user, &key.public).await
-}
-
-/// The target's region: the only one configured, else the one whose SSM knows it.
-async fn region_for(ctx: &AwsContext, target: &str) -> Result<String, AppError> {
-    if let [only] = ctx.regions.as_slice() {
-        return Ok(only.clone());
-    }
-    let lookups = ctx.regions.iter().map(|region| async move {
-        let found = ctx
-            .ssm(region)
-            .describe_instance_information()
-            .filters(
-                aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
-                    .key("InstanceIds")
-                    .values(target)
-                    .build()
-                    .ok()?,
-            )
-            .send()
-            .await
-            .ok()?
-            .instance_information_list()
-            .iter()
-            .any(|i| i.instance_id() == Some(target));
-        found.then(|| region.clone())
-    });
-    let hits = futures::future::join_all(lookups).await;
-    hits.into_iter().flatten().next().ok_or_else(|| {
-        AppError::other(
-            format!(
-                "{target} is not managed by Systems Manager in {}",
-                ctx.regions.join(", ")
-            ),
-            "pass its region with --region (`ec2ssh list` shows where it is)",
-        )
-    })
 }
 
 /// `session-manager-plugin` on PATH.

@@ -428,7 +428,8 @@ impl Prepared {
             user: &self.user.user,
             instance: &instance.id,
             region: &instance.region,
-            profile: c.ctx.profile.as_deref(),
+            // The row's profile (none: the standard chain, which the proxy inherits).
+            profile: instance.profile.as_deref(),
             known_hosts: &self.known_hosts,
             exe: &self.exe,
             options: &c.ssh_options,

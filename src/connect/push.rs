@@ -23,6 +23,8 @@ pub async fn push(
             "log in with a key the node already accepts: `ec2ssh ssh --key ~/.ssh/id_ed25519 USER@ID`",
         ));
     }
+    // The row's own account and region push its key.
+    let ctx = ctx.for_instance(instance)?;
     let result = ctx
         .instance_connect(&instance.region)
         .send_ssh_public_key()
@@ -42,7 +44,7 @@ pub async fn push(
             "try again; run with -v for details",
         )),
         Err(e) => Err(explain(
-            AwsError::from_sdk(ACTION, &instance.region, &e),
+            ctx.tag(AwsError::from_sdk(ACTION, &instance.region, &e)),
             instance,
         )),
     }

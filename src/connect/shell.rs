@@ -63,7 +63,10 @@ pub async fn run(
             "run it in a terminal; to run commands from a script use `ec2ssh ssh TARGET -- COMMAND`",
         ));
     }
-    let api = SessionApi::new(ctx.ssm(&instance.region), &instance.region);
+    let api = SessionApi::new(
+        ctx.for_instance(instance)?.ssm(&instance.region),
+        &instance.region,
+    );
     let started = api.start_shell(&instance.id, document).await?;
     tracing::info!(session = %started.session_id, instance = %instance.id, "shell session started");
     let session = Session {

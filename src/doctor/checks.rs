@@ -46,7 +46,9 @@ pub fn local(f: &LocalFacts) -> Vec<Check> {
             G,
             "credentials",
             format!("the credentials of profile {profile} have expired (SSO token or session)"),
-            format!("aws sso login --profile {profile}"),
+            e.sso_login
+                .clone()
+                .unwrap_or_else(|| format!("aws sso login --profile {profile}")),
         ),
         Err(e) if e.kind == AwsErrorKind::AccessDenied => not_checked(G, "credentials", e),
         Err(e) => Check::fail(G, "credentials", e.summary(), e.fix()),

@@ -1,6 +1,7 @@
 //! Fetching the fleet: every page of EC2 `DescribeInstances` and, for the instances
-//! on each page as it arrives, SSM `DescribeInstanceInformation`, for all regions in
-//! parallel.
+//! on each page as it arrives, SSM `DescribeInstanceInformation`, for every profile ×
+//! region of the run in parallel. Each row carries the profile and account it was
+//! listed with.
 
 use std::collections::BTreeMap;
 
@@ -26,8 +27,15 @@ pub struct FetchError {
     pub errors: Vec<AwsError>,
 }
 
+/// Every profile × region of `ctx`. A profile whose calls all fail gives warnings
+/// (named after it) and the others still list; only when nothing at all answers is
+/// the listing an error.
 pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
-    let mut per_region = join_all(ctx.regions.iter().map(|r| fetch_region(ctx, r))).await;
+    let views: Vec<AwsContext> = ctx.each_profile().collect();
+    let asks = views
+        .iter()
+        .flat_map(|v| v.regions.iter().map(move |r| fetch_profile_region(v, r)));
+    let mut per_region = join_all(asks).await;
     // The biggest region's vector grows to hold the rest (no second copy of it).
     let total = per_region.iter().map(|(i, _)| i.len()).sum::<usize>();
     let mut inv = Inventory::default();
@@ -55,6 +63,23 @@ pub async fn fetch(ctx: &AwsContext) -> Result<Inventory, FetchError> {
 /// (see [`crate::aws::error::merge`]).
 pub fn merge_regions(errors: Vec<AwsError>) -> Vec<AwsError> {
     crate::aws::error::merge(errors)
+}
+
+/// One region of one profile: its rows stamped with the profile's account, its
+/// errors named after the profile.
+async fn fetch_profile_region(ctx: &AwsContext, region: &str) -> (Vec<Instance>, Vec<AwsError>) {
+    let (mut instances, errors) = fetch_region(ctx, region).await;
+    let (profile, account_id, account_name) = ctx.row_account();
+    if profile.is_some() || account_id.is_some() {
+        for i in &mut instances {
+            i.profile.clone_from(&profile);
+            if i.account_id.is_none() {
+                i.account_id.clone_from(&account_id);
+            }
+            i.account_name.clone_from(&account_name);
+        }
+    }
+    (instances, errors.into_iter().map(|e| ctx.tag(e)).collect())
 }
 
 /// One region: EC2's pages stream in, and as each arrives SSM is asked about its
@@ -121,7 +146,12 @@ async fn ec2_instances(
             .sum();
         out.reserve_exact(count);
         for r in page.reservations() {
-            out.extend(r.instances().iter().map(|i| from_ec2(region, i)));
+            let owner = r.owner_id();
+            out.extend(r.instances().iter().map(|i| {
+                let mut row = from_ec2(region, i);
+                row.account_id = owner.map(str::to_string);
+                row
+            }));
         }
         drop(page);
         let live: Vec<String> = out[first..]
@@ -179,6 +209,9 @@ fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
             .filter_map(|g| g.group_id().map(str::to_string))
             .collect(),
         tags,
+        profile: None,
+        account_id: None,
+        account_name: None,
     }
 }
 
@@ -279,6 +312,8 @@ mod tests {
             kind: AwsErrorKind::AccessDenied,
             code: Some("AccessDeniedException".into()),
             message: String::new(),
+            profile: None,
+            sso_login: None,
         }
     }
 

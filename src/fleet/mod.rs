@@ -6,6 +6,7 @@ pub mod cache;
 pub mod inventory;
 pub mod merge;
 pub mod model;
+pub mod owner;
 pub mod ping;
 pub mod select;
 

@@ -12,14 +12,17 @@ use super::merge::SsmRecord;
 use super::model::{Instance, Ping};
 use crate::aws::{AwsContext, AwsError};
 
-/// Instances to ask about: region → instance ids.
-pub type Targets = BTreeMap<String, Vec<String>>;
+/// Instances to ask about: (profile, region) → instance ids.
+pub type Targets = BTreeMap<(Option<String>, String), Vec<String>>;
 
-/// Groups instances by region for `fetch_pings`.
+/// Groups instances by profile and region for `fetch_pings` (each is asked with its
+/// own account's credentials).
 pub fn targets<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Targets {
     let mut out = Targets::new();
     for i in instances {
-        out.entry(i.region.clone()).or_default().push(i.id.clone());
+        out.entry((i.profile.clone(), i.region.clone()))
+            .or_default()
+            .push(i.id.clone());
     }
     out
 }
@@ -27,6 +30,8 @@ pub fn targets<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Targets
 /// What SSM says now about one instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingUpdate {
+    /// The profile that asked (rows are matched by profile and id).
+    pub profile: Option<String>,
     pub id: String,
     pub ping: Ping,
     pub last_ping: Option<i64>,
@@ -36,6 +41,7 @@ pub struct PingUpdate {
 impl From<SsmRecord> for PingUpdate {
     fn from(r: SsmRecord) -> Self {
         PingUpdate {
+            profile: None,
             id: r.id,
             ping: r.ping,
             last_ping: r.last_ping,
@@ -59,23 +65,41 @@ pub struct PingReport {
     pub warnings: Vec<AwsError>,
 }
 
-/// Asks SSM about every managed node in every region of `ctx`, or only about `only`;
-/// regions in parallel. A node SSM does not list gets no update: it may simply not know it.
+/// Asks SSM about every managed node in every profile × region of `ctx`, or only
+/// about `only`; all in parallel, each with its profile's credentials. A node SSM
+/// does not list gets no update: it may simply not know it.
 pub async fn fetch_pings(ctx: &AwsContext, only: Option<&Targets>) -> PingReport {
-    let asks: Vec<(&str, Option<&[String]>)> = match only {
-        None => ctx.regions.iter().map(|r| (r.as_str(), None)).collect(),
-        Some(t) => t
-            .iter()
-            .map(|(r, ids)| (r.as_str(), Some(ids.as_slice())))
-            .collect(),
-    };
-    let answers = join_all(asks.iter().map(|&(r, ids)| ssm_records(ctx, r, ids))).await;
     let mut report = PingReport::default();
+    let mut asks: Vec<(AwsContext, String, Option<&[String]>)> = Vec::new();
+    match only {
+        None => {
+            for view in ctx.each_profile() {
+                for r in view.regions.clone() {
+                    asks.push((view.clone(), r, None));
+                }
+            }
+        }
+        Some(t) => {
+            for ((profile, region), ids) in t {
+                match ctx.for_profile(profile.as_deref()) {
+                    Ok(view) => asks.push((view, region.clone(), Some(ids.as_slice()))),
+                    Err(e) => tracing::debug!(error = %e, "ping check skipped"),
+                }
+            }
+        }
+    }
+    let answers = join_all(asks.iter().map(|(view, r, ids)| async move {
+        let records = ssm_records(view, r, *ids).await.map_err(|e| view.tag(e))?;
+        let profile = view.profile_info().map(|p| p.name.clone());
+        Ok::<_, AwsError>(records.into_iter().map(move |r| PingUpdate {
+            profile: profile.clone(),
+            ..PingUpdate::from(r)
+        }))
+    }))
+    .await;
     for answer in answers {
         match answer {
-            Ok(records) => report
-                .updates
-                .extend(records.into_iter().map(PingUpdate::from)),
+            Ok(updates) => report.updates.extend(updates),
             Err(e) => report.warnings.push(e),
         }
     }

@@ -320,9 +320,14 @@ impl App {
     /// instance (re-sorting under the cursor would be worse than a stale order), and
     /// instances SSM did not mention keep what they had.
     fn apply_pings(&mut self, report: PingReport) {
-        let by_id: HashMap<&str, _> = report.updates.iter().map(|u| (u.id.as_str(), u)).collect();
+        // By profile and id: one id may be a machine in two accounts.
+        let by_id: HashMap<(Option<&str>, &str), _> = report
+            .updates
+            .iter()
+            .map(|u| ((u.profile.as_deref(), u.id.as_str()), u))
+            .collect();
         for i in &mut self.instances {
-            if let Some(u) = by_id.get(i.id.as_str()) {
+            if let Some(u) = by_id.get(&(i.profile.as_deref(), i.id.as_str())) {
                 u.apply(i);
             }
         }
@@ -748,6 +753,7 @@ mod tests {
 
     fn update(id: &str, ping: Ping) -> ping::PingUpdate {
         ping::PingUpdate {
+            profile: None,
             id: id.into(),
             ping,
             last_ping: Some(1990),
@@ -938,8 +944,8 @@ mod tests {
         assert_eq!(
             targets,
             Targets::from([
-                ("".to_string(), vec!["i-1".to_string()]),
-                ("eu-west-1".to_string(), vec!["i-4".to_string()]),
+                ((None, "".to_string()), vec!["i-1".to_string()]),
+                ((None, "eu-west-1".to_string()), vec!["i-4".to_string()]),
             ])
         );
         assert!(!a.loading, "not a full refresh");
