@@ -28,9 +28,11 @@ pub enum Field {
     Platform,
     Type,
     Zone,
+    /// The account (name and id), for fleets of several accounts.
+    Account,
 }
 
-pub const FIELDS: [Field; 7] = [
+pub const FIELDS: [Field; 8] = [
     Field::Name,
     Field::Id,
     Field::PrivateIp,
@@ -38,6 +40,7 @@ pub const FIELDS: [Field; 7] = [
     Field::Platform,
     Field::Type,
     Field::Zone,
+    Field::Account,
 ];
 
 /// One row's prepared search text (already sanitised, so positions match the screen).
@@ -52,6 +55,8 @@ impl Haystack {
     pub fn new(i: &Instance) -> Self {
         let label = i.platform_label();
         let (name, platform) = (sanitize(i.display_name()), sanitize(&label));
+        let account = i.account_label();
+        let account = sanitize(&account);
         let values: [&str; FIELDS.len()] = [
             &name,
             &i.id,
@@ -60,6 +65,7 @@ impl Haystack {
             &platform,
             i.instance_type.as_deref().unwrap_or_default(),
             i.availability_zone.as_deref().unwrap_or_default(),
+            &account,
         ];
         let mut text = String::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         let mut starts = [0; FIELDS.len()];

@@ -527,6 +527,8 @@ mod tests {
             kind,
             code: None,
             message: message.into(),
+            profile: None,
+            sso_login: None,
         }
     }
 

@@ -94,6 +94,8 @@ pub struct AwsContext {
     pub cache_key: String,
     /// Sees every attempt of every client made here: is AWS throttling us?
     pub throttle: ThrottleWatch,
+    /// The profiles the user asked for.
+    pub selection: Selection,
 }
 
 /// Why the AWS configuration cannot be used.
@@ -159,12 +161,15 @@ impl AwsContext {
                 .collect::<Vec<_>>()
                 .join(";")
         );
-        Ok(Self::from_members(members, cache_key))
+        let mut ctx = Self::from_members(members, cache_key);
+        ctx.selection = selection.clone();
+        Ok(ctx)
     }
 
     fn from_members(members: Vec<Member>, cache_key: String) -> Self {
         let first = &members[0];
         AwsContext {
+            selection: Selection::Chain,
             regions: first.regions.clone(),
             profile: first.label(),
             members: members.into(),
@@ -202,13 +207,16 @@ impl AwsContext {
             .collect();
         let names: Vec<&str> = profiles.iter().map(|(p, _)| p.name.as_str()).collect();
         let key = format!("demo|{endpoint}|{}|{}", names.join(","), regions.join(","));
-        Self::from_members(members, key)
+        let mut ctx = Self::from_members(members, key);
+        ctx.selection = Selection::Named(names.iter().map(|n| n.to_string()).collect());
+        ctx
     }
 
     /// The same run, acting with profile number `k`.
     fn with_active(&self, k: usize) -> AwsContext {
         let m = &self.members[k];
         AwsContext {
+            selection: self.selection.clone(),
             members: self.members.clone(),
             active: k,
             regions: m.regions.clone(),
@@ -221,6 +229,17 @@ impl AwsContext {
     /// One context per profile of the run, in the order they were named.
     pub fn each_profile(&self) -> impl Iterator<Item = AwsContext> + '_ {
         (0..self.members.len()).map(|k| self.with_active(k))
+    }
+
+    /// Every region of every profile, each once, in order.
+    pub fn all_regions(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in self.members.iter().flat_map(|m| &m.regions) {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
     }
 
     /// How many profiles the run covers.

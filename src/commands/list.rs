@@ -107,9 +107,18 @@ const HEADERS: [&str; 9] = [
     "AGENT",
 ];
 
-fn row(i: &Instance) -> [String; 9] {
+/// Whether the rows belong to more than one account (the table then says whose).
+pub fn several_accounts(instances: &[&Instance]) -> bool {
+    instances.first().is_some_and(|first| {
+        instances
+            .iter()
+            .any(|i| i.profile != first.profile || i.account_id != first.account_id)
+    })
+}
+
+fn row(i: &Instance, account: bool) -> Vec<String> {
     let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    [
+    let mut cells = vec![
         i.name.clone().unwrap_or_else(|| "-".into()),
         i.id.clone(),
         i.ping.label().to_string(),
@@ -119,8 +128,14 @@ fn row(i: &Instance) -> [String; 9] {
         o(&i.instance_type),
         o(&i.availability_zone),
         o(&i.agent_version),
-    ]
-    .map(|s| sanitize(&s).into_owned())
+    ];
+    if account {
+        cells.push(i.account_label());
+    }
+    cells
+        .into_iter()
+        .map(|s| sanitize(&s).into_owned())
+        .collect()
 }
 
 fn paint(s: &str, ping: Ping, color: bool) -> String {
@@ -139,8 +154,13 @@ fn paint(s: &str, ping: Ping, color: bool) -> String {
 /// The aligned table: a ping glyph, then columns as wide as their widest cell
 /// (names capped at 40 cells), measured in display cells.
 pub fn table(instances: &[&Instance], color: bool) -> String {
-    let rows: Vec<[String; 9]> = instances.iter().map(|i| row(i)).collect();
-    let mut widths = HEADERS.map(width);
+    let account = several_accounts(instances);
+    let mut headers: Vec<String> = HEADERS.map(String::from).to_vec();
+    if account {
+        headers.push("ACCOUNT".into());
+    }
+    let rows: Vec<Vec<String>> = instances.iter().map(|i| row(i, account)).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(width(cell));
@@ -150,7 +170,7 @@ pub fn table(instances: &[&Instance], color: bool) -> String {
     let mut out = String::new();
     let line = |glyph: String, cells: &[String]| {
         let mut l = format!("{glyph} ");
-        for (n, (c, w)) in cells.iter().zip(widths).enumerate() {
+        for (n, (c, w)) in cells.iter().zip(widths.iter().copied()).enumerate() {
             if n + 1 == cells.len() {
                 l.push_str(c);
             } else {
@@ -160,7 +180,7 @@ pub fn table(instances: &[&Instance], color: bool) -> String {
         }
         l.trim_end().to_string() + "\n"
     };
-    out.push_str(&line(" ".into(), &HEADERS.map(String::from)));
+    out.push_str(&line(" ".into(), &headers));
     for (i, r) in instances.iter().zip(&rows) {
         out.push_str(&line(paint(&i.ping.glyph().to_string(), i.ping, color), r));
     }

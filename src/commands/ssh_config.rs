@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::aws::AwsContext;
+use crate::aws::{AwsContext, Selection};
 use crate::cli::SshConfigArgs;
 use crate::config::Paths;
 use crate::connect::ssh_escape::{self, Arg, EscapeError, Token};
@@ -46,8 +46,13 @@ pub async fn run(ctx: &AwsContext, args: &SshConfigArgs) -> Result<u8, AppError>
         identity: &key.private,
         known_hosts: &paths.known_hosts(),
         user: &args.user,
-        regions: &ctx.regions,
-        profile: ctx.profile.as_deref(),
+        regions: &ctx.all_regions(),
+        // The profiles only if the user named them: the proxy finds the id's owner.
+        profiles: match &ctx.selection {
+            Selection::Chain => ctx.profile.clone(),
+            Selection::Named(names) => Some(names.join(",")),
+            Selection::All => Some(String::new()),
+        },
         instances: &instances,
     })
     .map_err(ssh::unusable)?;
@@ -61,7 +66,8 @@ pub struct Block<'a> {
     pub known_hosts: &'a Path,
     pub user: &'a str,
     pub regions: &'a [String],
-    pub profile: Option<&'a str>,
+    /// `--profile a,b` for the proxy (`Some("")`: `--all-profiles`); `None`: the chain.
+    pub profiles: Option<String>,
     pub instances: &'a [Instance],
 }
 
@@ -77,11 +83,13 @@ fn alias(name: &str) -> bool {
 }
 
 /// `ec2ssh proxy [--push-key %r] %h %p [--region R] [--profile P]`, every word quoted.
+/// `profile` pins one row's profile (a Name alias); else the block's profiles.
 fn proxy(
     b: &Block,
     exe: &str,
     push_key: bool,
     region: Option<&str>,
+    profile: Option<&str>,
 ) -> Result<String, EscapeError> {
     let mut args = vec![Arg::Word(exe), Arg::Word("proxy")];
     if push_key {
@@ -91,8 +99,11 @@ fn proxy(
     if let Some(r) = region {
         args.extend([Arg::Word("--region"), Arg::Word(r)]);
     }
-    if let Some(p) = b.profile {
-        args.extend([Arg::Word("--profile"), Arg::Word(p)]);
+    match (profile, b.profiles.as_deref()) {
+        (Some(p), _) => args.extend([Arg::Word("--profile"), Arg::Word(p)]),
+        (None, Some("")) => args.push(Arg::Word("--all-profiles")),
+        (None, Some(p)) => args.extend([Arg::Word("--profile"), Arg::Word(p)]),
+        (None, None) => {}
     }
     ssh_escape::proxy_command(&args)
 }
@@ -147,7 +158,7 @@ pub fn render(b: &Block) -> Result<String, EscapeError> {
     let _ = writeln!(
         out,
         "    ProxyCommand {}",
-        proxy(b, exe, true, only_region)?
+        proxy(b, exe, true, only_region, None)?
     );
     common(&mut out);
     out.push_str(
@@ -157,7 +168,7 @@ pub fn render(b: &Block) -> Result<String, EscapeError> {
     let _ = writeln!(
         out,
         "    ProxyCommand {}",
-        proxy(b, exe, false, only_region)?
+        proxy(b, exe, false, only_region, None)?
     );
     let _ = writeln!(out, "    UserKnownHostsFile {known_hosts}");
     for (name, i) in aliases {
@@ -168,7 +179,7 @@ pub fn render(b: &Block) -> Result<String, EscapeError> {
         let _ = writeln!(
             out,
             "    ProxyCommand {}",
-            proxy(b, exe, true, Some(&i.region))?
+            proxy(b, exe, true, Some(&i.region), i.profile.as_deref())?
         );
         common(&mut out);
     }
@@ -198,7 +209,7 @@ mod tests {
             known_hosts: Box::leak(dir.join("known_hosts").into_boxed_path()),
             user: "ec2-user",
             regions: Box::leak(Box::new(["us-east-1".to_string()])),
-            profile: Some("prod"),
+            profiles: Some("prod".into()),
             instances,
         }
     }

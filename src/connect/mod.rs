@@ -367,7 +367,7 @@ impl Connector {
         tracing::info!(instance = %instance.id, dir, "creating the destination directory");
         let mut child = self.spawn_quiet(
             &sftp,
-            ssh::scp_args(&ssh, &["-b", "-"], &dest),
+            ssh::scp_args(&ssh, &["-b", "-"], &dest).map_err(ssh::unusable)?,
             Stdio::piped(),
         )?;
         if let Some(mut stdin) = child.stdin.take() {

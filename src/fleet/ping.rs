@@ -244,6 +244,7 @@ mod tests {
             ..Default::default()
         };
         PingUpdate {
+            profile: None,
             id: "i-1".into(),
             ping: Ping::Online,
             last_ping: Some(5),

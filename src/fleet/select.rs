@@ -41,8 +41,13 @@ pub fn find<'a>(instances: &'a [Instance], target: &str) -> Result<&'a Instance,
                 .iter()
                 .take(10)
                 .map(|i| {
+                    // Ids repeat across accounts: say whose each one is.
+                    let account = match i.profile.as_deref() {
+                        Some(p) => format!(", profile {}", sanitize(p)),
+                        None => String::new(),
+                    };
                     format!(
-                        "{} {} ({})",
+                        "{} {} ({}{account})",
                         i.id,
                         sanitize(i.display_name()),
                         i.ping.label()

@@ -119,6 +119,8 @@ impl SessionApi {
             kind: crate::aws::AwsErrorKind::NotImplemented,
             code: None,
             message: format!("the response has no {what}"),
+            profile: None,
+            sso_login: None,
         };
         Ok(Started {
             session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),

@@ -731,6 +731,8 @@ mod tests {
             kind: crate::aws::AwsErrorKind::AccessDenied,
             code: Some("UnauthorizedOperation".into()),
             message: String::new(),
+            profile: None,
+            sso_login: None,
         };
         a.update(Action::Loaded(Err(FetchError { errors: vec![err] }), 2000));
         assert_eq!(a.instances.len(), 4);
@@ -778,6 +780,8 @@ mod tests {
             kind: crate::aws::AwsErrorKind::AccessDenied,
             code: Some("AccessDeniedException".into()),
             message: String::new(),
+            profile: None,
+            sso_login: None,
         }
     }
 

@@ -28,7 +28,8 @@ pub struct Spec {
 }
 
 /// Every column, left to right; on a narrow terminal they are dropped from the right.
-pub const SPECS: [Spec; 7] = [
+/// ACCOUNT, last, shows only when the rows belong to more than one account.
+pub const SPECS: [Spec; 8] = [
     Spec {
         field: Some(Field::Name),
         title: "NAME",
@@ -71,7 +72,16 @@ pub const SPECS: [Spec; 7] = [
         min: None,
         weight: 0,
     },
+    Spec {
+        field: Some(Field::Account),
+        title: "ACCOUNT",
+        min: Some(8),
+        weight: 1,
+    },
 ];
+
+/// The position of ACCOUNT in `SPECS` (its width is 0 while it is hidden).
+const ACCOUNT: usize = SPECS.len() - 1;
 
 /// A column as drawn: what it shows and how many cells it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,18 +96,28 @@ pub struct Column {
 pub struct Widths(pub [usize; SPECS.len()]);
 
 impl Default for Widths {
-    /// No rows: the titles.
+    /// No rows: the titles (ACCOUNT hidden).
     fn default() -> Self {
-        Widths(SPECS.map(|s| width(s.title)))
+        let mut w = Widths(SPECS.map(|s| width(s.title)));
+        w.0[ACCOUNT] = 0;
+        w
     }
 }
 
 impl Widths {
-    /// Measures every row (once per data change, not per frame).
+    /// Measures every row (once per data change, not per frame). ACCOUNT gets a
+    /// width only when two rows differ in it.
     pub fn measure(instances: &[Instance]) -> Widths {
         let mut w = Widths::default();
+        let several = instances.first().is_some_and(|first| {
+            instances
+                .iter()
+                .any(|i| i.profile != first.profile || i.account_id != first.account_id)
+        });
+        let measured = if several { SPECS.len() } else { ACCOUNT };
+        w.0[ACCOUNT] = if several { width(SPECS[ACCOUNT].title) } else { 0 };
         for i in instances {
-            for (n, spec) in SPECS.iter().enumerate() {
+            for (n, spec) in SPECS.iter().enumerate().take(measured) {
                 w.0[n] = w.0[n].max(cell_width(&raw(i, spec.field)));
             }
         }
@@ -131,6 +151,7 @@ fn raw(i: &Instance, field: Option<Field>) -> Cow<'_, str> {
         Some(Field::Platform) => return Cow::Owned(i.platform_label()),
         Some(Field::Type) => i.instance_type.as_deref().unwrap_or_default(),
         Some(Field::Zone) => i.availability_zone.as_deref().unwrap_or_default(),
+        Some(Field::Account) => return Cow::Owned(i.account_label()),
         None => i.agent_version.as_deref().unwrap_or_default(),
     };
     Cow::Borrowed(s)
@@ -146,7 +167,8 @@ pub fn layout(total: usize, content: &Widths) -> Vec<Column> {
     let least = |n: usize| SPECS[n].min.map_or(content.0[n], |m| m.min(content.0[n]));
     let mut kept = 0;
     let mut used = 0;
-    for n in 0..SPECS.len() {
+    let count = if content.0[ACCOUNT] == 0 { ACCOUNT } else { SPECS.len() };
+    for n in 0..count {
         let need = least(n) + SEP;
         // NAME always shows, however narrow the terminal.
         if n > 0 && used + need > budget {
@@ -206,7 +228,7 @@ mod tests {
     }
 
     /// A typical fleet: short names, long platform names.
-    const TYPICAL: Widths = Widths([10, 19, 12, 30, 9, 10, 11]);
+    const TYPICAL: Widths = Widths([10, 19, 12, 30, 9, 10, 11, 0]);
 
     #[test]
     fn columns_take_their_contents_width_when_everything_fits() {
@@ -241,7 +263,7 @@ mod tests {
     fn cut_columns_share_what_is_left() {
         // Long names and long platforms at 120 cells: the fixed columns take 19+12+9+10+11,
         // the two cut ones share the rest (120 - 4 - 7×2 - 61 = 41), the name two parts.
-        let wide = Widths([56, 19, 12, 30, 9, 10, 11]);
+        let wide = Widths([56, 19, 12, 30, 9, 10, 11, 0]);
         let cols = layout(120, &wide);
         assert_eq!(
             sized(&cols),
@@ -257,10 +279,10 @@ mod tests {
         );
         assert_eq!(total(&cols), 120, "no cell wasted while something is cut");
         // A name shorter than its share shows in full; the platform takes the rest.
-        let cols = layout(120, &Widths([20, 19, 12, 51, 9, 10, 11]));
+        let cols = layout(120, &Widths([20, 19, 12, 51, 9, 10, 11, 0]));
         assert_eq!((cols[0].width, cols[3].width), (20, 21));
         assert_eq!(total(&cols), 120);
-        let cols = layout(120, &Widths([56, 19, 12, 17, 9, 10, 11]));
+        let cols = layout(120, &Widths([56, 19, 12, 17, 9, 10, 11, 0]));
         assert_eq!((cols[0].width, cols[3].width), (28, 13));
     }
 
@@ -272,7 +294,7 @@ mod tests {
         for w in [20, 42, 60, 80, 100, 119, 120, 200] {
             for c in [
                 TYPICAL,
-                Widths([56, 20, 15, 40, 11, 15, 12]),
+                Widths([56, 20, 15, 40, 11, 15, 12, 0]),
                 Widths::default(),
             ] {
                 let cols = layout(w, &c);
@@ -296,7 +318,26 @@ mod tests {
             ..Default::default()
         };
         let w = Widths::measure(&[i, unnamed]);
-        assert_eq!(w.0, [5, 20, 10, 19, 4, 2, 5]);
+        assert_eq!(w.0, [5, 20, 10, 19, 4, 2, 5, 0]);
         assert_eq!(Widths::measure(&[]), Widths::default());
+    }
+
+    #[test]
+    fn account_shows_only_for_several_accounts() {
+        let row = |id: &str, profile: &str, account: &str| Instance {
+            id: id.into(),
+            profile: Some(profile.into()),
+            account_id: Some(account.into()),
+            ..Default::default()
+        };
+        let one = [row("i-1", "dev", "111111111111"), row("i-2", "dev", "111111111111")];
+        let w = Widths::measure(&one);
+        assert_eq!(w.0[ACCOUNT], 0);
+        assert!(!titles(&layout(300, &w)).contains(&"ACCOUNT"));
+        let two = [row("i-1", "dev", "111111111111"), row("i-2", "prod", "222222222222")];
+        let w = Widths::measure(&two);
+        assert_eq!(w.0[ACCOUNT], "prod (222222222222)".len());
+        assert_eq!(titles(&layout(300, &w)).last(), Some(&"ACCOUNT"));
+        assert_eq!(cell_text(&two[1], Some(Field::Account)), "prod (222222222222)");
     }
 }

@@ -614,6 +614,11 @@ fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
         ("Name".into(), i.name.clone().unwrap_or_else(|| "–".into())),
         ("ID".into(), i.id.clone()),
         ("Region".into(), i.region.clone()),
+        ("Account".into(), {
+            let a = i.account_label();
+            if a.is_empty() { "–".into() } else { a }
+        }),
+        ("AWS profile".into(), opt(&i.profile)),
         (
             "State".into(),
             i.state.clone().unwrap_or_else(|| "– (hybrid node)".into()),
@@ -957,6 +962,8 @@ mod tests {
             kind: AwsErrorKind::AccessDenied,
             code: Some("UnauthorizedOperation".into()),
             message: "not authorized".into(),
+            profile: None,
+            sso_login: None,
         };
         a.update(Action::Loaded(Err(FetchError { errors: vec![err] }), NOW));
         insta::assert_snapshot!(draw(&a, 120, 8).backend());
@@ -971,6 +978,8 @@ mod tests {
             kind: AwsErrorKind::Unreachable,
             code: None,
             message: "Connection refused (os error 111)".into(),
+            profile: None,
+            sso_login: None,
         };
         let inv = Inventory {
             instances: fleet(),

@@ -11,6 +11,8 @@ fn err(action: &str, kind: AwsErrorKind) -> AwsError {
         kind,
         code: Some("AccessDeniedException".into()),
         message: String::new(),
+        profile: None,
+        sso_login: None,
     }
 }
 
