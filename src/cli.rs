@@ -374,6 +374,11 @@ pub struct FleetSource {
     /// Seed for --generate
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Share the machines round robin among N accounts (111111111111, 222222222222, …),
+    /// each with its own key pair, e.g. `--generate 15000 --accounts 3`
+    #[arg(long, value_name = "N")]
+    pub accounts: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -271,6 +271,8 @@ fn state() -> &'static SimState {
 /// bodies (EC2, STS), JSON 1.1 bodies, and SigV4 headers and query strings. Every
 /// XML answer is well-formed.
 pub fn sim_requests(data: &[u8]) {
+    /// The account the fuzzed requests come from.
+    const A: &str = sim::auth::ACCOUNT_ID;
     let state = state();
     let mut b = Bytes(data);
     let op = b.u8();
@@ -279,7 +281,7 @@ pub fn sim_requests(data: &[u8]) {
         0 => {
             let params: sim::ec2::Params = form_urlencoded::parse(body).into_owned().collect();
             for xml in [
-                sim::ec2::describe_instances(state, "us-east-1", &params),
+                sim::ec2::describe_instances(state, A, "us-east-1", &params),
                 sim::vpc::describe_route_tables(state, "us-east-1", &params),
                 sim::vpc::describe_vpc_endpoints(state, "us-east-1", &params),
                 sim::vpc::describe_vpc_attribute(state, "us-east-1", &params),
@@ -295,11 +297,11 @@ pub fn sim_requests(data: &[u8]) {
             let Ok(req) = sim::parse_json_body(body) else {
                 return;
             };
-            let _ = sim::ssm::describe_instance_information(state, "us-east-1", &req);
-            let _ = sim::sessions::describe_sessions(state, &req);
-            let _ = sim::sessions::resume_session(state, &req);
-            let _ = sim::sessions::terminate_session(state, &req);
-            let _ = sim::instance_connect::send_ssh_public_key(state, "us-east-1", &req);
+            let _ = sim::ssm::describe_instance_information(state, A, "us-east-1", &req);
+            let _ = sim::sessions::describe_sessions(state, A, &req);
+            let _ = sim::sessions::resume_session(state, A, &req);
+            let _ = sim::sessions::terminate_session(state, A, &req);
+            let _ = sim::instance_connect::send_ssh_public_key(state, A, "us-east-1", &req);
         }
         _ => {
             // Headers as `name: value` lines, then the URI, then the body.

@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use crate::aws::{AccessKey, AwsContext};
+use std::os::unix::fs::OpenOptionsExt;
+
+use crate::aws::{AccessKey, AwsContext, ProfileInfo};
 use crate::cli::{DemoArgs, FleetSource, SimArgs};
 use crate::config::{Config, Paths};
 use crate::connect::Connector;
@@ -11,7 +13,7 @@ use crate::sim::{self, FleetFile, SimOptions};
 use crate::tui;
 
 fn fleet(source: &FleetSource) -> Result<FleetFile, AppError> {
-    match (&source.fleet, source.generate) {
+    let fleet = match (&source.fleet, source.generate) {
         (Some(path), _) => FleetFile::load(path).map_err(|e| {
             AppError::other(
                 format!("cannot load the fleet file {}: {e:#}", path.display()),
@@ -20,11 +22,18 @@ fn fleet(source: &FleetSource) -> Result<FleetFile, AppError> {
         }),
         (None, Some(n)) => Ok(FleetFile::generate(n, source.seed)),
         (None, None) => Ok(FleetFile::demo()),
-    }
+    }?;
+    Ok(match source.accounts {
+        Some(n) => fleet.split_accounts(n),
+        None => fleet,
+    })
 }
 
 async fn start(source: &FleetSource, opts: SimOptions) -> Result<sim::SimHandle, AppError> {
-    let fleet = fleet(source)?;
+    start_fleet(fleet(source)?, opts).await
+}
+
+async fn start_fleet(fleet: FleetFile, opts: SimOptions) -> Result<sim::SimHandle, AppError> {
     sim::start(fleet, opts).await.map_err(|e| {
         AppError::other(
             format!("cannot start the simulator: {e:#}"),
@@ -73,15 +82,17 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         authorized_keys: sshd.as_ref().map(|s| s.authorized_keys.clone()),
         ..SimOptions::default()
     };
-    let sim = start(&args.source, opts).await?;
-    let ctx = AwsContext::for_endpoint(&sim.endpoint(), sim.regions(), &sim.access_key());
+    // Two accounts (dev and prod), a profile each, as one picker shows them.
+    let sim = start_fleet(fleet(&args.source)?.demo_accounts(), opts).await?;
+    let profiles = demo_profiles(&sim);
+    let ctx = AwsContext::for_endpoint_profiles(&sim.endpoint(), sim.regions(), &profiles);
     let mut pick = super::pick_options(&args.pick, &Config::default());
     pick.notice = notice;
     let connector = match sshd {
         Some(_) => Some(demo_connector(
             &ctx,
             &sim.endpoint(),
-            &sim.access_key(),
+            &profiles,
             dir.path(),
             args,
         )?),
@@ -99,12 +110,26 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
 fn demo_connector(
     ctx: &AwsContext,
     endpoint: &str,
-    key: &AccessKey,
+    profiles: &[(ProfileInfo, AccessKey)],
     dir: &std::path::Path,
     args: &DemoArgs,
 ) -> Result<Connector, AppError> {
     let config_file = dir.join("config.toml");
-    std::fs::write(&config_file, "").map_err(|e| AppError::other(e.to_string(), "check TMPDIR"))?;
+    let write = |path: &std::path::Path, text: &str| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| AppError::other(format!("cannot write {}: {e}", path.display()), "check TMPDIR"))
+    };
+    write(&config_file, "")?;
+    let (aws_config, aws_credentials) = demo_aws_files(profiles);
+    let (config_path, credentials_path) = (dir.join("aws-config"), dir.join("aws-credentials"));
+    write(&config_path, &aws_config)?;
+    write(&credentials_path, &aws_credentials)?;
     let paths = Paths {
         config_dir: dir.to_path_buf(),
         cache_dir: dir.join("cache"),
@@ -115,13 +140,15 @@ fn demo_connector(
     let mut connector = Connector::new(ctx.clone(), &Config::default(), Some(paths));
     connector.rules.explicit = Some(args.pick.user.clone().unwrap_or_else(current_user));
     let set = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+    // Each row's proxy is run with `--profile dev|prod`, which reads its keys from
+    // the demo's own AWS files (0600, in the demo's 0700 directory).
     connector.child_env = vec![
         set("AWS_ENDPOINT_URL", endpoint),
-        set("AWS_ACCESS_KEY_ID", &key.id),
-        set("AWS_SECRET_ACCESS_KEY", key.secret()),
+        ("AWS_ACCESS_KEY_ID".into(), None),
+        ("AWS_SECRET_ACCESS_KEY".into(), None),
         set("AWS_EC2_METADATA_DISABLED", "true"),
-        set("AWS_CONFIG_FILE", "/dev/null"),
-        set("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        set("AWS_CONFIG_FILE", &config_path.to_string_lossy()),
+        set("AWS_SHARED_CREDENTIALS_FILE", &credentials_path.to_string_lossy()),
         set("EC2SSH_CONFIG", &config_file.to_string_lossy()),
         // The proxy ssh runs talks to the demo's simulator only: never through a proxy.
         set("no_proxy", "*"),
@@ -130,6 +157,51 @@ fn demo_connector(
         ("EC2SSH_PROFILE".into(), None),
     ];
     Ok(connector)
+}
+
+/// The demo's profiles: one per simulated account, named after it.
+fn demo_profiles(sim: &sim::SimHandle) -> Vec<(ProfileInfo, AccessKey)> {
+    let region = sim.regions().first().cloned();
+    sim.accounts()
+        .into_iter()
+        .enumerate()
+        .map(|(n, (id, key))| {
+            let name = match n {
+                0 => "dev".to_string(),
+                1 => "prod".to_string(),
+                n => format!("account{}", n + 1),
+            };
+            let info = ProfileInfo {
+                name,
+                region: region.clone(),
+                account_id: Some(id),
+                ..ProfileInfo::default()
+            };
+            (info, key)
+        })
+        .collect()
+}
+
+/// The demo-only AWS config and credentials files: a profile per account.
+fn demo_aws_files(profiles: &[(ProfileInfo, AccessKey)]) -> (String, String) {
+    let mut config = String::new();
+    let mut credentials = String::new();
+    for (p, key) in profiles {
+        config.push_str(&format!("[profile {}]\n", p.name));
+        if let Some(r) = &p.region {
+            config.push_str(&format!("region = {r}\n"));
+        }
+        if let Some(a) = &p.account_id {
+            config.push_str(&format!("aws_account_id = {a}\n"));
+        }
+        credentials.push_str(&format!(
+            "[{}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            p.name,
+            key.id,
+            key.secret()
+        ));
+    }
+    (config, credentials)
 }
 
 /// The login name of whoever runs the demo.
@@ -167,12 +239,25 @@ pub async fn serve(args: &SimArgs) -> Result<u8, AppError> {
     };
     let sim = start(&args.source, opts).await?;
     let key = sim.access_key();
+    // The first account's key pair also at the top, as before accounts existed.
+    let accounts: Vec<serde_json::Value> = sim
+        .accounts()
+        .iter()
+        .map(|(id, key)| {
+            serde_json::json!({
+                "id": id,
+                "access_key_id": key.id,
+                "secret_access_key": key.secret(),
+            })
+        })
+        .collect();
     let summary = serde_json::json!({
         "endpoint": sim.endpoint(),
         "access_key_id": key.id,
         "secret_access_key": key.secret(),
         "regions": sim.regions(),
         "instances": sim.instance_count(),
+        "accounts": accounts,
     });
     println!("{summary}");
     let mut signals = crate::signals::Signals::install();

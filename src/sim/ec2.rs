@@ -9,11 +9,17 @@ use super::{ApiError, SimState};
 /// The form parameters of an EC2 query request (`Action`, `Filter.1.Name`, …).
 pub type Params = BTreeMap<String, String>;
 
-pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<String, ApiError> {
+/// `account`'s instances in `region` (another account's ids do not exist for it).
+pub fn describe_instances(
+    state: &SimState,
+    account: &str,
+    region: &str,
+    p: &Params,
+) -> Result<String, ApiError> {
     let ids: Vec<&str> = indexed(p, "InstanceId").collect();
     let filters = filters(p)?;
     let fleet = &state.fleet.instances;
-    let positions = state.region_positions(region);
+    let positions = state.region_positions(account, region);
     let wanted = |i: &SimInstance| {
         i.in_ec2()
             && (ids.is_empty() || ids.contains(&i.id.as_str()))
@@ -79,7 +85,7 @@ pub fn describe_instances(state: &SimState, region: &str, p: &Params) -> Result<
     for i in matching {
         let _ = write!(
             xml,
-            "<item><reservationId>r-{}</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet><item>",
+            "<item><reservationId>r-{}</reservationId><ownerId>{account}</ownerId><groupSet/><instancesSet><item>",
             i.id.trim_start_matches("i-")
         );
         instance_xml(state, i, &mut xml);

@@ -27,6 +27,22 @@ pub struct FleetFile {
     pub endpoints: Vec<super::vpc::SimEndpoint>,
     #[serde(rename = "security_group", default)]
     pub security_groups: Vec<super::vpc::SimSecurityGroup>,
+    /// The AWS accounts, each with its own key pair and instances (`account` of an
+    /// instance); none: one account, [`super::auth::ACCOUNT_ID`].
+    #[serde(rename = "account", default)]
+    pub accounts: Vec<SimAccount>,
+}
+
+/// One simulated AWS account.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimAccount {
+    /// 12 digits.
+    pub id: String,
+    /// What the demo calls it (its profile name).
+    pub name: Option<String>,
+    /// IAM actions this account's identity is denied (e.g. `ec2:DescribeInstances`).
+    pub deny: Vec<String>,
 }
 
 impl Default for FleetFile {
@@ -38,6 +54,7 @@ impl Default for FleetFile {
             subnets: Vec::new(),
             endpoints: Vec::new(),
             security_groups: Vec::new(),
+            accounts: Vec::new(),
         }
     }
 }
@@ -83,6 +100,8 @@ pub struct SimInstance {
     pub keys_dir: Option<std::path::PathBuf>,
     /// Its security groups (`sg-…`), for `ec2ssh doctor`'s endpoint checks.
     pub security_groups: Vec<String>,
+    /// The account that owns it (an `[[account]]` id); default: the first account.
+    pub account: Option<String>,
     /// The account's Session Manager preferences name this KMS key: the agent asks
     /// for KMS encryption in the handshake of shell sessions.
     pub kms_key_id: Option<String>,
@@ -126,6 +145,61 @@ impl FleetFile {
 
     pub fn load(path: &Path) -> anyhow::Result<FleetFile> {
         Ok(Self::parse(&std::fs::read_to_string(path)?)?)
+    }
+
+    /// Every account's id, in file order; one default account when none is declared.
+    pub fn account_ids(&self) -> Vec<String> {
+        if self.accounts.is_empty() {
+            vec![super::auth::ACCOUNT_ID.to_string()]
+        } else {
+            self.accounts.iter().map(|a| a.id.clone()).collect()
+        }
+    }
+
+    /// The account that owns `i`.
+    pub fn account_of<'a>(&'a self, i: &'a SimInstance) -> &'a str {
+        i.account
+            .as_deref()
+            .or_else(|| self.accounts.first().map(|a| a.id.as_str()))
+            .unwrap_or(super::auth::ACCOUNT_ID)
+    }
+
+    /// `n` accounts (`111111111111`, `222222222222`, …) sharing the machines round
+    /// robin, each under a fresh id: for benchmarks and tests of several accounts.
+    pub fn split_accounts(mut self, n: usize) -> FleetFile {
+        let n = n.clamp(1, 9);
+        self.accounts = (1..=n)
+            .map(|k| SimAccount {
+                id: k.to_string().repeat(12),
+                name: Some(format!("account{k}")),
+                deny: Vec::new(),
+            })
+            .collect();
+        for (k, i) in self.instances.iter_mut().enumerate() {
+            i.account = Some(self.accounts[k % n].id.clone());
+        }
+        self
+    }
+
+    /// The demo's two accounts, `dev` and `prod`: machines tagged `Environment=prod`
+    /// are prod's, the rest dev's (unless the fleet declares its own accounts).
+    pub fn demo_accounts(mut self) -> FleetFile {
+        if !self.accounts.is_empty() {
+            return self;
+        }
+        let (dev, prod) = ("111111111111", "222222222222");
+        self.accounts = [("dev", dev), ("prod", prod)]
+            .map(|(name, id)| SimAccount {
+                id: id.into(),
+                name: Some(name.into()),
+                deny: Vec::new(),
+            })
+            .to_vec();
+        for i in &mut self.instances {
+            let is_prod = i.tags.get("Environment").map(String::as_str) == Some("prod");
+            i.account = Some(if is_prod { prod } else { dev }.into());
+        }
+        self
     }
 
     /// Regions that hold at least one machine, sorted.

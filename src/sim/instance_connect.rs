@@ -91,7 +91,14 @@ fn valid_key(key: &str) -> bool {
             .is_ok_and(|b| b.len() > 16)
 }
 
-pub fn send_ssh_public_key(state: &SimState, region: &str, req: &Value) -> Result<Value, ApiError> {
+/// Only `account`'s own instances: another account's id is not found, as for an id
+/// in another region.
+pub fn send_ssh_public_key(
+    state: &SimState,
+    account: &str,
+    region: &str,
+    req: &Value,
+) -> Result<Value, ApiError> {
     let field = |k: &str| req[k].as_str().unwrap_or_default();
     let (id, user, key) = (
         field("InstanceId"),
@@ -109,12 +116,9 @@ pub fn send_ssh_public_key(state: &SimState, region: &str, req: &Value) -> Resul
             "Unable to parse SSH public key. Supported key types are RSA (2048 bits or more), ED25519 and ECDSA.",
         ));
     }
-    let default_region = &state.fleet.default_region;
     let instance = state
-        .fleet
-        .instances
-        .iter()
-        .find(|i| i.id == id && i.region(default_region) == region && i.state.is_some())
+        .instance(account, region, id)
+        .filter(|i| i.state.is_some())
         .ok_or_else(|| {
             ApiError::new(
                 400,

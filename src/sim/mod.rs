@@ -88,10 +88,11 @@ pub struct SimState {
     pub stats: Arc<stats::Stats>,
     /// `--throttle`: which calls are over the request rate.
     pub throttle: throttle::Throttle,
-    /// Positions in `fleet.instances` of each region's machines, in fleet order.
-    by_region: std::collections::HashMap<String, Vec<usize>>,
-    /// Position in `fleet.instances` of each id.
-    by_id: std::collections::HashMap<String, usize>,
+    /// Positions in `fleet.instances` of each account's machines per region, in
+    /// fleet order: an account sees only its own.
+    by_region: std::collections::HashMap<(String, String), Vec<usize>>,
+    /// Position in `fleet.instances` of each (account, id).
+    by_id: std::collections::HashMap<(String, String), usize>,
     addr: SocketAddr,
 }
 
@@ -102,12 +103,26 @@ impl SimState {
             .access_key
             .clone()
             .unwrap_or_else(auth::random_access_key);
-        let mut by_region = std::collections::HashMap::<String, Vec<usize>>::new();
+        let mut by_region = std::collections::HashMap::<(String, String), Vec<usize>>::new();
         let mut by_id = std::collections::HashMap::new();
         for (k, i) in fleet.instances.iter().enumerate() {
             let region = i.region(&fleet.default_region).to_string();
-            by_region.entry(region).or_default().push(k);
-            by_id.entry(i.id.clone()).or_insert(k);
+            let account = fleet.account_of(i).to_string();
+            by_region
+                .entry((account.clone(), region))
+                .or_default()
+                .push(k);
+            by_id.entry((account, i.id.clone())).or_insert(k);
+        }
+        // The first account acts with `key`; every other with a fresh key pair.
+        let mut accounts = auth::Accounts::default();
+        for (n, id) in fleet.account_ids().into_iter().enumerate() {
+            let key = if n == 0 {
+                key.clone()
+            } else {
+                auth::random_access_key()
+            };
+            accounts.add(auth::Account { id, key });
         }
         SimState {
             throttle: throttle::Throttle::new(opts.throttle, 0x7407),
@@ -115,7 +130,7 @@ impl SimState {
             by_id,
             fleet,
             opts,
-            accounts: auth::Accounts::single(key),
+            accounts,
             started: SystemTime::now(),
             requests: AtomicU64::new(0),
             sessions: sessions::Registry::default(),
@@ -129,18 +144,48 @@ impl SimState {
         self.addr
     }
 
-    /// Positions in `fleet.instances` of the machines in `region`, in fleet order (what
-    /// the simulator's paging tokens count in).
-    pub fn region_positions(&self, region: &str) -> &[usize] {
-        self.by_region.get(region).map_or(&[], Vec::as_slice)
+    /// Positions in `fleet.instances` of `account`'s machines in `region`, in fleet
+    /// order (what the simulator's paging tokens count in).
+    pub fn region_positions(&self, account: &str, region: &str) -> &[usize] {
+        self.by_region
+            .get(&(account.to_string(), region.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
-    /// Positions of the machines in `region` with these ids, in fleet order.
-    pub fn positions_of(&self, region: &str, ids: &[String]) -> Vec<usize> {
+    /// `account`'s machine `id` in `region`, if it has one.
+    pub fn instance(&self, account: &str, region: &str, id: &str) -> Option<&SimInstance> {
+        let i = &self.fleet.instances[*self.by_id.get(&(account.to_string(), id.to_string()))?];
+        (i.region(&self.fleet.default_region) == region).then_some(i)
+    }
+
+    /// The key pair of every account, in fleet order: (account id, key).
+    pub fn account_keys(&self) -> Vec<(String, crate::aws::AccessKey)> {
+        self.fleet
+            .account_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let key = self.accounts.iter().find(|a| a.id == id)?.key.clone();
+                Some((id, key))
+            })
+            .collect()
+    }
+
+    /// Whether IAM denies `account`'s identity `action` (`--deny` denies every account).
+    pub fn is_denied(&self, account: &str, action: &str) -> bool {
+        self.opts.denied_actions.contains(action)
+            || self
+                .fleet
+                .accounts
+                .iter()
+                .any(|a| a.id == account && a.deny.iter().any(|d| d == action))
+    }
+
+    /// Positions of `account`'s machines in `region` with these ids, in fleet order.
+    pub fn positions_of(&self, account: &str, region: &str, ids: &[String]) -> Vec<usize> {
         let default = &self.fleet.default_region;
         let mut out: Vec<usize> = ids
             .iter()
-            .filter_map(|id| self.by_id.get(id).copied())
+            .filter_map(|id| self.by_id.get(&(account.to_string(), id.clone())).copied())
             .filter(|&k| self.fleet.instances[k].region(default) == region)
             .collect();
         out.sort_unstable();
@@ -203,13 +248,13 @@ impl ApiError {
         }
     }
 
-    /// What AWS says when IAM denies `action`.
-    pub fn denied(action: &str, ec2: bool) -> Self {
-        let who = "User: arn:aws:iam::123456789012:user/demo";
+    /// What AWS says when IAM denies `action` to `account`'s identity.
+    pub fn denied(action: &str, ec2: bool, account: &str) -> Self {
+        let who = format!("User: arn:aws:iam::{account}:user/demo");
         if ec2 {
             ApiError::new(403, "UnauthorizedOperation", format!("You are not authorized to perform this operation. {who} is not authorized to perform: {action} because no identity-based policy allows the {action} action"))
         } else {
-            ApiError::new(400, "AccessDeniedException", format!("{who} is not authorized to perform: {action} on resource: arn:aws:ssm:*:123456789012:* because no identity-based policy allows the {action} action"))
+            ApiError::new(400, "AccessDeniedException", format!("{who} is not authorized to perform: {action} on resource: arn:aws:ssm:*:{account}:* because no identity-based policy allows the {action} action"))
         }
     }
 }
@@ -220,6 +265,7 @@ pub struct SimHandle {
     regions: Vec<String>,
     listable: usize,
     access_key: crate::aws::AccessKey,
+    accounts: Vec<(String, crate::aws::AccessKey)>,
     task: tokio::task::JoinHandle<()>,
     state: Arc<SimState>,
 }
@@ -234,9 +280,14 @@ impl SimHandle {
         self.regions.clone()
     }
 
-    /// The key pair that may call this simulator (its one account's).
+    /// The key pair of the simulator's first account.
     pub fn access_key(&self) -> crate::aws::AccessKey {
         self.access_key.clone()
+    }
+
+    /// Every account and its key pair, the first account first.
+    pub fn accounts(&self) -> Vec<(String, crate::aws::AccessKey)> {
+        self.accounts.clone()
     }
 
     /// Sessions not yet terminated.
@@ -273,12 +324,14 @@ pub async fn start(fleet: FleetFile, mut opts: SimOptions) -> anyhow::Result<Sim
     let regions = fleet.regions();
     let listable = fleet.listable();
     let state = Arc::new(SimState::new(fleet, opts, addr));
+    let accounts = state.account_keys();
     let task = tokio::spawn(server::serve(listener, state.clone()));
     Ok(SimHandle {
         endpoint,
         regions,
         listable,
         access_key,
+        accounts,
         task,
         state,
     })

@@ -111,9 +111,62 @@ async fn handle(
     if let Some(busy) = throttle(state, &call) {
         return busy;
     }
+    // The caller's account is all a request can see or act on.
+    let who = Who {
+        account: &caller.account_id,
+        region: &caller.region,
+    };
     match call {
-        Call::Json { target } => json_call(state, &caller.region, target, body),
-        Call::Query { params } => query_call(state, &caller.region, &params),
+        Call::Json { target } => json_call(state, who, target, body),
+        Call::Query { params } => query_call(state, who, &params),
+    }
+}
+
+/// Who calls, and where: the account of the signing key and the signed region.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    account: &'a str,
+    region: &'a str,
+}
+
+impl Who<'_> {
+    /// IAM's check of this account's identity.
+    fn deny(&self, state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {
+        if state.is_denied(self.account, action) {
+            Err(ApiError::denied(action, ec2, self.account))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A denial that names the resource acted on, as the service's do.
+    fn deny_on(&self, state: &SimState, action: &str, resource: &str) -> Result<(), ApiError> {
+        let wildcard = format!("arn:aws:ssm:*:{}:*", self.account);
+        self.deny(state, action, false).map_err(|mut e| {
+            e.message = e.message.replace(&wildcard, resource);
+            e
+        })
+    }
+
+    /// What IAM calls an instance (StartSession's and SendSSHPublicKey's resource):
+    /// in the caller's account, whoever owns the id.
+    fn instance_arn(&self, id: Option<&str>) -> String {
+        format!(
+            "arn:aws:ec2:{}:{}:instance/{}",
+            self.region,
+            self.account,
+            id.unwrap_or("*")
+        )
+    }
+
+    /// What IAM calls a session (ResumeSession's and TerminateSession's resource).
+    fn session_arn(&self, id: Option<&str>) -> String {
+        format!(
+            "arn:aws:ssm:{}:{}:session/{}",
+            self.region,
+            self.account,
+            id.unwrap_or("*")
+        )
     }
 }
 
@@ -158,7 +211,8 @@ fn error_response(state: &SimState, protocol: Protocol, e: ApiError) -> Response
     }
 }
 
-fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Response {
+fn json_call(state: &SimState, who: Who, target: &str, body: &[u8]) -> Response {
+    let (region, account) = (who.region, who.account);
     let (service, op) = target.split_once('.').unwrap_or(("", target));
     let req = match parse_json_body(body) {
         Ok(req) => req,
@@ -166,39 +220,44 @@ fn json_call(state: &SimState, region: &str, target: &str, body: &[u8]) -> Respo
     };
     let result = match (service, op) {
         ("AmazonSSM", "DescribeInstanceInformation") => {
-            deny(state, "ssm:DescribeInstanceInformation", false)
-                .and_then(|_| ssm::describe_instance_information(state, region, &req))
+            who.deny(state, "ssm:DescribeInstanceInformation", false)
+                .and_then(|_| ssm::describe_instance_information(state, account, region, &req))
         }
-        ("AmazonSSM", "StartSession") => deny_on(
-            state,
-            "ssm:StartSession",
-            &instance_arn(region, req["Target"].as_str()),
-        )
-        .and_then(|_| sessions::start_session(state, region, &req)),
-        ("AWSEC2InstanceConnectService", "SendSSHPublicKey") => deny_on(
-            state,
-            "ec2-instance-connect:SendSSHPublicKey",
-            &instance_arn(region, req["InstanceId"].as_str()),
-        )
-        .and_then(|_| instance_connect::send_ssh_public_key(state, region, &req)),
-        ("AmazonSSM", "ResumeSession") => deny_on(
-            state,
-            "ssm:ResumeSession",
-            &session_arn(region, req["SessionId"].as_str()),
-        )
-        .and_then(|_| sessions::resume_session(state, &req)),
-        ("AmazonSSM", "TerminateSession") => deny_on(
-            state,
-            "ssm:TerminateSession",
-            &session_arn(region, req["SessionId"].as_str()),
-        )
-        .and_then(|_| sessions::terminate_session(state, &req)),
-        ("AmazonSSM", "DescribeSessions") => deny_on(
-            state,
-            "ssm:DescribeSessions",
-            &format!("arn:aws:ssm:{region}:123456789012:*"),
-        )
-        .and_then(|_| sessions::describe_sessions(state, &req)),
+        ("AmazonSSM", "StartSession") => who
+            .deny_on(
+                state,
+                "ssm:StartSession",
+                &who.instance_arn(req["Target"].as_str()),
+            )
+            .and_then(|_| sessions::start_session(state, account, region, &req)),
+        ("AWSEC2InstanceConnectService", "SendSSHPublicKey") => who
+            .deny_on(
+                state,
+                "ec2-instance-connect:SendSSHPublicKey",
+                &who.instance_arn(req["InstanceId"].as_str()),
+            )
+            .and_then(|_| instance_connect::send_ssh_public_key(state, account, region, &req)),
+        ("AmazonSSM", "ResumeSession") => who
+            .deny_on(
+                state,
+                "ssm:ResumeSession",
+                &who.session_arn(req["SessionId"].as_str()),
+            )
+            .and_then(|_| sessions::resume_session(state, account, &req)),
+        ("AmazonSSM", "TerminateSession") => who
+            .deny_on(
+                state,
+                "ssm:TerminateSession",
+                &who.session_arn(req["SessionId"].as_str()),
+            )
+            .and_then(|_| sessions::terminate_session(state, account, &req)),
+        ("AmazonSSM", "DescribeSessions") => who
+            .deny_on(
+                state,
+                "ssm:DescribeSessions",
+                &format!("arn:aws:ssm:{region}:{account}:*"),
+            )
+            .and_then(|_| sessions::describe_sessions(state, account, &req)),
         _ => Err(ApiError::new(
             400,
             "UnknownOperationException",
@@ -230,21 +289,27 @@ pub fn parse_json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     }
 }
 
-fn query_call(state: &SimState, region: &str, params: &ec2::Params) -> Response {
+fn query_call(state: &SimState, who: Who, params: &ec2::Params) -> Response {
+    let (region, account) = (who.region, who.account);
     let action = params.get("Action").map(String::as_str).unwrap_or("");
     let result = match action {
-        "DescribeInstances" => deny(state, "ec2:DescribeInstances", true)
-            .and_then(|_| ec2::describe_instances(state, region, params)),
-        "DescribeRouteTables" => deny(state, "ec2:DescribeRouteTables", true)
+        "DescribeInstances" => who
+            .deny(state, "ec2:DescribeInstances", true)
+            .and_then(|_| ec2::describe_instances(state, account, region, params)),
+        "DescribeRouteTables" => who
+            .deny(state, "ec2:DescribeRouteTables", true)
             .and_then(|_| vpc::describe_route_tables(state, region, params)),
-        "DescribeVpcEndpoints" => deny(state, "ec2:DescribeVpcEndpoints", true)
+        "DescribeVpcEndpoints" => who
+            .deny(state, "ec2:DescribeVpcEndpoints", true)
             .and_then(|_| vpc::describe_vpc_endpoints(state, region, params)),
-        "DescribeVpcAttribute" => deny(state, "ec2:DescribeVpcAttribute", true)
+        "DescribeVpcAttribute" => who
+            .deny(state, "ec2:DescribeVpcAttribute", true)
             .and_then(|_| vpc::describe_vpc_attribute(state, region, params)),
-        "DescribeSecurityGroups" => deny(state, "ec2:DescribeSecurityGroups", true)
+        "DescribeSecurityGroups" => who
+            .deny(state, "ec2:DescribeSecurityGroups", true)
             .and_then(|_| vpc::describe_security_groups(state, region, params)),
         // STS cannot deny GetCallerIdentity, so neither does the simulator.
-        "GetCallerIdentity" => Ok(vpc::get_caller_identity(state)),
+        "GetCallerIdentity" => Ok(vpc::get_caller_identity(state, account)),
         _ => Err(ApiError::new(
             400,
             "InvalidAction",
@@ -274,38 +339,6 @@ fn throttle(state: &SimState, call: &Call) -> Option<Response> {
         .throttle
         .roll()
         .then(|| error_response(state, call.protocol(), e))
-}
-
-fn deny(state: &SimState, action: &str, ec2: bool) -> Result<(), ApiError> {
-    if state.opts.denied_actions.contains(action) {
-        Err(ApiError::denied(action, ec2))
-    } else {
-        Ok(())
-    }
-}
-
-/// A denial that names the resource acted on, as the service's do.
-fn deny_on(state: &SimState, action: &str, resource: &str) -> Result<(), ApiError> {
-    deny(state, action, false).map_err(|mut e| {
-        e.message = e.message.replace("arn:aws:ssm:*:123456789012:*", resource);
-        e
-    })
-}
-
-/// What IAM calls an instance (StartSession's and SendSSHPublicKey's resource).
-fn instance_arn(region: &str, id: Option<&str>) -> String {
-    format!(
-        "arn:aws:ec2:{region}:123456789012:instance/{}",
-        id.unwrap_or("*")
-    )
-}
-
-/// What IAM calls a session (ResumeSession's and TerminateSession's resource).
-fn session_arn(region: &str, id: Option<&str>) -> String {
-    format!(
-        "arn:aws:ssm:{region}:123456789012:session/{}",
-        id.unwrap_or("*")
-    )
 }
 
 #[cfg(test)]

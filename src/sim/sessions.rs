@@ -59,6 +59,8 @@ impl Status {
 /// One session: what it was started for, and the handles its agent task listens on.
 pub struct Session {
     pub id: String,
+    /// The account that started it: only that account sees or acts on it.
+    pub account: String,
     pub target: String,
     pub region: String,
     pub document: String,
@@ -280,7 +282,14 @@ fn port_parameter(req: &Value, name: &str, default: u16) -> Result<u16, ApiError
         })
 }
 
-pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Value, ApiError> {
+/// Starts a session on one of `account`'s instances; another account's id is, for
+/// this caller, an instance Session Manager has no agent for: TargetNotConnected.
+pub fn start_session(
+    state: &SimState,
+    account: &str,
+    region: &str,
+    req: &Value,
+) -> Result<Value, ApiError> {
     let target = str_field(req, "Target")?;
     let document = req["DocumentName"]
         .as_str()
@@ -332,12 +341,7 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
             ))
         }
     };
-    let default_region = &state.fleet.default_region;
-    let instance = state
-        .fleet
-        .instances
-        .iter()
-        .find(|i| i.id == target && i.region(default_region) == region);
+    let instance = state.instance(account, region, target);
     let online = instance.is_some_and(|i| {
         state.ping_of(i) == Some("Online") && matches!(i.state.as_deref(), None | Some("running"))
     });
@@ -371,6 +375,7 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
     let (stop_tx, stop_rx) = watch::channel(false);
     let session = Arc::new(Session {
         id: id.clone(),
+        account: account.to_string(),
         target: target.to_string(),
         region: region.to_string(),
         document: document.to_string(),
@@ -409,9 +414,10 @@ pub fn start_session(state: &SimState, region: &str, req: &Value) -> Result<Valu
     Ok(json!({ "SessionId": id, "TokenValue": token, "StreamUrl": stream_url(state, &id) }))
 }
 
-fn known(state: &SimState, req: &Value) -> Result<Arc<Session>, ApiError> {
+fn known(state: &SimState, account: &str, req: &Value) -> Result<Arc<Session>, ApiError> {
     let id = str_field(req, "SessionId")?;
-    state.sessions.get(id).ok_or_else(|| {
+    let mine = state.sessions.get(id).filter(|s| s.account == account);
+    mine.ok_or_else(|| {
         ApiError::new(
             400,
             "DoesNotExistException",
@@ -420,8 +426,8 @@ fn known(state: &SimState, req: &Value) -> Result<Arc<Session>, ApiError> {
     })
 }
 
-pub fn resume_session(state: &SimState, req: &Value) -> Result<Value, ApiError> {
-    let session = known(state, req)?;
+pub fn resume_session(state: &SimState, account: &str, req: &Value) -> Result<Value, ApiError> {
+    let session = known(state, account, req)?;
     Ok(match session.new_token() {
         Some(token) => {
             Stats::add(&state.stats.resumes_with_token);
@@ -439,10 +445,10 @@ pub fn resume_session(state: &SimState, req: &Value) -> Result<Value, ApiError> 
     })
 }
 
-pub fn terminate_session(state: &SimState, req: &Value) -> Result<Value, ApiError> {
+pub fn terminate_session(state: &SimState, account: &str, req: &Value) -> Result<Value, ApiError> {
     let id = str_field(req, "SessionId")?;
-    // Idempotent, and quiet about unknown ids, like the service.
-    if let Some(session) = state.sessions.get(id) {
+    // Idempotent, and quiet about unknown ids (another account's too), like the service.
+    if let Some(session) = state.sessions.get(id).filter(|s| s.account == account) {
         session.stop();
         session.set_status(Status::Terminated);
     }
@@ -452,7 +458,7 @@ pub fn terminate_session(state: &SimState, req: &Value) -> Result<Value, ApiErro
 /// DescribeSessions: `State` Active or History, `Filters` (Target, Owner, Status,
 /// SessionId, InvokedAfter, InvokedBefore), pages of `MaxResults` (default and at most
 /// 200) chained by `NextToken`, oldest session first.
-pub fn describe_sessions(state: &SimState, req: &Value) -> Result<Value, ApiError> {
+pub fn describe_sessions(state: &SimState, account: &str, req: &Value) -> Result<Value, ApiError> {
     let active = match req["State"].as_str() {
         Some("Active") => true,
         Some("History") => false,
@@ -485,7 +491,7 @@ pub fn describe_sessions(state: &SimState, req: &Value) -> Result<Value, ApiErro
         .sessions
         .lock()
         .values()
-        .filter(|s| s.status().is_active() == active)
+        .filter(|s| s.account == account && s.status().is_active() == active)
         .filter(|s| filters.iter().all(|f| f.matches(s)))
         .cloned()
         .collect();

@@ -7,6 +7,7 @@ use super::{ApiError, SimState};
 
 pub fn describe_instance_information(
     state: &SimState,
+    account: &str,
     region: &str,
     req: &Value,
 ) -> Result<Value, ApiError> {
@@ -60,10 +61,10 @@ pub fn describe_instance_information(
     let named: Option<Vec<usize>> = filters
         .iter()
         .find(|(k, _)| k == "InstanceIds")
-        .map(|(_, ids)| state.positions_of(region, ids));
+        .map(|(_, ids)| state.positions_of(account, region, ids));
     let candidates = named
         .as_deref()
-        .unwrap_or_else(|| state.region_positions(region));
+        .unwrap_or_else(|| state.region_positions(account, region));
     if start > candidates.len() {
         return Err(ApiError::new(
             400,

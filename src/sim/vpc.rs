@@ -435,10 +435,10 @@ pub fn describe_security_groups(
     ))
 }
 
-/// STS `GetCallerIdentity` (query protocol, its own XML namespace).
-pub fn get_caller_identity(state: &SimState) -> String {
+/// STS `GetCallerIdentity` (query protocol, its own XML namespace): the caller's account.
+pub fn get_caller_identity(state: &SimState, account: &str) -> String {
     format!(
-        r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/demo</Arn><UserId>AIDADEMO00000000000001</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#,
+        r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/demo</Arn><UserId>AIDADEMO00000000000001</UserId><Account>{account}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#,
         state.request_id()
     )
 }
