@@ -226,10 +226,15 @@ impl AwsError {
         );
         // One SSO login renews every profile of its session: one line for all of them.
         let same_login = self.needs_login() && self.sso_login.is_some() && self.sso_login == other.sso_login;
+        // A profile whose credentials fail fails every call alike: one line for it.
+        let same_profile_credentials =
+            call_independent && self.kind != AwsErrorKind::Unreachable && self.profile.is_some();
         (self.profile == other.profile || same_login)
             && self.kind == other.kind
             && self.code == other.code
-            && (self.action == other.action || (call_independent && self.message == other.message))
+            && (self.action == other.action
+                || (call_independent && self.message == other.message)
+                || same_profile_credentials)
     }
 }
 

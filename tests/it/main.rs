@@ -1,6 +1,7 @@
 //! Integration tests: the real `ec2ssh` binary against a real moto server, the
 //! built-in simulator, and tmux. One test binary keeps link time down.
 
+mod accounts;
 mod common;
 mod connect;
 mod doctor;
