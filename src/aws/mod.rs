@@ -460,3 +460,71 @@ fn endpoint_config(endpoint: &str, regions: &[String], key: &AccessKey) -> SdkCo
         .build();
     retry::with_defaults(base)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_profiles() -> AwsContext {
+        let info = |name: &str, account: &str| ProfileInfo {
+            name: name.into(),
+            account_id: Some(account.into()),
+            ..ProfileInfo::default()
+        };
+        AwsContext::for_endpoint_profiles(
+            "http://127.0.0.1:9",
+            vec!["us-east-1".into(), "eu-west-1".into()],
+            &[
+                (info("dev", "111111111111"), AccessKey::new("AKIADEV", "s1")),
+                (info("prod", "222222222222"), AccessKey::new("AKIAPROD", "s2")),
+            ],
+        )
+    }
+
+    #[test]
+    fn each_row_gets_its_profiles_context_in_its_region() {
+        let ctx = two_profiles();
+        assert_eq!(ctx.profile_count(), 2);
+        let names: Vec<Option<String>> = ctx.each_profile().map(|c| c.profile).collect();
+        assert_eq!(names, [Some("dev".into()), Some("prod".into())]);
+        let row = crate::fleet::Instance {
+            id: "i-1".into(),
+            region: "eu-west-1".into(),
+            profile: Some("prod".into()),
+            ..Default::default()
+        };
+        let acting = ctx.for_instance(&row).unwrap();
+        assert_eq!(acting.profile.as_deref(), Some("prod"));
+        assert_eq!(acting.regions, ["eu-west-1"]);
+        assert_eq!(
+            acting.row_account(),
+            (Some("prod".into()), Some("222222222222".into()), None)
+        );
+        // A row of a profile this run did not load is an error, not another account.
+        let stray = crate::fleet::Instance {
+            profile: Some("staging".into()),
+            ..row
+        };
+        assert_eq!(
+            ctx.for_instance(&stray).unwrap_err().to_string(),
+            "profile staging is not among the profiles of this run"
+        );
+        assert!(ctx.for_profile(None).is_err());
+        assert_eq!(ctx.all_regions(), ["us-east-1", "eu-west-1"]);
+    }
+
+    #[test]
+    fn errors_are_tagged_with_the_acting_profile() {
+        let ctx = two_profiles().for_profile(Some("dev")).unwrap();
+        let e = AwsError {
+            action: "ec2:DescribeInstances".into(),
+            region: "us-east-1".into(),
+            kind: AwsErrorKind::AccessDenied,
+            code: None,
+            message: String::new(),
+            profile: None,
+            sso_login: None,
+        };
+        assert_eq!(ctx.tag(e).profile.as_deref(), Some("dev"));
+    }
+}
