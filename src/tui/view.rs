@@ -614,11 +614,6 @@ fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
         ("Name".into(), i.name.clone().unwrap_or_else(|| "–".into())),
         ("ID".into(), i.id.clone()),
         ("Region".into(), i.region.clone()),
-        ("Account".into(), {
-            let a = i.account_label();
-            if a.is_empty() { "–".into() } else { a }
-        }),
-        ("AWS profile".into(), opt(&i.profile)),
         (
             "State".into(),
             i.state.clone().unwrap_or_else(|| "– (hybrid node)".into()),
@@ -639,6 +634,11 @@ fn detail_lines(i: &Instance, now: i64) -> Vec<(String, String)> {
             format!("{} / {}", opt(&i.vpc_id), opt(&i.subnet_id)),
         ),
     ];
+    // Whose it is, when a profile was named (several accounts may be listed).
+    if let Some(p) = &i.profile {
+        v.insert(3, ("Account".into(), i.account_label()));
+        v.insert(4, ("AWS profile".into(), p.clone()));
+    }
     for (k, val) in &i.tags {
         v.push((format!("tag {k}"), val.clone()));
     }
