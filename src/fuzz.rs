@@ -68,18 +68,27 @@ impl Bytes<'_> {
 /// idempotent for a type with NULs inside (a fuzz finding, kept in fuzz/regressions).
 pub fn frame_decode(data: &[u8]) {
     let Ok(msg) = codec::decode(data) else { return };
-    let Ok(frame) = codec::encode(&msg) else { return };
+    let Ok(frame) = codec::encode(&msg) else {
+        return;
+    };
     let padded = format!("{:<32}", msg.message_type.as_str());
     let read_back = padded.trim_matches('\0').trim_ascii();
     let again = match codec::decode(&frame) {
         Ok(again) => again,
         // A type of NULs and spaces only reads back empty, which is refused.
         Err(e) => {
-            assert!(read_back.is_empty(), "an encoded frame does not decode: {e}");
+            assert!(
+                read_back.is_empty(),
+                "an encoded frame does not decode: {e}"
+            );
             return;
         }
     };
-    assert_eq!(again.message_type.as_str(), read_back, "message type read back");
+    assert_eq!(
+        again.message_type.as_str(),
+        read_back,
+        "message type read back"
+    );
     let same = |m: &Message| {
         (
             m.schema_version,

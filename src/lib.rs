@@ -13,12 +13,14 @@ pub mod error;
 pub mod filter;
 pub mod fleet;
 pub mod forward;
-pub mod net;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod names;
+pub mod net;
 pub mod session;
 pub mod signals;
 pub mod sim;
 pub mod text;
+pub mod time;
 pub mod transfer;
 pub mod tui;

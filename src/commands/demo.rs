@@ -208,7 +208,7 @@ fn demo_aws_files(profiles: &[(ProfileInfo, AccessKey)]) -> (String, String) {
 fn current_user() -> String {
     std::env::var("USER")
         .ok()
-        .filter(|u| crate::connect::user::valid(u))
+        .filter(|u| crate::names::valid_login(u))
         .or_else(|| {
             let out = std::process::Command::new("id").arg("-un").output().ok()?;
             Some(String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -23,7 +23,7 @@ use crate::doctor::facts::{
 use crate::doctor::{checks, render, to_json, Check};
 use crate::error::AppError;
 use crate::fleet::{self, Instance};
-use crate::tui::unix_now;
+use crate::time::unix_now;
 
 pub async fn run(ctx: &AwsContext, args: &DoctorArgs) -> Result<u8, AppError> {
     let list = diagnose(ctx, args.target.as_deref(), &Evidence::default()).await;

@@ -10,7 +10,7 @@ use crate::error::AppError;
 use crate::filter::filter_instances;
 use crate::fleet::{self, Cache, Instance, Ping};
 use crate::text::{fit, sanitize, width};
-use crate::tui::unix_now;
+use crate::time::unix_now;
 
 /// `--json` output; documented in docs/json.md. Add fields, never rename them.
 #[derive(Serialize)]

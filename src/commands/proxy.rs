@@ -172,22 +172,10 @@ pub(crate) fn tunnel_error(e: TunnelError, target: &str) -> AppError {
     AppError::other(e.to_string(), fix)
 }
 
-/// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
-pub fn is_target_id(target: &str) -> bool {
-    let ok = |hex: &str, lens: &[usize]| {
-        lens.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    };
-    match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
-        (Some(hex), _) => ok(hex, &[8, 17]),
-        (_, Some(hex)) => ok(hex, &[17]),
-        _ => false,
-    }
-}
-
 /// The target ssh passed (`%h`), refused unless it is an instance or node id: it may
 /// come from anywhere a host name can (a script, a repository URL).
 fn validate_target(target: &str) -> Result<&str, AppError> {
-    if is_target_id(target) {
+    if crate::names::is_instance_id(target) {
         Ok(target)
     } else {
         Err(AppError::other(
@@ -205,7 +193,7 @@ async fn push_managed_key(
     region: &str,
     user: &str,
 ) -> Result<(), AppError> {
-    if !crate::connect::user::valid(user) {
+    if !crate::names::valid_login(user) {
         return Err(AppError::other(
             format!(
                 "{:?} is not a valid login name",

@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::fleet::{self, Instance};
 
 pub async fn run(ctx: &AwsContext, args: &SshConfigArgs) -> Result<u8, AppError> {
-    if !user::valid(&args.user) {
+    if !crate::names::valid_login(&args.user) {
         return Err(AppError::other(
             format!(
                 "{:?} is not a valid login name",
@@ -124,7 +124,7 @@ pub fn render(b: &Block) -> Result<String, EscapeError> {
     let aliases: Vec<(&str, &Instance)> = b
         .instances
         .iter()
-        .filter(|i| !i.is_hybrid() && crate::commands::proxy::is_target_id(&i.id))
+        .filter(|i| !i.is_hybrid() && crate::names::is_instance_id(&i.id))
         .filter(|i| {
             !i.region.is_empty()
                 && i.region

@@ -16,7 +16,7 @@ use crate::fleet::ping::Backoff;
 use crate::fleet::{self, Instance, Ping};
 use crate::signals::{self, Signals};
 use crate::text::{fit, sanitize};
-use crate::tui::{unix_now, view::age};
+use crate::time::{age, unix_now};
 
 /// The exit code when the command worked but not every target is Online.
 pub const NOT_ALL_ONLINE: u8 = 3;

@@ -100,7 +100,7 @@ impl Connector {
         key: Option<PathBuf>,
     ) -> Result<(), AppError> {
         if let Some(u) = &user {
-            if !user::valid(u) {
+            if !crate::names::valid_login(u) {
                 return Err(AppError::other(
                     format!("{:?} is not a valid login name", crate::text::sanitize(u)),
                     "use letters, digits, '.', '_', '-' (e.g. ec2-user)",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::fleet::Instance;
+use crate::names::{glob, valid_login as valid};
 
 /// The tag that names an instance's login user.
 pub const USER_TAG: &str = "ec2ssh:user";
@@ -86,19 +87,6 @@ pub fn resolve(
     pick(platform_default(instance), Source::Platform)
 }
 
-/// A login name ssh and Instance Connect accept, and safe to show.
-pub fn valid(user: &str) -> bool {
-    !user.is_empty()
-        && user.len() <= 32
-        && user
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
-}
-
 /// The exact id wins; else the longest matching pattern (on the id or the Name tag).
 fn from_config<'a>(instance: &Instance, config: &'a BTreeMap<String, String>) -> Option<&'a str> {
     if let Some(u) = config.get(&instance.id) {
@@ -113,29 +101,6 @@ fn from_config<'a>(instance: &Instance, config: &'a BTreeMap<String, String>) ->
         })
         .max_by_key(|(pattern, _)| pattern.len())
         .map(|(_, user)| user.as_str())
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// The default login of the usual AMIs, from the SSM platform name.
@@ -280,12 +245,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn globs() {
-        assert!(glob("*", "") && glob("web-*", "web-1") && glob("*-1", "web-1"));
-        assert!(glob("w*b*1", "web-1") && !glob("web-*", "db-1") && !glob("web", "web-1"));
-        assert!(glob("a**b", "ab") && !glob("a*b", "ba"));
-    }
 
     #[test]
     fn memory_survives_a_reload() {

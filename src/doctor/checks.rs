@@ -8,7 +8,7 @@ use super::Check;
 use crate::aws::{AwsError, AwsErrorKind};
 use crate::fleet::Ping;
 use crate::session::client::version_greater;
-use crate::tui::view::age;
+use crate::time::age;
 
 /// The oldest SSM agent that supports SSH sessions (`AWS-StartSSHSession`).
 pub const MIN_AGENT_FOR_SSH: &str = "2.3.672.0";

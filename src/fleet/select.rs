@@ -114,7 +114,7 @@ pub fn select<'a>(instances: &'a [Instance], query: &str) -> Result<Vec<&'a Inst
         by(&|i| {
             i.tags
                 .get(key)
-                .is_some_and(|v| crate::connect::user::glob(value, v))
+                .is_some_and(|v| crate::names::glob(value, v))
         })
     } else {
         let exact = by(&|i| {

@@ -88,7 +88,7 @@ impl CopySpec {
         }
         let user_of = |r: &Remote| -> Result<Option<String>, SpecError> {
             match r.user {
-                Some(u) if !crate::connect::user::valid(u) => Err(SpecError::BadUser(u.into())),
+                Some(u) if !crate::names::valid_login(u) => Err(SpecError::BadUser(u.into())),
                 u => Ok(u.map(String::from)),
             }
         };

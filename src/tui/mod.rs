@@ -20,6 +20,7 @@ use crate::connect::Connector;
 use crate::error::AppError;
 use crate::fleet::{self, Cache};
 use crate::signals::{self, Signals};
+use crate::time::unix_now;
 use crate::transfer::{self, CopySpec, Direction, Request, Update};
 use app::{Action, App, Effect, Source};
 use terminal::TerminalGuard;
@@ -50,13 +51,6 @@ pub enum Outcome {
     /// `once`: the ssh session ended with this exit code.
     Connected(i32),
     Cancelled,
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn spawn_refresh(ctx: &AwsContext, tx: &mpsc::UnboundedSender<Action>) {

@@ -14,6 +14,7 @@ use super::push::{Dialog, Field as PushField, Transfers};
 use crate::filter::Field;
 use crate::fleet::{Instance, Ping};
 use crate::text::{fit, human_bytes, human_duration, sanitize, truncate, width};
+use crate::time::age;
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
@@ -88,16 +89,6 @@ fn cell<'a>(text: &str, cells: usize, matched: &[usize], base: Style, hl: Style)
 }
 
 /// Human age of `secs`: "just now", "42 s", "4 min", "3 h", "2 d".
-pub fn age(secs: i64) -> String {
-    match secs.max(0) {
-        0..=4 => "just now".into(),
-        s @ 5..=59 => format!("{s} s ago"),
-        s @ 60..=3599 => format!("{} min ago", s / 60),
-        s @ 3600..=86_399 => format!("{} h ago", s / 3600),
-        s => format!("{} d ago", s / 86_400),
-    }
-}
-
 /// The areas of one frame; the event loop also uses it to learn the list height.
 pub struct Areas {
     pub query: Rect,
@@ -1096,13 +1087,4 @@ mod tests {
         assert!(cell.modifier.contains(Modifier::BOLD));
     }
 
-    #[test]
-    fn ages() {
-        assert_eq!(age(0), "just now");
-        assert_eq!(age(42), "42 s ago");
-        assert_eq!(age(4 * 60 + 5), "4 min ago");
-        assert_eq!(age(3 * 3600), "3 h ago");
-        assert_eq!(age(2 * 86400 + 1), "2 d ago");
-        assert_eq!(age(-5), "just now");
-    }
 }

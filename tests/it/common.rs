@@ -203,6 +203,8 @@ impl Sim {
         let (head, json) = response.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 200"), "{response}");
         serde_json::from_str(json).unwrap_or_else(|e| panic!("stats: {e}: {json}"))
+    }
+
     /// One raw HTTP request to the simulator, signed with `key` (id, secret) at `time`
     /// the way the SDKs sign: `(status line, body)`.
     pub fn signed_call(
@@ -546,6 +548,8 @@ impl Tinyproxy {
             })
             .collect()
     }
+}
+
 /// The processes descended from `root` (not `root` itself), read from /proc.
 pub fn descendants(root: u32) -> Vec<u32> {
     let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
