@@ -144,7 +144,17 @@ pub struct Sim {
     /// with `start_random`).
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Every account of the simulator with its key pair, the first one first.
+    pub accounts: Vec<SimAccount>,
     _child: Guarded,
+}
+
+/// One simulated account, as `ec2ssh sim` prints it.
+#[derive(Debug, Clone)]
+pub struct SimAccount {
+    pub id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 impl Sim {
@@ -183,6 +193,16 @@ impl Sim {
             instances: v["instances"].as_u64().unwrap() as usize,
             access_key_id: v["access_key_id"].as_str().unwrap().to_string(),
             secret_access_key: v["secret_access_key"].as_str().unwrap().to_string(),
+            accounts: v["accounts"]
+                .as_array()
+                .expect("the summary lists the accounts")
+                .iter()
+                .map(|a| SimAccount {
+                    id: a["id"].as_str().unwrap().to_string(),
+                    access_key_id: a["access_key_id"].as_str().unwrap().to_string(),
+                    secret_access_key: a["secret_access_key"].as_str().unwrap().to_string(),
+                })
+                .collect(),
             _child: child,
         }
     }
