@@ -33,6 +33,8 @@ impl Owner {
 /// one owner; rows of two accounts (or of profiles whose account is unknown) are an
 /// error naming each.
 pub fn decide(id: &str, mut hits: Vec<Owner>) -> Result<Option<Owner>, AppError> {
+    // One order whatever the source (a sorted fleet, answers as they came).
+    hits.sort_by(|a, b| (&a.profile, &a.region).cmp(&(&b.profile, &b.region)));
     hits.dedup();
     let Some(first) = hits.first().cloned() else {
         return Ok(None);
