@@ -184,6 +184,16 @@ fn two_profiles_list_together_each_row_with_its_account() {
     let table = text(&out.stdout);
     assert!(table.lines().next().unwrap().ends_with("ACCOUNT"), "{table}");
     assert!(table.contains(&format!("prod ({PROD})")), "{table}");
+    // doctor checks each profile's credentials.
+    let out = a.ec2ssh(&["--profile", "dev,prod", "doctor"]);
+    let report = text(&out.stdout);
+    for (profile, account) in [("dev", DEV), ("prod", PROD)] {
+        let line = report
+            .lines()
+            .find(|l| l.contains(&format!("credentials [{profile}]")))
+            .unwrap_or_else(|| panic!("{report}"));
+        assert!(line.contains(&format!("(account {account})")), "{line}");
+    }
     // A profile that is in neither file is named, before any call.
     let out = a.ec2ssh(&["--profile", "dev,nope", "list"]);
     assert_eq!(out.status.code(), Some(1));
@@ -235,6 +245,14 @@ fn an_expired_sso_profile_warns_once_and_the_others_still_list() {
         assert!(w["fix"].as_str().unwrap().contains("profile prod"), "{w}");
     }
     assert!(of("dev").is_empty());
+    // doctor says the same of the profile's credentials.
+    let out = a.ec2ssh(&["--profile", "dev,stage", "doctor"]);
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("the credentials of profile stage have expired"),
+        "{report}"
+    );
+    assert!(report.contains("aws sso login --sso-session corp"), "{report}");
     // On stderr, the same: one line per failure with its fix.
     let out = a.ec2ssh(&["--profile", "dev,stage", "list", "-q"]);
     assert!(out.status.success());
@@ -399,4 +417,27 @@ fn the_simulator_refuses_a_request_signed_for_the_wrong_account() {
     assert!(status.contains(" 200 "), "{status}");
     call(1, "TerminateSession", serde_json::json!({"SessionId": session}));
     assert_no_active_sessions(&a.sim);
+}
+
+#[test]
+fn the_demo_shows_two_accounts_in_one_picker() {
+    let fleet = ec2ssh::sim::FleetFile::demo().demo_accounts();
+    let prod: Vec<&str> = fleet
+        .instances
+        .iter()
+        .filter(|i| fleet.account_of(i) == PROD)
+        .map(|i| i.id.as_str())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let t = crate::common::picker_in_tmux(dir.path(), &[], "demo --print");
+    t.wait_screen("both accounts in the ACCOUNT column", |s| {
+        s.contains("ACCOUNT") && s.contains("dev (1") && s.contains("prod (2")
+    });
+    // The account is filterable like any column.
+    t.type_text(PROD);
+    t.wait_screen("only prod's rows", |s| !s.contains("dev (1"));
+    t.send(&["Enter"]);
+    let (out, code) = t.finished(dir.path());
+    assert_eq!(code, 0);
+    assert!(prod.contains(&out.trim()), "{out:?} is one of prod's: {prod:?}");
 }
