@@ -280,34 +280,48 @@ fn the_demo_connects_for_real() {
     assert_eq!(t.finished(dir).1, 130);
 }
 
-/// While the demo's ssh runs: its ProxyCommand got this run's random key pair through
-/// its environment, no process of the demo has the secret in its argv (which every
-/// local user can read), and a process with other credentials cannot use the demo's
+/// While the demo's ssh runs: its ProxyCommand acts with the row's profile (web-prod-1
+/// is the prod account's), whose random key pair it reads from the demo's own AWS
+/// credentials file (0600), never from its argv (which every local user can read) nor
+/// its environment; and a process with other credentials cannot use the demo's
 /// simulator.
 fn demo_credentials_are_private(t: &crate::common::Tmux, dir: &std::path::Path) {
     use crate::common::{cmdline, descendants, environ, wait_for};
+    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
     let proxy = wait_for("the demo's ProxyCommand", Duration::from_secs(10), || {
         descendants(t.pane_pid())
             .into_iter()
             .find(|p| cmdline(*p).iter().any(|a| a == "proxy"))
     });
-    let secret = environ(proxy, "AWS_SECRET_ACCESS_KEY").expect("the proxy has the secret");
-    let key_id = environ(proxy, "AWS_ACCESS_KEY_ID").unwrap();
+    let argv = cmdline(proxy);
+    let at = argv.iter().position(|a| a == "--profile").expect("the row's profile");
+    assert_eq!(argv[at + 1], "prod", "{argv:?}");
+    assert_eq!(environ(proxy, "AWS_SECRET_ACCESS_KEY"), None);
+    let file = environ(proxy, "AWS_SHARED_CREDENTIALS_FILE").expect("the demo's credentials file");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{file}");
+    let creds = std::fs::read_to_string(&file).unwrap();
+    let secrets: Vec<&str> = creds
+        .lines()
+        .filter_map(|l| l.strip_prefix("aws_secret_access_key = "))
+        .collect();
+    assert_eq!(secrets.len(), 2, "dev's and prod's: {file}");
     let endpoint = environ(proxy, "AWS_ENDPOINT_URL").unwrap();
-    assert_eq!(secret.len(), 40, "a fresh random secret");
-    assert!(key_id.starts_with("AKIA"), "{key_id}");
     let procs = descendants(t.pane_pid());
     assert!(
         procs.len() >= 3,
         "sh, the picker, ssh, the proxy: {procs:?}"
     );
-    for p in procs {
-        let argv = cmdline(p).join(" ");
-        assert!(
-            !argv.contains(&secret),
-            "the secret is in the argv of {p}: {argv}"
-        );
+    for secret in secrets {
+        assert_eq!(secret.len(), 40, "a fresh random secret");
+        for p in &procs {
+            let argv = cmdline(*p).join(" ");
+            assert!(
+                !argv.contains(secret),
+                "a secret is in the argv of {p}: {argv}"
+            );
+        }
     }
     let out = ec2ssh(dir)
         .env("AWS_ENDPOINT_URL", &endpoint)
