@@ -7,14 +7,17 @@
 # simulator shares its CPUs).
 #
 # Needs nothing beyond the build. Writes the report to $CARGO_TARGET_DIR/bench-accounts.txt.
+# BIN=path/to/ec2ssh measures that binary instead of building the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-5}
 PER_ACCOUNT=${PER_ACCOUNT:-5000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 report=$CARGO_TARGET_DIR/bench-accounts.txt
-cargo build --release --quiet --bin ec2ssh
-bin=$CARGO_TARGET_DIR/release/ec2ssh
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet --bin ec2ssh
+fi
+bin=${BIN:-$CARGO_TARGET_DIR/release/ec2ssh}
 work=$(mktemp -d)
 sim_pid=
 cleanup() {
@@ -54,7 +57,7 @@ stop_sim() { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null ||
 total=$((PER_ACCOUNT * 3))
 {
 echo "machine: $(uname -sr), $(nproc) CPUs, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), REPS=$REPS"
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), REPS=$REPS, binary: $bin"
 
 # --- reference: one account, one profile (the environment's keys), the same rows
 start_sim --generate "$total"
