@@ -187,7 +187,10 @@ impl AwsContext {
             regions: regions.clone(),
             info: None,
         };
-        Self::from_members(vec![member], format!("demo|{endpoint}|{}", regions.join(",")))
+        Self::from_members(
+            vec![member],
+            format!("demo|{endpoint}|{}", regions.join(",")),
+        )
     }
 
     /// Several named profiles, each with its own key, all on `endpoint` (the demo's
@@ -476,7 +479,10 @@ mod tests {
             vec!["us-east-1".into(), "eu-west-1".into()],
             &[
                 (info("dev", "111111111111"), AccessKey::new("AKIADEV", "s1")),
-                (info("prod", "222222222222"), AccessKey::new("AKIAPROD", "s2")),
+                (
+                    info("prod", "222222222222"),
+                    AccessKey::new("AKIAPROD", "s2"),
+                ),
             ],
         )
     }
@@ -523,8 +529,7 @@ mod tests {
             code: None,
             message: String::new(),
             profile: None,
-            sso_login: None,
         };
-        assert_eq!(ctx.tag(e).profile.as_deref(), Some("dev"));
+        assert_eq!(ctx.tag(e).profile(), Some("dev"));
     }
 }

@@ -109,7 +109,10 @@ pub async fn read() -> Result<ProfileSet, ProfileFilesError> {
 
 /// The profiles `selection` names, in order (`All`: sorted by name, only those that
 /// can give credentials). `Chain` names none.
-pub fn select(set: &ProfileSet, selection: &Selection) -> Result<Vec<ProfileInfo>, UnknownProfiles> {
+pub fn select(
+    set: &ProfileSet,
+    selection: &Selection,
+) -> Result<Vec<ProfileInfo>, UnknownProfiles> {
     match selection {
         Selection::Chain => Ok(Vec::new()),
         Selection::Named(names) => {
@@ -250,7 +253,11 @@ sso_region = us-east-1
     async fn named_profiles_keep_their_order_and_unknown_names_are_refused() {
         let set = parse(CONFIG).await;
         let sel = Selection::new(&["keys".into(), "dev".into(), "keys".into()], false);
-        let got: Vec<String> = select(&set, &sel).unwrap().into_iter().map(|p| p.name).collect();
+        let got: Vec<String> = select(&set, &sel)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         assert_eq!(got, ["keys", "dev"]);
         let sel = Selection::new(&["dev".into(), "nope".into(), "typo".into()], false);
         assert_eq!(

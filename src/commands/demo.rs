@@ -123,7 +123,12 @@ fn demo_connector(
             .mode(0o600)
             .open(path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| AppError::other(format!("cannot write {}: {e}", path.display()), "check TMPDIR"))
+            .map_err(|e| {
+                AppError::other(
+                    format!("cannot write {}: {e}", path.display()),
+                    "check TMPDIR",
+                )
+            })
     };
     write(&config_file, "")?;
     let (aws_config, aws_credentials) = demo_aws_files(profiles);
@@ -148,7 +153,10 @@ fn demo_connector(
         ("AWS_SECRET_ACCESS_KEY".into(), None),
         set("AWS_EC2_METADATA_DISABLED", "true"),
         set("AWS_CONFIG_FILE", &config_path.to_string_lossy()),
-        set("AWS_SHARED_CREDENTIALS_FILE", &credentials_path.to_string_lossy()),
+        set(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            &credentials_path.to_string_lossy(),
+        ),
         set("EC2SSH_CONFIG", &config_file.to_string_lossy()),
         // The proxy ssh runs talks to the demo's simulator only: never through a proxy.
         set("no_proxy", "*"),

@@ -50,7 +50,9 @@ pub async fn diagnose(ctx: &AwsContext, target: Option<&str>, evidence: &Evidenc
         for (k, view) in ctx.each_profile().enumerate() {
             let mut checks = account_checks(&view, None, evidence).await;
             if k > 0 {
-                checks.retain(|c| c.group != "local" || c.name == "credentials" || c.name == "regions");
+                checks.retain(|c| {
+                    c.group != "local" || c.name == "credentials" || c.name == "regions"
+                });
             }
             if several {
                 let profile = view.profile.clone().unwrap_or_default();
@@ -68,13 +70,23 @@ pub async fn diagnose(ctx: &AwsContext, target: Option<&str>, evidence: &Evidenc
     let (facts, view) = match target_facts(ctx, target).await {
         Ok(t) => match ctx.for_instance(&t.instance) {
             Ok(view) => (Ok(t), view),
-            Err(e) => (Err(Check::fail("target", "instance", e.to_string(), "run again")), ctx.clone()),
+            Err(e) => (
+                Err(Check::fail(
+                    "target",
+                    "instance",
+                    e.to_string(),
+                    "run again",
+                )),
+                ctx.clone(),
+            ),
         },
         Err(c) => (Err(c), ctx.clone()),
     };
     let facts = match facts {
         Ok(mut t) => {
-            if let (Some(vpc), Some(subnet)) = (t.instance.vpc_id.clone(), t.instance.subnet_id.clone()) {
+            if let (Some(vpc), Some(subnet)) =
+                (t.instance.vpc_id.clone(), t.instance.subnet_id.clone())
+            {
                 if !t.instance.is_hybrid() {
                     t.network = Some(network_facts(&view, &t.instance, &vpc, &subnet).await);
                 }
@@ -280,9 +292,10 @@ async fn target_facts(ctx: &AwsContext, target: &str) -> Result<TargetFacts, Che
                 // Merged errors name every call and region they hit, ", "-separated.
                 w.action.split(", ").any(|a| a == action)
                     && w.region.split(", ").any(|r| r == instance.region)
-                    && (w.profile.is_none()
-                        || w.profile.as_deref().is_some_and(|p| {
-                            p.split(", ").any(|p| Some(p) == instance.profile.as_deref())
+                    && (w.profile().is_none()
+                        || w.profile().is_some_and(|p| {
+                            p.split(", ")
+                                .any(|p| Some(p) == instance.profile.as_deref())
                         }))
             })
             .cloned()

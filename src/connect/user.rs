@@ -245,7 +245,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn memory_survives_a_reload() {
         let dir = tempfile::tempdir().unwrap();

@@ -12,4 +12,4 @@ pub mod select;
 
 pub use cache::{Cache, CacheFile, Cached};
 pub use inventory::{fetch, FetchError, Inventory};
-pub use model::{sort_fleet, Instance, Ping};
+pub use model::{several_accounts, sort_fleet, Instance, Ping};

@@ -71,7 +71,11 @@ pub fn in_rows(rows: &[Instance], id: &str) -> Vec<Owner> {
 }
 
 /// The context that acts on `id`: its profile's credentials and its region.
-pub async fn locate(ctx: &AwsContext, cache: Option<&Cache>, id: &str) -> Result<AwsContext, AppError> {
+pub async fn locate(
+    ctx: &AwsContext,
+    cache: Option<&Cache>,
+    id: &str,
+) -> Result<AwsContext, AppError> {
     let in_context = |o: Owner| -> Result<AwsContext, AppError> {
         let mut view = ctx.for_profile(o.profile.as_deref())?;
         view.regions = vec![o.region];
@@ -144,7 +148,9 @@ fn not_found(ctx: &AwsContext, id: &str, errors: Vec<AwsError>) -> AppError {
     for view in ctx.each_profile() {
         let who = view
             .profile_info()
-            .map_or("the default chain".to_string(), |p| format!("profile {}", p.name));
+            .map_or("the default chain".to_string(), |p| {
+                format!("profile {}", p.name)
+            });
         places.push(format!("{who} ({})", view.regions.join(", ")));
     }
     let also = errors
@@ -152,7 +158,8 @@ fn not_found(ctx: &AwsContext, id: &str, errors: Vec<AwsError>) -> AppError {
         .map(|e| format!("; and {}", e.summary()))
         .unwrap_or_default();
     let fix = errors.first().map_or(
-        "pass its profile and region with --profile and --region (`ec2ssh list` shows where it is)".to_string(),
+        "pass its profile and region with --profile and --region (`ec2ssh list` shows where it is)"
+            .to_string(),
         AwsError::fix,
     );
     AppError::other(
@@ -204,7 +211,11 @@ mod tests {
         );
         assert!(fix.unwrap().contains("--profile NAME --region REGION"));
         // Unknown accounts cannot be told apart: refused too.
-        assert!(decide("i-1", vec![owner("a", "us-east-1", None), owner("b", "us-east-1", None)]).is_err());
+        assert!(decide(
+            "i-1",
+            vec![owner("a", "us-east-1", None), owner("b", "us-east-1", None)]
+        )
+        .is_err());
     }
 
     #[test]

@@ -377,17 +377,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.account_ids(), ["111111111111", "222222222222"]);
-        assert_eq!(f.account_of(&f.instances[0]), "111111111111", "the first by default");
+        assert_eq!(
+            f.account_of(&f.instances[0]),
+            "111111111111",
+            "the first by default"
+        );
         assert_eq!(f.account_of(&f.instances[1]), "222222222222");
-        assert_eq!(FleetFile::default().account_ids(), [crate::sim::auth::ACCOUNT_ID]);
+        assert_eq!(
+            FleetFile::default().account_ids(),
+            [crate::sim::auth::ACCOUNT_ID]
+        );
         let split = FleetFile::generate(9, 1).split_accounts(3);
-        assert_eq!(split.account_ids(), ["111111111111", "222222222222", "333333333333"]);
-        let owners: Vec<&str> = split.instances.iter().map(|i| split.account_of(i)).collect();
+        assert_eq!(
+            split.account_ids(),
+            ["111111111111", "222222222222", "333333333333"]
+        );
+        let owners: Vec<&str> = split
+            .instances
+            .iter()
+            .map(|i| split.account_of(i))
+            .collect();
         assert_eq!(owners.iter().filter(|a| **a == "333333333333").count(), 3);
         let demo = FleetFile::demo().demo_accounts();
-        let prod = demo.instances.iter().filter(|i| demo.account_of(i) == "222222222222");
+        let prod = demo
+            .instances
+            .iter()
+            .filter(|i| demo.account_of(i) == "222222222222");
         assert!(prod.clone().count() > 0);
-        assert!(prod.into_iter().all(|i| i.tags.get("Environment").map(String::as_str) == Some("prod")));
+        assert!(prod
+            .into_iter()
+            .all(|i| i.tags.get("Environment").map(String::as_str) == Some("prod")));
     }
 
     #[test]

@@ -219,10 +219,9 @@ fn json_call(state: &SimState, who: Who, target: &str, body: &[u8]) -> Response 
         Err(e) => return error_response(state, Protocol::Json, e),
     };
     let result = match (service, op) {
-        ("AmazonSSM", "DescribeInstanceInformation") => {
-            who.deny(state, "ssm:DescribeInstanceInformation", false)
-                .and_then(|_| ssm::describe_instance_information(state, account, region, &req))
-        }
+        ("AmazonSSM", "DescribeInstanceInformation") => who
+            .deny(state, "ssm:DescribeInstanceInformation", false)
+            .and_then(|_| ssm::describe_instance_information(state, account, region, &req)),
         ("AmazonSSM", "StartSession") => who
             .deny_on(
                 state,

@@ -109,13 +109,13 @@ impl Widths {
     /// width only when two rows differ in it.
     pub fn measure(instances: &[Instance]) -> Widths {
         let mut w = Widths::default();
-        let several = instances.first().is_some_and(|first| {
-            instances
-                .iter()
-                .any(|i| i.profile != first.profile || i.account_id != first.account_id)
-        });
+        let several = crate::fleet::several_accounts(instances);
         let measured = if several { SPECS.len() } else { ACCOUNT };
-        w.0[ACCOUNT] = if several { width(SPECS[ACCOUNT].title) } else { 0 };
+        w.0[ACCOUNT] = if several {
+            width(SPECS[ACCOUNT].title)
+        } else {
+            0
+        };
         for i in instances {
             for (n, spec) in SPECS.iter().enumerate().take(measured) {
                 w.0[n] = w.0[n].max(cell_width(&raw(i, spec.field)));
@@ -167,7 +167,11 @@ pub fn layout(total: usize, content: &Widths) -> Vec<Column> {
     let least = |n: usize| SPECS[n].min.map_or(content.0[n], |m| m.min(content.0[n]));
     let mut kept = 0;
     let mut used = 0;
-    let count = if content.0[ACCOUNT] == 0 { ACCOUNT } else { SPECS.len() };
+    let count = if content.0[ACCOUNT] == 0 {
+        ACCOUNT
+    } else {
+        SPECS.len()
+    };
     for n in 0..count {
         let need = least(n) + SEP;
         // NAME always shows, however narrow the terminal.
@@ -330,14 +334,23 @@ mod tests {
             account_id: Some(account.into()),
             ..Default::default()
         };
-        let one = [row("i-1", "dev", "111111111111"), row("i-2", "dev", "111111111111")];
+        let one = [
+            row("i-1", "dev", "111111111111"),
+            row("i-2", "dev", "111111111111"),
+        ];
         let w = Widths::measure(&one);
         assert_eq!(w.0[ACCOUNT], 0);
         assert!(!titles(&layout(300, &w)).contains(&"ACCOUNT"));
-        let two = [row("i-1", "dev", "111111111111"), row("i-2", "prod", "222222222222")];
+        let two = [
+            row("i-1", "dev", "111111111111"),
+            row("i-2", "prod", "222222222222"),
+        ];
         let w = Widths::measure(&two);
         assert_eq!(w.0[ACCOUNT], "prod (222222222222)".len());
         assert_eq!(titles(&layout(300, &w)).last(), Some(&"ACCOUNT"));
-        assert_eq!(cell_text(&two[1], Some(Field::Account)), "prod (222222222222)");
+        assert_eq!(
+            cell_text(&two[1], Some(Field::Account)),
+            "prod (222222222222)"
+        );
     }
 }

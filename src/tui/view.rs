@@ -954,7 +954,6 @@ mod tests {
             code: Some("UnauthorizedOperation".into()),
             message: "not authorized".into(),
             profile: None,
-            sso_login: None,
         };
         a.update(Action::Loaded(Err(FetchError { errors: vec![err] }), NOW));
         insta::assert_snapshot!(draw(&a, 120, 8).backend());
@@ -970,7 +969,6 @@ mod tests {
             code: None,
             message: "Connection refused (os error 111)".into(),
             profile: None,
-            sso_login: None,
         };
         let inv = Inventory {
             instances: fleet(),
@@ -1086,5 +1084,4 @@ mod tests {
         assert_eq!((cell.symbol(), cell.fg), ("*", Color::Reset));
         assert!(cell.modifier.contains(Modifier::BOLD));
     }
-
 }

@@ -101,7 +101,10 @@ impl Accounts {
             format!(
                 "[dev]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n\
                  [prod]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-                dev.access_key_id, dev.secret_access_key, prod.access_key_id, prod.secret_access_key
+                dev.access_key_id,
+                dev.secret_access_key,
+                prod.access_key_id,
+                prod.secret_access_key
             ),
         )
         .unwrap();
@@ -169,10 +172,7 @@ fn two_profiles_list_together_each_row_with_its_account() {
     // The config file's `profiles`, and every profile that has credentials: the same.
     let config = a.home().join("ec2ssh.toml");
     std::fs::write(&config, "profiles = [\"dev\", \"prod\"]\n").unwrap();
-    assert_eq!(
-        rows(&a.list(&["--config", config.to_str().unwrap()])),
-        both
-    );
+    assert_eq!(rows(&a.list(&["--config", config.to_str().unwrap()])), both);
     assert_eq!(rows(&a.list(&["--all-profiles"])), both);
     // One profile: its own rows only.
     assert_eq!(
@@ -182,7 +182,10 @@ fn two_profiles_list_together_each_row_with_its_account() {
     // The table gains an ACCOUNT column.
     let out = a.ec2ssh(&["--profile", "dev,prod", "list", "--color", "never"]);
     let table = text(&out.stdout);
-    assert!(table.lines().next().unwrap().ends_with("ACCOUNT"), "{table}");
+    assert!(
+        table.lines().next().unwrap().ends_with("ACCOUNT"),
+        "{table}"
+    );
     assert!(table.contains(&format!("prod ({PROD})")), "{table}");
     // doctor checks each profile's credentials.
     let out = a.ec2ssh(&["--profile", "dev,prod", "doctor"]);
@@ -252,13 +255,19 @@ fn an_expired_sso_profile_warns_once_and_the_others_still_list() {
         report.contains("the credentials of profile stage have expired"),
         "{report}"
     );
-    assert!(report.contains("aws sso login --sso-session corp"), "{report}");
+    assert!(
+        report.contains("aws sso login --sso-session corp"),
+        "{report}"
+    );
     // On stderr, the same: one line per failure with its fix.
     let out = a.ec2ssh(&["--profile", "dev,stage", "list", "-q"]);
     assert!(out.status.success());
     let err = text(&out.stderr);
     assert_eq!(err.matches("warning: profile stage:").count(), 1, "{err}");
-    assert!(err.contains("fix: log in again: `aws sso login --sso-session corp`"), "{err}");
+    assert!(
+        err.contains("fix: log in again: `aws sso login --sso-session corp`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -357,7 +366,10 @@ fn an_id_in_two_accounts_is_refused_naming_both() {
     assert!(err.contains("fix: name the one you mean"), "{err}");
     // From the cache (written by a listing) the same, with the accounts named.
     a.list(&["--profile", "dev,prod"]);
-    let err = text(&a.ec2ssh(&["--profile", "dev,prod", "proxy", TWIN, "22"]).stderr);
+    let err = text(
+        &a.ec2ssh(&["--profile", "dev,prod", "proxy", TWIN, "22"])
+            .stderr,
+    );
     assert!(
         err.contains(&format!(
             "profile dev (account {DEV}) in us-east-1; profile prod (account {PROD}) in us-east-1"
@@ -386,7 +398,10 @@ fn the_simulator_refuses_a_request_signed_for_the_wrong_account() {
             Some(&format!("{prefix}.{op}")),
             &body.to_string(),
         );
-        (status, serde_json::from_str::<serde_json::Value>(&body).unwrap())
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        )
     };
     // dev's key on prod's instance: Session Manager has no agent by that id for dev,
     // Instance Connect no such instance.
@@ -402,20 +417,40 @@ fn the_simulator_refuses_a_request_signed_for_the_wrong_account() {
     assert!(status.contains(" 400 "), "{status}");
     assert_eq!(body["__type"], "EC2InstanceNotFoundException");
     // dev sees neither prod's machine nor its session.
-    let (_, info) = call(0, "DescribeInstanceInformation", serde_json::json!({
-        "Filters": [{"Key": "InstanceIds", "Values": [PROD_WEB]}]}));
+    let (_, info) = call(
+        0,
+        "DescribeInstanceInformation",
+        serde_json::json!({
+        "Filters": [{"Key": "InstanceIds", "Values": [PROD_WEB]}]}),
+    );
     assert_eq!(info["InstanceInformationList"], serde_json::json!([]));
     // prod's own key: accepted.
     let (status, started) = call(1, "StartSession", start);
     assert!(status.contains(" 200 "), "{status} {started}");
     let session = started["SessionId"].as_str().unwrap().to_string();
-    let (_, listed) = call(0, "DescribeSessions", serde_json::json!({"State": "Active"}));
-    assert_eq!(listed["Sessions"], serde_json::json!([]), "dev sees no prod session");
-    let (status, _) = call(0, "ResumeSession", serde_json::json!({"SessionId": session}));
+    let (_, listed) = call(
+        0,
+        "DescribeSessions",
+        serde_json::json!({"State": "Active"}),
+    );
+    assert_eq!(
+        listed["Sessions"],
+        serde_json::json!([]),
+        "dev sees no prod session"
+    );
+    let (status, _) = call(
+        0,
+        "ResumeSession",
+        serde_json::json!({"SessionId": session}),
+    );
     assert!(status.contains(" 400 "), "{status}");
     let (status, _) = call(1, "SendSSHPublicKey", push);
     assert!(status.contains(" 200 "), "{status}");
-    call(1, "TerminateSession", serde_json::json!({"SessionId": session}));
+    call(
+        1,
+        "TerminateSession",
+        serde_json::json!({"SessionId": session}),
+    );
     assert_no_active_sessions(&a.sim);
 }
 
@@ -439,5 +474,8 @@ fn the_demo_shows_two_accounts_in_one_picker() {
     t.send(&["Enter"]);
     let (out, code) = t.finished(dir.path());
     assert_eq!(code, 0);
-    assert!(prod.contains(&out.trim()), "{out:?} is one of prod's: {prod:?}");
+    assert!(
+        prod.contains(&out.trim()),
+        "{out:?} is one of prod's: {prod:?}"
+    );
 }

@@ -295,7 +295,10 @@ fn demo_credentials_are_private(t: &crate::common::Tmux, dir: &std::path::Path) 
             .find(|p| cmdline(*p).iter().any(|a| a == "proxy"))
     });
     let argv = cmdline(proxy);
-    let at = argv.iter().position(|a| a == "--profile").expect("the row's profile");
+    let at = argv
+        .iter()
+        .position(|a| a == "--profile")
+        .expect("the row's profile");
     assert_eq!(argv[at + 1], "prod", "{argv:?}");
     assert_eq!(environ(proxy, "AWS_SECRET_ACCESS_KEY"), None);
     let file = environ(proxy, "AWS_SHARED_CREDENTIALS_FILE").expect("the demo's credentials file");
