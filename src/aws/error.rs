@@ -43,12 +43,24 @@ pub struct AwsError {
     pub code: Option<String>,
     pub message: String,
     /// The AWS profile(s) the call was made with, when one was named (`a, b` once
-    /// merged): every line of a multi-account listing says whose it is.
+    /// merged): every line of a multi-account listing says whose it is. Boxed: most
+    /// errors have none, and every `Result` carrying an error stays small.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
+    pub profile: Option<Box<ProfileTag>>,
+}
+
+/// Whose credentials a call was made with (serialized as the profile's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileTag {
+    pub name: String,
     /// The SSO login those credentials come from (`aws sso login --sso-session S`).
-    #[serde(skip)]
     pub sso_login: Option<String>,
+}
+
+impl Serialize for ProfileTag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
 }
 
 impl fmt::Display for AwsError {
@@ -60,7 +72,7 @@ impl fmt::Display for AwsError {
 impl AwsError {
     /// One line: what failed and why, inert for a terminal.
     pub fn summary(&self) -> String {
-        let summary = match &self.profile {
+        let summary = match self.profile() {
             Some(p) if p.contains(", ") => format!("profiles {p}: {}", self.raw_summary()),
             Some(p) => format!("profile {p}: {}", self.raw_summary()),
             None => self.raw_summary(),
@@ -70,9 +82,23 @@ impl AwsError {
 
     /// The same error, as met with `profile` (and its SSO login, if any).
     pub fn in_profile(mut self, profile: Option<&str>, sso_login: Option<String>) -> Self {
-        self.profile = profile.map(str::to_string);
-        self.sso_login = sso_login;
+        self.profile = profile.map(|name| {
+            Box::new(ProfileTag {
+                name: name.to_string(),
+                sso_login,
+            })
+        });
         self
+    }
+
+    /// The profile(s) the call was made with, if one was named.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref().map(|t| t.name.as_str())
+    }
+
+    /// The command that logs those credentials in again, for an SSO profile.
+    pub fn sso_login(&self) -> Option<&str> {
+        self.profile.as_deref().and_then(|t| t.sso_login.as_deref())
     }
 
     /// Credentials that an SSO login would renew.
@@ -133,10 +159,10 @@ impl AwsError {
     /// One line: what to do about it.
     pub fn fix(&self) -> String {
         let action = &self.action;
-        if let (Some(login), true) = (&self.sso_login, self.needs_login()) {
+        if let (Some(login), true) = (self.sso_login(), self.needs_login()) {
             return format!("log in again: `{login}`, then press Ctrl-r (or run again)");
         }
-        let profile = self.profile.as_deref();
+        let profile = self.profile();
         match self.kind {
             AwsErrorKind::AccessDenied => format!(
                 "allow {action} for {} (the policy ec2ssh needs is in the README, \"IAM permissions\")",
@@ -210,7 +236,6 @@ impl AwsError {
             code,
             message: sanitize(&message).into_owned(),
             profile: None,
-            sso_login: None,
         }
     }
 
@@ -225,12 +250,13 @@ impl AwsError {
                 | AwsErrorKind::Unreachable
         );
         // One SSO login renews every profile of its session: one line for all of them.
-        let same_login =
-            self.needs_login() && self.sso_login.is_some() && self.sso_login == other.sso_login;
+        let same_login = self.needs_login()
+            && self.sso_login().is_some()
+            && self.sso_login() == other.sso_login();
         // A profile whose credentials fail fails every call alike: one line for it.
         let same_profile_credentials =
             call_independent && self.kind != AwsErrorKind::Unreachable && self.profile.is_some();
-        (self.profile == other.profile || same_login)
+        (self.profile() == other.profile() || same_login)
             && self.kind == other.kind
             && self.code == other.code
             && (self.action == other.action
@@ -255,8 +281,8 @@ pub fn merge(errors: Vec<AwsError>) -> Vec<AwsError> {
             Some(o) => {
                 add(&mut o.action, &e.action);
                 add(&mut o.region, &e.region);
-                if let (Some(list), Some(p)) = (o.profile.as_mut(), e.profile.as_deref()) {
-                    add(list, p);
+                if let (Some(tag), Some(p)) = (o.profile.as_mut(), e.profile()) {
+                    add(&mut tag.name, p);
                 }
             }
             None => out.push(e),
@@ -424,7 +450,6 @@ mod tests {
             code: code.map(Into::into),
             message: "User: x is not authorized".into(),
             profile: None,
-            sso_login: None,
         }
     }
 
@@ -550,7 +575,6 @@ mod tests {
             code: None,
             message: message.into(),
             profile: None,
-            sso_login: None,
         }
     }
 

@@ -357,14 +357,15 @@ impl AwsContext {
     /// The credentials of this context, fresh from its provider (for presigning).
     pub async fn credentials(&self) -> Result<Credentials, AwsError> {
         use aws_credential_types::provider::ProvideCredentials;
-        let none = |message: String| AwsError {
-            action: "ec2-instance-connect:OpenTunnel".into(),
-            region: self.regions.join(", "),
-            kind: AwsErrorKind::NoCredentials,
-            code: None,
-            message,
-            profile: None,
-            sso_login: None,
+        let none = |message: String| {
+            self.tag(AwsError {
+                action: "ec2-instance-connect:OpenTunnel".into(),
+                region: self.regions.join(", "),
+                kind: AwsErrorKind::NoCredentials,
+                code: None,
+                message,
+                profile: None,
+            })
         };
         let provider = self
             .base()
@@ -568,8 +569,7 @@ mod tests {
             code: None,
             message: String::new(),
             profile: None,
-            sso_login: None,
         };
-        assert_eq!(ctx.tag(e).profile.as_deref(), Some("dev"));
+        assert_eq!(ctx.tag(e).profile(), Some("dev"));
     }
 }

@@ -128,15 +128,6 @@ const HEADERS: [&str; 9] = [
     "AGENT",
 ];
 
-/// Whether the rows belong to more than one account (the table then says whose).
-pub fn several_accounts(instances: &[&Instance]) -> bool {
-    instances.first().is_some_and(|first| {
-        instances
-            .iter()
-            .any(|i| i.profile != first.profile || i.account_id != first.account_id)
-    })
-}
-
 fn row(i: &Instance, account: bool) -> Vec<String> {
     let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut cells = vec![
@@ -175,7 +166,8 @@ fn paint(s: &str, ping: Ping, color: bool) -> String {
 /// The aligned table: a ping glyph, then columns as wide as their widest cell
 /// (names capped at 40 cells), measured in display cells.
 pub fn table(instances: &[&Instance], color: bool) -> String {
-    let account = several_accounts(instances);
+    // Whose each row is, when there is more than one account.
+    let account = fleet::several_accounts(instances.iter().copied());
     let mut headers: Vec<String> = HEADERS.map(String::from).to_vec();
     if account {
         headers.push("ACCOUNT".into());

@@ -49,8 +49,8 @@ pub fn local(f: &LocalFacts) -> Vec<Check> {
             G,
             "credentials",
             format!("the credentials of profile {profile} have expired (SSO token or session)"),
-            e.sso_login
-                .clone()
+            e.sso_login()
+                .map(str::to_string)
                 .unwrap_or_else(|| format!("aws sso login --profile {profile}")),
         ),
         Err(e) if e.kind == AwsErrorKind::AccessDenied => not_checked(G, "credentials", e),

@@ -279,8 +279,8 @@ async fn target_facts(ctx: &AwsContext, target: &str) -> Result<TargetFacts, Che
                 // Merged errors name every call and region they hit, ", "-separated.
                 w.action.split(", ").any(|a| a == action)
                     && w.region.split(", ").any(|r| r == instance.region)
-                    && (w.profile.is_none()
-                        || w.profile.as_deref().is_some_and(|p| {
+                    && (w.profile().is_none()
+                        || w.profile().is_some_and(|p| {
                             p.split(", ")
                                 .any(|p| Some(p) == instance.profile.as_deref())
                         }))

@@ -431,7 +431,6 @@ mod tests {
             code: Some("AccessDeniedException".into()),
             message: String::new(),
             profile: None,
-            sso_login: None,
         }
     }
 

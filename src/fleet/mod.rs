@@ -11,5 +11,5 @@ pub mod reach;
 
 pub use cache::{Cache, CacheFile, Cached};
 pub use inventory::{fetch, FetchError, Inventory};
-pub use model::{sort_fleet, Eice, EiceEndpoint, Instance, Ping};
+pub use model::{several_accounts, sort_fleet, Eice, EiceEndpoint, Instance, Ping};
 pub use reach::{Reach, Via};

@@ -201,6 +201,27 @@ impl Instance {
     }
 }
 
+/// Whether the rows belong to more than one account: two profiles, or two known
+/// account ids (a row whose account is not known, a hybrid node listed without a
+/// profile, counts as none). The ACCOUNT column shows only then.
+pub fn several_accounts<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> bool {
+    let mut profile: Option<&Option<String>> = None;
+    let mut account: Option<&str> = None;
+    for i in instances {
+        match profile {
+            Some(p) if *p != i.profile => return true,
+            _ => profile = Some(&i.profile),
+        }
+        if let Some(id) = i.account_id.as_deref() {
+            match account {
+                Some(a) if a != id => return true,
+                _ => account = Some(id),
+            }
+        }
+    }
+    false
+}
+
 /// The sensible order for listings: online first, then by name (unnamed last), then id.
 /// Each name is lower-cased once, not once per comparison.
 pub fn sort_fleet(instances: &mut [Instance]) {
@@ -217,6 +238,27 @@ pub fn sort_fleet(instances: &mut [Instance]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_accounts_means_two_profiles_or_two_known_accounts() {
+        let row = |profile: Option<&str>, account: Option<&str>| Instance {
+            profile: profile.map(Into::into),
+            account_id: account.map(Into::into),
+            ..Default::default()
+        };
+        let ec2 = row(None, Some("123456789012"));
+        let hybrid = row(None, None);
+        assert!(
+            !several_accounts([&ec2, &hybrid, &ec2]),
+            "one account, one unknown"
+        );
+        assert!(!several_accounts([]));
+        assert!(several_accounts([&ec2, &row(None, Some("210987654321"))]));
+        assert!(several_accounts([
+            &row(Some("dev"), None),
+            &row(Some("prod"), None)
+        ]));
+    }
 
     fn inst(id: &str, name: Option<&str>, ping: Ping) -> Instance {
         Instance {

@@ -120,7 +120,6 @@ impl SessionApi {
             code: None,
             message: format!("the response has no {what}"),
             profile: None,
-            sso_login: None,
         };
         Ok(Started {
             session_id: out.session_id().ok_or_else(|| missing("SessionId"))?.into(),

@@ -756,7 +756,6 @@ mod tests {
             code: Some("UnauthorizedOperation".into()),
             message: String::new(),
             profile: None,
-            sso_login: None,
         };
         a.update(Action::Loaded(Err(FetchError { errors: vec![err] }), 2000));
         assert_eq!(a.instances.len(), 4);
@@ -805,7 +804,6 @@ mod tests {
             code: Some("AccessDeniedException".into()),
             message: String::new(),
             profile: None,
-            sso_login: None,
         }
     }
 

@@ -109,17 +109,7 @@ impl Widths {
     /// width only when rows come from two accounts (or profiles).
     pub fn measure(instances: &[Instance]) -> Widths {
         let mut w = Widths::default();
-        // An unknown account (a hybrid node's) is not another account.
-        let differ = |mut values: Box<dyn Iterator<Item = &String> + '_>| {
-            values
-                .next()
-                .is_some_and(|first| values.any(|v| v != first))
-        };
-        let several = differ(Box::new(
-            instances.iter().filter_map(|i| i.account_id.as_ref()),
-        )) || instances
-            .first()
-            .is_some_and(|first| instances.iter().any(|i| i.profile != first.profile));
+        let several = crate::fleet::several_accounts(instances);
         let measured = if several { SPECS.len() } else { ACCOUNT };
         w.0[ACCOUNT] = if several {
             width(SPECS[ACCOUNT].title)

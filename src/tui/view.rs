@@ -967,7 +967,6 @@ mod tests {
             code: Some("UnauthorizedOperation".into()),
             message: "not authorized".into(),
             profile: None,
-            sso_login: None,
         };
         a.update(Action::Loaded(Err(FetchError { errors: vec![err] }), NOW));
         insta::assert_snapshot!(draw(&a, 120, 8).backend());
@@ -983,7 +982,6 @@ mod tests {
             code: None,
             message: "Connection refused (os error 111)".into(),
             profile: None,
-            sso_login: None,
         };
         let inv = Inventory {
             instances: fleet(),

@@ -12,7 +12,6 @@ fn err(action: &str, kind: AwsErrorKind) -> AwsError {
         code: Some("AccessDeniedException".into()),
         message: String::new(),
         profile: None,
-        sso_login: None,
     }
 }
 
