@@ -258,7 +258,13 @@ pub async fn run(
                         tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write the inventory cache");
                     }
                 }
-                app.update(action)
+                let loaded = matches!(action, Action::Loaded(Ok(_), _));
+                let effect = app.update(action);
+                if loaded {
+                    // The fleet it replaced and the listing's pages are free now.
+                    crate::alloc::release_free();
+                }
+                effect
             }
             None if effect.is_some() => effect,
             None => continue,
