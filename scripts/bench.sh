@@ -65,7 +65,20 @@ start_sim() {
     "$bin" sim --credentials-from-env "$@" > "$work/sim.json" 2>/dev/null &
     sim_pid=$!
     pids+=("$sim_pid")
-    for _ in $(seq 600); do [ -s "$work/sim.json" ] && break; sleep 0.1; done
+    # The summary (one line of JSON) comes once every instance is generated: that takes
+    # a while on a busy machine, so wait on the process itself, up to SIM_WAIT seconds.
+    local deadline=$((SECONDS + ${SIM_WAIT:-300}))
+    until grep -q '}' "$work/sim.json" 2>/dev/null; do
+        if ! kill -0 "$sim_pid" 2>/dev/null; then
+            echo "error: the simulator (sim $*) exited before printing its summary" >&2
+            exit 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "error: the simulator (sim $*) printed no summary in ${SIM_WAIT:-300} s (fix: a quieter machine, or SIM_WAIT=seconds)" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
     read -r ep regions listable < <(python3 -c "import json; d=json.load(open('$work/sim.json')); print(d['endpoint'], ','.join(d['regions']), d['instances'])")
 }
 stop_sim() { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; }

@@ -6,8 +6,9 @@
 //! every match and every score; the rest only spares it work: an exact byte prefilter
 //! on prepared lower-case text, a stack of results (one per query typed on the way
 //! here) so typing scores only the term that changed among the rows that already
-//! matched and deleting returns a known result, and both cores. Highlight positions
-//! are computed separately, for visible rows only.
+//! matched and deleting returns a known result, both cores, and for a two-char term
+//! only the head of a row that provably decides its score (see `SearchIndex::head`).
+//! Highlight positions are computed separately, for visible rows only.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -367,11 +368,63 @@ impl SearchIndex {
     fn score<'a>(&'a self, row: u32, term: &Term, memo: &mut Memo<'a>) -> Option<i64> {
         let choice = self.choice(row, term);
         if choice.len() > MEMO_MAX {
-            return self.fresh_match(choice, &term.text);
+            if let Some(span) = self.head(row, term, choice, memo) {
+                return self.memo_match(span, term, memo);
+            }
+        }
+        self.memo_match(choice, term, memo)
+    }
+
+    /// fuzzy-matcher's score of `span`, once per distinct short span in a pass.
+    fn memo_match<'a>(&'a self, span: &'a str, term: &Term, memo: &mut Memo<'a>) -> Option<i64> {
+        if span.len() > MEMO_MAX {
+            return self.fresh_match(span, &term.text);
         }
         *memo
-            .entry(choice)
-            .or_insert_with(|| self.fresh_match(choice, &term.text))
+            .entry(span)
+            .or_insert_with(|| self.fresh_match(span, &term.text))
+    }
+
+    /// For a two-char term on an ASCII span: the head of the span that scores like the
+    /// whole of it, when alignments ending further on provably score no more.
+    ///
+    /// skim (fuzzy-matcher 0.3.7, default `SkimScoreConfig`) scores a two-char
+    /// alignment at columns c1 < c2 as: the first char `16 + (-1) + bonus(c1)`, the
+    /// second `16 + consecutive bonus` when c2 = c1 + 1, else `16 - 3 - gap + bonus(c2)`
+    /// (gap = c2 - c1 - 1), every bonus at most 16 (8 for a word head, doubled on the
+    /// span's first column). So an alignment whose second char is at `pos`, with its
+    /// first char at or before the last occurrence `l1` of that char and
+    /// `pos >= l1 + 2`, scores at most `61 + l1 - pos`. Scoring the shortest head
+    /// holding a match gives a floor `s1` of the whole span's score; alignments ending
+    /// at or after `61 + l1 - s1` cannot beat it, so the head that ends at the last
+    /// occurrence of the second char before that column has the span's score. The
+    /// property tests hold this against whole-text scoring.
+    fn head<'a>(
+        &'a self,
+        row: u32,
+        term: &Term,
+        span: &'a str,
+        memo: &mut Memo<'a>,
+    ) -> Option<&'a str> {
+        let &[first, last] = term.needle.as_slice() else {
+            return None;
+        };
+        if !span.is_ascii() {
+            return None;
+        }
+        let text = &self.rows[row as usize].text;
+        let at = span.as_ptr() as usize - text.as_ptr() as usize;
+        let bytes = &self.bytes(row, term)[at..at + span.len()];
+        let l1 = memchr::memrchr(first, bytes)?;
+        let f1 = memchr::memchr(first, bytes)?;
+        let cut1 = f1 + 1 + memchr::memchr(last, &bytes[f1 + 1..])?;
+        let s1 = self.memo_match(&span[..=cut1], term, memo)?;
+        let drop_from = (61 + l1 as i64 - s1).max(l1 as i64 + 2).max(0) as usize;
+        if drop_from >= bytes.len() {
+            return None; // nothing to drop: the whole span decides
+        }
+        let cut2 = memchr::memrchr(last, &bytes[..drop_from])?;
+        Some(&span[..=cut2.max(cut1)])
     }
 
     /// The span of the row's text that decides an ASCII term's score: from the char
@@ -667,6 +720,26 @@ mod tests {
             let whole = SkimMatcherV2::default().smart_case().fuzzy_match(&idx.haystack(0).text, &term);
             let span = idx.choice(0, &t);
             prop_assert_eq!(whole, idx.fresh_match(span, &term), "span {:?}", span);
+        }
+    }
+
+    proptest! {
+        /// A row's score (deciding span, its head for two-char terms, the memo) equals
+        /// the whole text's, for long ASCII rows full of separators and capitals.
+        #[test]
+        fn a_rows_score_is_the_whole_texts(
+            texts in proptest::collection::vec("[weWE0 ./_(-]{1,90}", 1..6),
+            term in "[weWE0./-]{1,3}",
+        ) {
+            let f: Vec<Instance> = texts.iter().map(|t| inst("i-1", t, "")).collect();
+            let idx = SearchIndex::new(&f);
+            let t = Term::new(&term);
+            let mut memo = HashMap::new();
+            for row in 0..f.len() as u32 {
+                let whole = SkimMatcherV2::default().smart_case().fuzzy_match(&idx.haystack(row).text, &term);
+                let got = if idx.may_match(row, &t) { idx.score(row, &t, &mut memo) } else { None };
+                prop_assert_eq!(got, whole, "row {:?}", idx.haystack(row).text);
+            }
         }
     }
 

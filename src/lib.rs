@@ -3,6 +3,7 @@
 //! The binary is a thin `main.rs`; everything lives here so tests and benchmarks
 //! can use it. See the README's "Architecture" section for how the parts fit.
 
+pub mod alloc;
 pub mod aws;
 pub mod cli;
 pub mod commands;

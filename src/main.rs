@@ -16,6 +16,7 @@ use ec2ssh::fleet::Cache;
 use ec2ssh::tui;
 
 fn main() -> ExitCode {
+    ec2ssh::alloc::tune();
     let cli = Cli::parse();
     init_logging(&cli);
     let proxy = matches!(cli.command, Some(Command::Proxy(_)));

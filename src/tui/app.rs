@@ -277,6 +277,10 @@ impl App {
             self.marked.retain(|id| ids.contains(id.as_str()));
         }
         self.online_count = instances.iter().filter(|i| i.ping == Ping::Online).count();
+        // The old rows and their index go before the new index is built (a lower peak).
+        self.hits = Vec::new();
+        self.instances = Vec::new();
+        self.index = SearchIndex::new(&[]);
         self.index = SearchIndex::new(&instances);
         self.widths = Widths::measure(&instances);
         self.instances = instances;

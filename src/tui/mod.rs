@@ -296,7 +296,13 @@ impl Picker {
                 Some(action) => {
                     dirty = true;
                     self.before_update(&action);
-                    self.app.update(action)
+                    let loaded = matches!(action, Action::Loaded(Ok(_), _));
+                    let effect = self.app.update(action);
+                    if loaded {
+                        // The fleet it replaced and the listing's pages are free now.
+                        crate::alloc::release_free();
+                    }
+                    effect
                 }
                 None if effect.is_some() => effect,
                 None => continue,
