@@ -337,18 +337,6 @@ async fn run_eice(
     result
 }
 
-/// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
-pub fn is_target_id(target: &str) -> bool {
-    let ok = |hex: &str, lens: &[usize]| {
-        lens.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    };
-    match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
-        (Some(hex), _) => ok(hex, &[8, 17]),
-        (_, Some(hex)) => ok(hex, &[17]),
-        _ => false,
-    }
-}
-
 /// The target ssh passed (`%h`), refused unless it is an instance or node id: it may
 /// come from anywhere a host name can (a script, a repository URL).
 fn validate_target(target: &str) -> Result<&str, AppError> {
