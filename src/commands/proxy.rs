@@ -189,7 +189,7 @@ async fn path_for(ctx: &AwsContext, args: &ProxyArgs, via: Via) -> Result<Path, 
         return Ok(Path::Ssm);
     }
     if let (Some(id), Some(host), Some(ip)) = (&args.eice_id, &args.eice_host, args.ip) {
-        if !eice::is_endpoint_id(id) || !eice::is_dns_name(host) {
+        if !crate::names::is_eice_id(id) || !crate::names::is_dns_name(host) {
             return Err(AppError::other(
                 format!(
                     "{:?} / {:?} is not an EC2 Instance Connect Endpoint id / DNS name",
@@ -310,18 +310,6 @@ async fn run_eice(
         task.abort();
     }
     result
-}
-
-/// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
-pub fn is_target_id(target: &str) -> bool {
-    let ok = |hex: &str, lens: &[usize]| {
-        lens.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    };
-    match (target.strip_prefix("i-"), target.strip_prefix("mi-")) {
-        (Some(hex), _) => ok(hex, &[8, 17]),
-        (_, Some(hex)) => ok(hex, &[17]),
-        _ => false,
-    }
 }
 
 /// The target ssh passed (`%h`), refused unless it is an instance or node id: it may
