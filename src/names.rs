@@ -1,7 +1,8 @@
-//! The names the product accepts from users, configs and the network: instance and
-//! managed-node ids, OS login names, and the `*` patterns that select them. One rule
-//! each, used wherever such a name is checked (ssh sees these names, so anything else is
-//! refused before it reaches a command line).
+//! The names the product accepts from users, configs and the network: instance,
+//! managed-node and EC2 Instance Connect Endpoint ids, DNS names, OS login names, and
+//! the `*` patterns that select them. One rule each, used wherever such a name is
+//! checked (ssh sees these names, so anything else is refused before it reaches a
+//! command line).
 
 /// Instance ids (`i-` + 8 or 17 hex) and managed node ids (`mi-` + 17 hex).
 pub fn is_instance_id(target: &str) -> bool {
@@ -13,6 +14,25 @@ pub fn is_instance_id(target: &str) -> bool {
         (_, Some(hex)) => ok(hex, &[17]),
         _ => false,
     }
+}
+
+/// An EC2 Instance Connect Endpoint id: `eice-` and lower-case letters or digits
+/// (what the AWS CLI's `^eice-[0-9a-z]+$` allows).
+pub fn is_eice_id(s: &str) -> bool {
+    s.strip_prefix("eice-").is_some_and(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
+}
+
+/// A DNS name safe to put on a command line: letters, digits, `.` and `-`.
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && !s.starts_with(['-', '.'])
 }
 
 /// A login name ssh and Instance Connect accept, and safe to show.
@@ -54,6 +74,18 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_and_names_for_a_command_line_are_checked() {
+        assert!(is_eice_id("eice-0123456789abcdef0"));
+        assert!(!is_eice_id("eice-"));
+        assert!(!is_eice_id("eice-1;rm"));
+        assert!(is_dns_name(
+            "eice-1.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"
+        ));
+        assert!(!is_dns_name("-oProxyCommand=x"));
+        assert!(!is_dns_name("a b"));
+    }
 
     #[test]
     fn ids() {

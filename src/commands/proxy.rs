@@ -214,7 +214,7 @@ async fn path_for(ctx: &AwsContext, args: &ProxyArgs, via: Via) -> Result<Path, 
         return Ok(Path::Ssm);
     }
     if let (Some(id), Some(host), Some(ip)) = (&args.eice_id, &args.eice_host, args.ip) {
-        if !eice::is_endpoint_id(id) || !eice::is_dns_name(host) {
+        if !crate::names::is_eice_id(id) || !crate::names::is_dns_name(host) {
             return Err(AppError::other(
                 format!(
                     "{:?} / {:?} is not an EC2 Instance Connect Endpoint id / DNS name",

@@ -107,24 +107,6 @@ pub struct Target {
     pub ip: IpAddr,
 }
 
-/// A valid EICE id: `eice-` and hex (what the CLI's `^eice-[0-9a-z]+$` allows).
-pub fn is_endpoint_id(s: &str) -> bool {
-    s.strip_prefix("eice-").is_some_and(|h| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-    })
-}
-
-/// A DNS name safe to put on a command line: letters, digits, `.` and `-`.
-pub fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        && !s.starts_with(['-', '.'])
-}
-
 /// Whether the AWS configuration asks for FIPS endpoints (`AWS_USE_FIPS_ENDPOINT`).
 fn use_fips() -> bool {
     std::env::var("AWS_USE_FIPS_ENDPOINT").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
@@ -158,7 +140,7 @@ impl Target {
         } else {
             e.dns_name.clone()
         };
-        if !is_endpoint_id(&e.id) || !is_dns_name(&dns) {
+        if !crate::names::is_eice_id(&e.id) || !crate::names::is_dns_name(&dns) {
             return Err(AppError::other(
                 format!(
                     "the EC2 Instance Connect Endpoint {:?} ({:?}) of {id} is malformed",
@@ -257,17 +239,5 @@ mod tests {
             ..i
         };
         assert!(Target::for_row(&no_ip, &good, None).is_err());
-    }
-
-    #[test]
-    fn ids_and_names_for_a_command_line_are_checked() {
-        assert!(is_endpoint_id("eice-0123456789abcdef0"));
-        assert!(!is_endpoint_id("eice-"));
-        assert!(!is_endpoint_id("eice-1;rm"));
-        assert!(is_dns_name(
-            "eice-1.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"
-        ));
-        assert!(!is_dns_name("-oProxyCommand=x"));
-        assert!(!is_dns_name("a b"));
     }
 }
