@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use crate::common::{ec2ssh, free_port, Sim, Tinyproxy};
-use crate::rig::{assert_no_active_sessions, fleet_file, user_dir, Sshd, ONLINE};
+use crate::rig::{assert_no_active_sessions, fleet_file, sim_for, user_dir, Sshd, ONLINE};
 
 struct Setup {
     home: tempfile::TempDir,
@@ -22,16 +22,7 @@ fn setup() -> Setup {
     let remote = user_dir(home.path(), "remote");
     let sshd = Sshd::start_named(home.path(), "sshd", Some(&remote));
     let fleet = fleet_file(home.path(), &sshd.addr());
-    let keys = sshd.keys_dir();
-    let sim = Sim::start(
-        home.path(),
-        &[
-            "--fleet",
-            fleet.to_str().unwrap(),
-            "--keys-dir",
-            keys.to_str().unwrap(),
-        ],
-    );
+    let sim = sim_for(home.path(), &sshd, &fleet, &[]);
     Setup {
         home,
         remote,

@@ -5,24 +5,13 @@
 
 use std::process::Command;
 
-use crate::common::{repo, require, Sim};
-use crate::rig::{fleet_file, openssh, proxy_option, Sshd, ONLINE, USER};
+use crate::common::{repo, require};
+use crate::rig::{fleet_file, openssh, proxy_option, Rig, ONLINE, USER};
 
 #[test]
 fn a_key_file_sent_as_the_cli_sends_it_logs_in() {
-    let home = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(home.path());
-    let fleet = fleet_file(home.path(), &sshd.addr());
-    let keys = sshd.keys_dir();
-    let sim = Sim::start(
-        home.path(),
-        &[
-            "--fleet",
-            fleet.to_str().unwrap(),
-            "--keys-dir",
-            keys.to_str().unwrap(),
-        ],
-    );
+    let rig = Rig::start(fleet_file, &[]);
+    let (home, sim) = (&rig.home, &rig.sim);
     let key = home.path().join("id_cli");
     let made = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "me@laptop", "-f"])
@@ -60,7 +49,7 @@ print(r["Success"])
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True");
 
     // The pushed key opens a session: ssh through ec2ssh's proxy with it.
-    let login = openssh("ssh", home.path(), &key, Some(&sim))
+    let login = openssh("ssh", home.path(), &key, Some(sim))
         .arg("-o")
         .arg(proxy_option(""))
         .arg(format!("{USER}@{ONLINE}"))

@@ -302,6 +302,19 @@ pub fn write_ssh_config(home: &Path, block: &[u8]) -> PathBuf {
     config
 }
 
+/// A simulator of `fleet` whose pushed keys go to `sshd`'s AuthorizedKeysCommand.
+pub fn sim_for(home: &Path, sshd: &Sshd, fleet: &Path, extra: &[&str]) -> Sim {
+    let keys = sshd.keys_dir();
+    let mut args = vec![
+        "--fleet",
+        fleet.to_str().unwrap(),
+        "--keys-dir",
+        keys.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Sim::start(home, &args)
+}
+
 /// A loopback sshd, a simulator of the fleet `fleet(home, sshd address)` writes that
 /// relays to it and hands pushed keys to its AuthorizedKeysCommand, and a private home.
 pub struct Rig {
@@ -315,15 +328,7 @@ impl Rig {
         let home = tempfile::tempdir().unwrap();
         let sshd = Sshd::start(home.path());
         let fleet = fleet(home.path(), &sshd.addr());
-        let keys = sshd.keys_dir();
-        let mut args = vec![
-            "--fleet",
-            fleet.to_str().unwrap(),
-            "--keys-dir",
-            keys.to_str().unwrap(),
-        ];
-        args.extend_from_slice(sim_args);
-        let sim = Sim::start(home.path(), &args);
+        let sim = sim_for(home.path(), &sshd, &fleet, sim_args);
         Rig { home, sshd, sim }
     }
 
