@@ -43,7 +43,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::auth;
 use super::query::{escape, Params};
 use super::{ApiError, SimState};
-use crate::net::cidr_contains;
 
 /// Tunnels one endpoint takes at once (AWS documents 20).
 pub const MAX_CONNECTIONS: usize = 20;
@@ -395,8 +394,7 @@ fn route(state: &SimState, e: &SimEice, ip: &str, port: u16) -> Result<SocketAdd
             .filter_map(|r| super::vpc::parse_rule(r))
             .any(|r| {
                 r.allows(port)
-                    && (instance.security_groups.contains(&r.source)
-                        || cidr_contains(&r.source, ip))
+                    && (instance.security_groups.contains(&r.source) || rule_covers(&r.source, ip))
             }),
     });
     // Into the instance: its groups' ingress must admit the endpoint.
@@ -412,7 +410,7 @@ fn route(state: &SimState, e: &SimEice, ip: &str, port: u16) -> Result<SocketAdd
             .any(|r| {
                 r.allows(port)
                     && (e.security_groups.contains(&r.source)
-                        || source_ip.is_some_and(|s| cidr_contains(&r.source, s)))
+                        || source_ip.is_some_and(|s| rule_covers(&r.source, s)))
             })
     });
     if !(egress && ingress) {
@@ -512,9 +510,39 @@ async fn relay(mut socket: WebSocket, target: Result<SocketAddr, &'static str>, 
     }
 }
 
+/// Whether a security group rule's IPv4 CIDR source (`10.0.0.0/16`) covers `ip`, as EC2
+/// evaluates it. The simulator's own reading, kept apart from the client's matcher so a
+/// mistake in one is not repeated by the other.
+fn rule_covers(cidr: &str, ip: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false; // EC2 rules always carry a prefix length
+    };
+    let (Ok(net), Ok(bits), Ok(ip)) = (
+        net.parse::<std::net::Ipv4Addr>(),
+        bits.parse::<u32>(),
+        ip.parse::<std::net::Ipv4Addr>(),
+    ) else {
+        return false;
+    };
+    if bits > 32 {
+        return false;
+    }
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    u32::from(net) & mask == u32::from(ip) & mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_cover_their_block_only() {
+        assert!(rule_covers("10.0.0.0/16", "10.0.3.4"));
+        assert!(!rule_covers("10.0.0.0/16", "10.1.0.1"));
+        assert!(rule_covers("0.0.0.0/0", "192.168.1.1"));
+        assert!(rule_covers("10.0.0.5/32", "10.0.0.5") && !rule_covers("10.0.0.5/32", "10.0.0.6"));
+        assert!(!rule_covers("10.0.0.0/33", "10.0.0.5") && !rule_covers("nonsense", "10.0.0.5"));
+    }
     use crate::sim::{FleetFile, SimOptions};
 
     fn state() -> SimState {
