@@ -16,7 +16,48 @@ use sha2::{Digest, Sha256};
 use super::model::{Eice, EiceEndpoint, Instance, Ping};
 
 /// Bump when the encoding changes; other files are then ignored.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
+
+/// What a first frame needs to know of the whole fleet without decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub total: usize,
+    pub online: usize,
+    /// Rows of two accounts or profiles (`fleet::several_accounts`).
+    pub several_accounts: bool,
+}
+
+impl Summary {
+    pub fn of(instances: &[Instance]) -> Summary {
+        Summary {
+            total: instances.len(),
+            online: instances.iter().filter(|i| i.ping == Ping::Online).count(),
+            several_accounts: super::several_accounts(instances),
+        }
+    }
+}
+
+/// The first rows of a cache file and its fleet's summary: a first frame's worth,
+/// read without decoding the rest.
+#[derive(Debug, Clone)]
+pub struct Head {
+    key: String,
+    pub saved_at: i64,
+    pub summary: Summary,
+    /// The first rows in fleet order (only Online ones when asked so).
+    pub rows: Vec<Instance>,
+}
+
+impl Head {
+    /// The account key the file was written for.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Bytes read for a head before falling back to the whole file (rows take a few
+/// hundred bytes each).
+const HEAD_BYTES: u64 = 256 * 1024;
 const MAGIC: &[u8; 16] = b"ec2ssh-inventory";
 
 /// A cached fleet and when it was fetched (Unix seconds).
@@ -94,6 +135,25 @@ impl Cache {
         file
     }
 
+    /// The summary and the first `rows` rows (with `online_only`, the first `rows`
+    /// Online ones), reading only the start of the file when that holds them. A head
+    /// says nothing of the rest of the file: `read` it before trusting the fleet.
+    pub fn read_head(&self, rows: usize, online_only: bool) -> Option<Head> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&self.file).ok()?;
+        let mut bytes = Vec::new();
+        (&mut file).take(HEAD_BYTES).read_to_end(&mut bytes).ok()?;
+        if let Some(head) = decode_head(&bytes, rows, online_only) {
+            return Some(head);
+        }
+        // Rows longer than the prefix: the whole file, once.
+        if bytes.len() as u64 == HEAD_BYTES {
+            file.read_to_end(&mut bytes).ok()?;
+            return decode_head(&bytes, rows, online_only);
+        }
+        None
+    }
+
     /// Writes atomically (temp file + rename) so a crash never leaves half a file.
     pub fn store(&self, key: &str, saved_at: i64, instances: &[Instance]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
@@ -122,7 +182,10 @@ fn encode(
     w.u32(FORMAT);
     w.str(key);
     w.i64(saved_at);
-    w.u32(instances.len() as u32);
+    let summary = Summary::of(instances);
+    w.u32(summary.total as u32);
+    w.u32(summary.online as u32);
+    w.0.push(u8::from(summary.several_accounts));
     for i in instances {
         w.instance(i);
         out.write_all(&w.0)?;
@@ -131,25 +194,68 @@ fn encode(
     out.write_all(&w.0)
 }
 
-fn decode(bytes: &[u8]) -> Option<CacheFile> {
-    let mut r = Reader(bytes.strip_prefix(MAGIC)?);
+/// The header: account key, time saved, summary.
+fn header(r: &mut Reader<'_>) -> Option<(String, i64, Summary)> {
+    r.0 = r.0.strip_prefix(MAGIC)?;
     if r.u32()? != FORMAT {
         return None;
     }
     let key = r.string()?;
     let saved_at = r.i64()?;
-    let n = r.u32()? as usize;
+    let total = r.u32()? as usize;
+    let online = r.u32()? as usize;
+    let several_accounts = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let summary = Summary {
+        total,
+        online,
+        several_accounts,
+    };
+    (online <= total).then_some((key, saved_at, summary))
+}
+
+fn decode(bytes: &[u8]) -> Option<CacheFile> {
+    let mut r = Reader(bytes);
+    let (key, saved_at, summary) = header(&mut r)?;
+    let n = summary.total;
     // Each instance takes well over 16 bytes: a count beyond that is damage.
     let mut instances = Vec::with_capacity(n.min(r.0.len() / 16));
     for _ in 0..n {
         instances.push(r.instance()?);
     }
-    r.0.is_empty().then_some(CacheFile {
+    // A summary that does not match its rows is damage too.
+    (r.0.is_empty() && Summary::of(&instances) == summary).then_some(CacheFile {
         key,
         cached: Cached {
             saved_at,
             instances,
         },
+    })
+}
+
+/// The header and the first `want` rows (Online ones only with `online_only`) of a
+/// file's first bytes; `None` when they end first.
+fn decode_head(bytes: &[u8], want: usize, online_only: bool) -> Option<Head> {
+    let mut r = Reader(bytes);
+    let (key, saved_at, summary) = header(&mut r)?;
+    let mut rows = Vec::with_capacity(want.min(summary.total));
+    for _ in 0..summary.total {
+        if rows.len() == want {
+            break;
+        }
+        let i = r.instance()?;
+        if !online_only || i.ping == Ping::Online {
+            rows.push(i);
+        }
+    }
+    Some(Head {
+        key,
+        saved_at,
+        summary,
+        rows,
     })
 }
 
@@ -501,6 +607,69 @@ mod tests {
         assert!(cache.load("a").is_none());
         std::fs::write(&cache.file, b"{\"format\":1}").unwrap();
         assert!(cache.load("a").is_none());
+    }
+
+    /// A fleet of `n` rows, every third ConnectionLost, rows of a few hundred bytes.
+    fn big(n: usize) -> Vec<Instance> {
+        (0..n)
+            .map(|k| Instance {
+                id: format!("i-{k:017x}"),
+                name: Some(format!("web-{k:05}-{}", "x".repeat(200))),
+                ping: if k % 3 == 0 {
+                    Ping::ConnectionLost
+                } else {
+                    Ping::Online
+                },
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_head_is_the_first_rows_and_the_whole_fleets_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path());
+        assert!(cache.read_head(10, false).is_none(), "no file, no head");
+        // Big enough that the head comes from the file's first bytes only.
+        let fleet = big(3000);
+        cache.store("a", 9, &fleet).unwrap();
+        assert!(std::fs::metadata(&cache.file).unwrap().len() > 2 * HEAD_BYTES);
+        let head = cache.read_head(50, false).unwrap();
+        assert_eq!((head.key(), head.saved_at), ("a", 9));
+        assert_eq!(head.rows, fleet[..50]);
+        let expected = Summary {
+            total: 3000,
+            online: 2000,
+            several_accounts: false,
+        };
+        assert_eq!(head.summary, expected);
+        let online = cache.read_head(50, true).unwrap();
+        let first_online: Vec<&Instance> = fleet
+            .iter()
+            .filter(|i| i.ping == Ping::Online)
+            .take(50)
+            .collect();
+        assert_eq!(online.rows.iter().collect::<Vec<_>>(), first_online);
+        // More rows than the first bytes hold: the whole file is read.
+        assert_eq!(cache.read_head(2500, false).unwrap().rows, fleet[..2500]);
+        assert_eq!(cache.read_head(5000, false).unwrap().rows, fleet);
+    }
+
+    #[test]
+    fn a_summary_that_does_not_match_its_rows_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path());
+        cache.store("a", 1, &sample()).unwrap();
+        let mut bytes = std::fs::read(&cache.file).unwrap();
+        // The online count follows magic, format, key, time and total.
+        let at = MAGIC.len() + 4 + 4 + 1 + 8 + 4;
+        assert_eq!(bytes[at], 0, "no sample row is Online");
+        bytes[at] = 1;
+        std::fs::write(&cache.file, &bytes).unwrap();
+        assert!(cache.load("a").is_none());
+        bytes[at] = 9; // more online rows than rows
+        std::fs::write(&cache.file, &bytes).unwrap();
+        assert!(cache.read_head(10, false).is_none());
     }
 
     proptest! {

@@ -9,7 +9,7 @@ pub mod model;
 pub mod ping;
 pub mod reach;
 
-pub use cache::{Cache, CacheFile, Cached};
+pub use cache::{Cache, CacheFile, Cached, Head, Summary};
 pub use inventory::{fetch, FetchError, Inventory};
 pub use model::{several_accounts, sort_fleet, Eice, EiceEndpoint, Instance, Ping};
 pub use reach::{Reach, Via};

@@ -9,7 +9,7 @@ use crate::aws::AwsError;
 use crate::doctor::evidence::Evidence;
 use crate::filter::{Hit, SearchIndex};
 use crate::fleet::ping::{self, PingReport, Targets};
-use crate::fleet::{FetchError, Instance, Inventory, Ping};
+use crate::fleet::{FetchError, Head, Instance, Inventory, Ping, Summary};
 use crate::transfer::Update;
 
 use super::columns::Widths;
@@ -147,6 +147,9 @@ pub struct App {
     pub evidence: Evidence,
     /// AWS is throttling the calls under way and the SDK is retrying them.
     pub throttled: bool,
+    /// `instances` are only the head of a cached fleet (a first frame's worth), and
+    /// this is the whole fleet's summary.
+    pub preview: Option<Summary>,
 }
 
 /// The picker's push, from the dialog to the results.
@@ -189,6 +192,7 @@ impl App {
             widths: Widths::default(),
             evidence: Evidence::default(),
             throttled: false,
+            preview: None,
         }
     }
 
@@ -270,7 +274,34 @@ impl App {
 
     /// Replaces the fleet, keeping the query, the marks of instances still there and,
     /// when it is still there, the selection.
+    /// Shows the head of a cached fleet, in fleet order, until the whole fleet is
+    /// set: counts come from the fleet's summary, column widths from these rows (the
+    /// whole fleet's replace them a moment later). No index: a query needs the fleet.
+    pub fn preview(&mut self, head: Head) {
+        self.online_count = head.summary.online;
+        self.widths = Widths::measure_rows(&head.rows, head.summary.several_accounts);
+        self.instances = head.rows;
+        self.hits = (0..self.instances.len() as u32)
+            .map(|index| Hit { index, score: 0 })
+            .collect();
+        self.source = Source::Cached {
+            saved_at: head.saved_at,
+        };
+        self.preview = Some(head.summary);
+        self.selected = 0;
+        self.offset = 0;
+    }
+
+    /// Rows in the fleet, and rows the query and toggles let through.
+    pub fn counts(&self) -> (usize, usize) {
+        match self.preview {
+            Some(s) => (s.total, if self.online_only { s.online } else { s.total }),
+            None => (self.instances.len(), self.hits.len()),
+        }
+    }
+
     pub fn set_instances(&mut self, instances: Vec<Instance>, source: Source) {
+        self.preview = None;
         let keep = self.selected_instance().map(|i| i.id.clone());
         if !self.marked.is_empty() {
             let ids: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
@@ -665,6 +696,31 @@ mod tests {
         for c in s.chars() {
             a.update(Action::Char(c));
         }
+    }
+
+    #[test]
+    fn a_preview_counts_the_whole_fleet_until_the_fleet_is_set() {
+        let fleet = app().instances;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::fleet::Cache::new(dir.path().into(), None, &[]);
+        cache.store("k", 900, &fleet).unwrap();
+        let mut a = App::new(1000);
+        a.preview(cache.read_head(2, false).unwrap());
+        assert_eq!(a.counts(), (4, 4), "the whole fleet's counts");
+        assert_eq!((a.hits.len(), a.online_count), (2, 3));
+        assert_eq!(a.selected_instance().unwrap().id, "i-1");
+        a.online_only = true;
+        assert_eq!(a.counts(), (4, 3));
+        a.online_only = false;
+        a.update(Action::Down);
+        a.set_instances(fleet, Source::Cached { saved_at: 900 });
+        assert!(a.preview.is_none());
+        assert_eq!(a.counts(), (4, 4));
+        assert_eq!(
+            a.selected_instance().unwrap().id,
+            "i-2",
+            "the selection stays"
+        );
     }
 
     #[test]

@@ -108,8 +108,12 @@ impl Widths {
     /// Measures every row (once per data change, not per frame). ACCOUNT gets a
     /// width only when rows come from two accounts (or profiles).
     pub fn measure(instances: &[Instance]) -> Widths {
+        Widths::measure_rows(instances, crate::fleet::several_accounts(instances))
+    }
+
+    /// Measures `instances`, some rows of a fleet that has `several` accounts.
+    pub fn measure_rows(instances: &[Instance], several: bool) -> Widths {
         let mut w = Widths::default();
-        let several = crate::fleet::several_accounts(instances);
         let measured = if several { SPECS.len() } else { ACCOUNT };
         w.0[ACCOUNT] = if several {
             width(SPECS[ACCOUNT].title)

@@ -113,16 +113,31 @@ async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
 /// The AWS context, and the connector Enter uses (none: Enter prints the picked id).
 pub type Account = (AwsContext, Option<Connector>);
 
+/// Rows of the cached fleet decoded for the first frame: more than a screen holds.
+const PREVIEW_ROWS: usize = 200;
+
 /// Runs the picker. `account` is awaited only after the cached fleet is on screen:
 /// loading the AWS configuration (its credential chain reads the system's CA
 /// certificates) should run meanwhile, e.g. in a spawned task. Cached rows of another
 /// account view than the loaded one are taken off again at once.
+///
+/// The first frame needs only a screenful: without a query it shows the head of the
+/// cache and the fleet's summary (`Cache::read_head`); the whole cache is decoded and
+/// indexed right after, before the first key is read.
 pub async fn run(
     account: impl std::future::Future<Output = Result<Account, AppError>>,
     cache: Option<Cache>,
     opts: PickOptions,
 ) -> Result<Outcome, AppError> {
-    let (mut app, cached_for) = initial_app(cache.as_ref(), &opts);
+    let mut app = App::new(unix_now());
+    app.online_only = opts.online_only;
+    app.via = opts.via;
+    app.details = opts.details;
+    let query = opts.query.clone().unwrap_or_default();
+    let head = match &cache {
+        Some(c) if query.trim().is_empty() => c.read_head(PREVIEW_ROWS, opts.online_only),
+        _ => None,
+    };
     let theme = Theme { color: opts.color };
     let mut guard = TerminalGuard::enter().map_err(|e| {
         AppError::other(
@@ -130,10 +145,22 @@ pub async fn run(
             "run ec2ssh in an interactive terminal, or use `ec2ssh list` in scripts",
         )
     })?;
+    let mut marks = Marks::default();
+    if let Some(head) = head.filter(|h| !h.rows.is_empty()) {
+        app.preview(head);
+        draw(&mut app, &mut guard, theme)?;
+        marks.note("first frame");
+    }
+    let cached_for = load_cached(&mut app, cache.as_ref());
+    for ch in query.chars() {
+        app.update(Action::Char(ch));
+    }
     if !app.instances.is_empty() {
-        if let Some(done) = first_frame(&mut app, &mut guard, theme, &opts)? {
-            return Ok(done);
-        }
+        draw(&mut app, &mut guard, theme)?;
+        marks.note("whole cache");
+    }
+    if opts.exit_after_first_frame && marks.first_frame() {
+        return Ok(marks.end());
     }
     let (ctx, connector) = account.await?;
     if cached_for.is_some_and(|k| k != ctx.cache_key) {
@@ -159,51 +186,57 @@ pub async fn run(
         signals: Signals::install(),
         pushing: None,
         throttled_at_check,
+        marks,
     };
     picker.event_loop().await
 }
 
-/// The picker's state before AWS answers: the cached fleet (and the account view it
-/// was listed for), the query given on the command line.
-fn initial_app(cache: Option<&Cache>, opts: &PickOptions) -> (App, Option<String>) {
-    let mut app = App::new(unix_now());
-    app.online_only = opts.online_only;
-    app.via = opts.via;
-    app.details = opts.details;
+/// The whole cached fleet into the picker (or nothing, replacing a preview, when the
+/// file is gone or damaged); returns the account view it was listed for.
+fn load_cached(app: &mut App, cache: Option<&Cache>) -> Option<String> {
     let file = cache.and_then(Cache::read);
     let cached_for = file.as_ref().map(|f| f.key().to_string());
-    if let Some(c) = file.map(fleet::CacheFile::into_cached) {
-        app.set_instances(
+    match file.map(fleet::CacheFile::into_cached) {
+        Some(c) => app.set_instances(
             c.instances,
             Source::Cached {
                 saved_at: c.saved_at,
             },
-        );
+        ),
+        None if app.preview.is_some() => app.set_instances(Vec::new(), Source::Nothing),
+        None => {}
     }
-    for ch in opts.query.as_deref().unwrap_or_default().chars() {
-        app.update(Action::Char(ch));
-    }
-    (app, cached_for)
+    cached_for
 }
 
-/// Draws the first frame; with the hidden benchmark flag, says when on stderr and ends.
-fn first_frame(
-    app: &mut App,
-    guard: &mut TerminalGuard,
-    theme: Theme,
-    opts: &PickOptions,
-) -> Result<Option<Outcome>, AppError> {
-    draw(app, guard, theme)?;
-    if !opts.exit_after_first_frame {
-        return Ok(None);
+/// Benchmark hook (`--exit-after-first-frame`): when the frames that matter were
+/// drawn, told on stderr once the terminal is restored.
+#[derive(Default)]
+struct Marks(Vec<(&'static str, std::time::SystemTime)>);
+
+impl Marks {
+    fn note(&mut self, what: &'static str) {
+        let what = if self.0.is_empty() {
+            "first frame"
+        } else {
+            what
+        };
+        self.0.push((what, std::time::SystemTime::now()));
     }
-    // When the frame was drawn, for the benchmark to count from the exec.
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    terminal::restore();
-    eprintln!("first frame at {:.6}", at.as_secs_f64());
-    Ok(Some(Outcome::Cancelled))
+
+    fn first_frame(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// Restores the terminal and prints each mark as Unix seconds.
+    fn end(&self) -> Outcome {
+        terminal::restore();
+        for (what, at) in &self.0 {
+            let at = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            eprintln!("{what} at {:.6}", at.as_secs_f64());
+        }
+        Outcome::Cancelled
+    }
 }
 
 /// The running picker: its state, the terminal, and what acts for it.
@@ -223,6 +256,7 @@ struct Picker {
     pushing: Option<Pushing>,
     /// AWS's throttled-call count when the last ping check started.
     throttled_at_check: u64,
+    marks: Marks,
 }
 
 impl Picker {
@@ -244,11 +278,8 @@ impl Picker {
                     && !shown_before
                     && !self.app.instances.is_empty()
                 {
-                    if let Some(done) =
-                        first_frame(&mut self.app, &mut self.guard, self.theme, &self.opts)?
-                    {
-                        return Ok(done);
-                    }
+                    self.marks.note("first frame");
+                    return Ok(self.marks.end());
                 }
             }
             let mut effect = None;

@@ -562,7 +562,8 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
             Style::default()
         };
         let positions = app.match_positions(hit.index);
-        let hay = app.haystack(hit.index);
+        // Only a query has positions (and needs the index, which a preview has not).
+        let hay = (!positions.is_empty()).then(|| app.haystack(hit.index));
         let mark = if app.is_marked(i) { MARK } else { " " };
         let mut spans = vec![
             Span::styled(mark, theme.mark().patch(base)),
@@ -573,10 +574,10 @@ fn render_rows(frame: &mut Frame, app: &App, theme: Theme, cols: &[Column], area
         ];
         for c in cols {
             let text = cell_text(i, c.field);
-            let matched = c
-                .field
-                .map(|f| hay.positions_in(f, &positions))
-                .unwrap_or_default();
+            let matched = match (hay, c.field) {
+                (Some(hay), Some(f)) => hay.positions_in(f, &positions),
+                _ => Vec::new(),
+            };
             let style = if c.field == Some(Field::Name) && i.name.is_none() {
                 base.patch(theme.dim())
             } else {
@@ -711,8 +712,9 @@ fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
 }
 
 fn render_status(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    let (total, shown) = app.counts();
     let mut parts = vec![
-        format!("{}/{} shown", app.hits.len(), app.instances.len()),
+        format!("{shown}/{total} shown"),
         format!("{} online", app.online_count),
     ];
     if !app.marked.is_empty() {
@@ -916,6 +918,22 @@ mod tests {
         assert!(!line(&a).contains("throttling"));
         a.throttled = true;
         assert!(line(&a).contains("refreshing ⠋ · AWS is throttling, retrying"));
+    }
+
+    /// A first frame from the head of a cache draws like the whole fleet's (no index
+    /// needed without a query), with the whole fleet's counts.
+    #[test]
+    fn a_preview_draws_its_rows_and_the_whole_fleets_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::fleet::Cache::new(dir.path().into(), None, &[]);
+        cache.store("k", NOW - 125, &fleet()).unwrap();
+        let mut a = App::new(NOW);
+        a.preview(cache.read_head(2, false).unwrap());
+        let screen = format!("{:?}", draw(&a, 120, 12).backend());
+        assert!(screen.contains(&format!("{n}/{n} shown", n = fleet().len())));
+        assert!(screen.contains("3 online · cached 2 min ago"));
+        assert!(screen.contains("web-prod-1") && screen.contains("i-0aaaaaaaaaaaaaaa2"));
+        assert!(!screen.contains("mi-0123456789abcdef0"), "only the head");
     }
 
     #[test]

@@ -250,3 +250,49 @@ fn the_status_line_says_aws_is_throttling_while_the_sdk_retries() {
     let (out, code) = t.finished(dir.path());
     assert_eq!((out.as_str(), code), ("", 130));
 }
+
+/// The first frame shows only the head of a warm cache; the whole cache is on screen
+/// before the first key: its counts are the whole fleet's, and a row far past the
+/// head is found, picked and printed. The simulator is gone, so only the cache speaks.
+#[test]
+fn a_warm_cache_longer_than_the_first_frame_is_all_there() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(home.path(), &["--generate", "900"]);
+    let out = sim
+        .ec2ssh(dir.path())
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        ids.len() > 400,
+        "a fleet longer than the first frame's rows"
+    );
+    let (endpoint, regions) = (sim.endpoint.clone(), sim.regions.join(","));
+    drop(sim);
+
+    let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
+    let t = picker_in_tmux(
+        dir.path(),
+        &env,
+        &format!("--region {regions} pick --print"),
+    );
+    let count = format!("{n}/{n} shown", n = ids.len());
+    t.wait_screen("the whole cached fleet", |s| {
+        s.contains(&count) && s.contains("cached")
+    });
+    let last = ids.last().unwrap();
+    t.type_text(last);
+    t.wait_screen("the last cached row found", |s| {
+        s.lines().nth(2).is_some_and(|l| l.contains(last.as_str()))
+    });
+    t.send(&["Enter"]);
+    let (out, code) = t.finished(dir.path());
+    assert_eq!((out.trim(), code), (last.as_str(), 0));
+}
