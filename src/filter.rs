@@ -6,9 +6,11 @@
 //! every match and every score; the rest only spares it work: an exact byte prefilter
 //! on prepared lower-case text, a stack of results (one per query typed on the way
 //! here) so typing scores only the term that changed among the rows that already
-//! matched and deleting returns a known result, both cores, and for a two-char term
-//! only the head of a row that provably decides its score (see `SearchIndex::head`).
-//! Highlight positions are computed separately, for visible rows only.
+//! matched and deleting returns a known result, both cores, a memo per thread so
+//! rows sharing a deciding span (a platform-type-zone tail, a name's prefix) cost
+//! fuzzy-matcher one call, and for two- and three-char terms only the head of a row
+//! that provably decides its score (see `SearchIndex::head`). Highlight positions
+//! are computed separately, for visible rows only.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
