@@ -399,11 +399,14 @@ impl SearchIndex {
     /// which scores at most `16 + 8 - 1 = 23`. So, for a term of `k` chars:
     ///
     /// - an alignment whose first char is not on the span's first column scores at
-    ///   most `23 + 24 (k - 1)`, and one that is, ending at `pos` with a gap, at most
-    ///   `31 + 24 (k - 1) - 3 - (pos - (k - 1))`;
-    /// - for `k = 2`, with `l1` the last place of the first char and
-    ///   `pos >= l1 + 2`, an alignment ending at `pos` scores at most `61 + l1 - pos`
-    ///   (bonuses taken as 16 throughout).
+    ///   most `23 + 24 (k - 1)`;
+    /// - one starting on column `c` and ending on `pos` with a gap (so
+    ///   `pos - c - (k - 1)` columns skipped) scores at most
+    ///   `b + 24 (k - 1) - 3 - (pos - c - (k - 1))`, `b` being 31 when the span's first
+    ///   char is the term's first char and 23 otherwise; with `c` at most the last
+    ///   place `l` of that char (or 0 when the floor below already reaches the first
+    ///   bound), every alignment ending at or after `l + k` has a gap;
+    /// - the -1 cell gives at most 23, below any floor that allows a cut.
     ///
     /// Scoring the shortest head holding a match gives a floor `s1` of the span's
     /// score; alignments ending where these bounds fall to `s1` or below cannot beat
@@ -428,17 +431,21 @@ impl SearchIndex {
         let cut1 = first_match_end(&term.needle, bytes)?;
         let s1 = self.memo_match(&span[..=cut1], term, memo)?;
         let more = k as i64 - 1;
-        let drop_from = if s1 >= 23 + 24 * more {
+        // The last column an alignment worth scoring can start on, and the most its
+        // first char can score there.
+        let last_start = if s1 >= 23 + 24 * more {
             if bytes[0] != first {
                 return Some(&span[..=cut1]); // no alignment starts on the first column
             }
-            (28 + 25 * more - s1).max(k as i64)
-        } else if k == 2 {
-            let l1 = memchr::memrchr(first, bytes)? as i64;
-            (61 + l1 - s1).max(l1 + 2)
+            0
+        } else if k == 3 && s1 < 23 {
+            return None; // the matrix's own -1 start could still beat the floor
         } else {
-            return None;
-        } as usize;
+            memchr::memrchr(first, bytes)? as i64
+        };
+        let first_best = if bytes[0] == first { 31 } else { 23 };
+        let drop_from = (first_best + 25 * more - 3 + last_start - s1).max(last_start + k as i64);
+        let drop_from = drop_from as usize;
         if drop_from >= bytes.len() {
             return None; // nothing to drop: the whole span decides
         }
