@@ -6,9 +6,11 @@
 //! every match and every score; the rest only spares it work: an exact byte prefilter
 //! on prepared lower-case text, a stack of results (one per query typed on the way
 //! here) so typing scores only the term that changed among the rows that already
-//! matched and deleting returns a known result, both cores, and for a two-char term
-//! only the head of a row that provably decides its score (see `SearchIndex::head`).
-//! Highlight positions are computed separately, for visible rows only.
+//! matched and deleting returns a known result, both cores, a memo per thread so
+//! rows sharing a deciding span (a platform-type-zone tail, a name's prefix) cost
+//! fuzzy-matcher one call, and for two- and three-char terms only the head of a row
+//! that provably decides its score (see `SearchIndex::head`). Highlight positions
+//! are computed separately, for visible rows only.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -193,11 +195,11 @@ fn step(from: &[Term], to: &[Term]) -> Option<Step> {
 /// Candidates at or above this many rows are split across threads.
 const PARALLEL_MIN: usize = 2048;
 
-/// Deciding spans up to this long are scored once per pass (hashing longer ones,
-/// nearly all distinct, costs more than it saves).
-const MEMO_MAX: usize = 24;
+/// Deciding spans longer than this are first cut to their head where provably
+/// equal (see `SearchIndex::head`); shorter ones cost skim less than the extra call.
+const HEAD_MIN: usize = 24;
 
-type Memo<'a> = HashMap<&'a str, Option<i64>>;
+type Memo<'a> = HashMap<&'a str, Option<i64>, foldhash::fast::FixedState>;
 
 /// The prepared rows of one inventory plus the matcher and the results of the query
 /// typed so far and of its prefixes.
@@ -274,7 +276,7 @@ impl SearchIndex {
     }
 
     /// The rows of `from` that match `terms`, scored.
-    fn find(&self, from: &Level, terms: &[Term], step: Step) -> Found {
+    fn find<'s>(&'s self, from: &Level, terms: &[Term], step: Step) -> Found {
         let prev = &from.found;
         let (scored, base): (&[Term], Box<dyn Fn(usize) -> i64 + Sync + '_>) = match step {
             Step::AddTerm => (&terms[terms.len() - 1..], Box::new(|k| prev.total(k))),
@@ -284,9 +286,8 @@ impl SearchIndex {
             ),
             Step::Narrow => (terms, Box::new(|_| 0)),
         };
-        let work = |from: usize, to: usize| -> Found {
+        let work = |from: usize, to: usize, memo: &mut Memo<'s>| -> Found {
             let mut out = Found::default();
-            let mut memo = HashMap::new();
             'rows: for k in from..to {
                 let row = prev.rows[k];
                 if !scored.iter().all(|t| self.may_match(row, t)) {
@@ -294,7 +295,7 @@ impl SearchIndex {
                 }
                 let (mut sum, mut last) = (0, 0);
                 for t in scored {
-                    let Some(s) = self.score(row, t, &mut memo) else {
+                    let Some(s) = self.score(row, t, memo) else {
                         continue 'rows;
                     };
                     sum += s;
@@ -308,7 +309,7 @@ impl SearchIndex {
         };
         let n = prev.rows.len();
         let mut found = if n < PARALLEL_MIN || self.threads == 1 {
-            work(0, n)
+            work(0, n, &mut Memo::default())
         } else {
             // Small chunks handed out as threads free up: rows cost fuzzy-matcher
             // very different amounts, so equal halves would leave one core idle.
@@ -316,13 +317,13 @@ impl SearchIndex {
             let cut = |c: usize| n * c / chunks;
             let next = std::sync::atomic::AtomicUsize::new(0);
             let take = || {
-                let mut done = Vec::new();
+                let (mut done, mut memo) = (Vec::new(), Memo::default());
                 loop {
                     let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if c >= chunks {
                         return done;
                     }
-                    done.push((c, work(cut(c), cut(c + 1))));
+                    done.push((c, work(cut(c), cut(c + 1), &mut memo)));
                 }
             };
             let mut parts = std::thread::scope(|s| {
@@ -364,10 +365,11 @@ impl SearchIndex {
     }
 
     /// fuzzy-matcher's score of `term` on the row, asked about the part of the text
-    /// that can change it, and only once per distinct short part in a pass.
+    /// that can change it, and only once per distinct part in a pass (rows share
+    /// tails such as platform, type and zone, and heads such as a name's prefix).
     fn score<'a>(&'a self, row: u32, term: &Term, memo: &mut Memo<'a>) -> Option<i64> {
         let choice = self.choice(row, term);
-        if choice.len() > MEMO_MAX {
+        if choice.len() > HEAD_MIN {
             if let Some(span) = self.head(row, term, choice, memo) {
                 return self.memo_match(span, term, memo);
             }
@@ -375,30 +377,42 @@ impl SearchIndex {
         self.memo_match(choice, term, memo)
     }
 
-    /// fuzzy-matcher's score of `span`, once per distinct short span in a pass.
+    /// fuzzy-matcher's score of `span`, once per distinct span in a pass.
     fn memo_match<'a>(&'a self, span: &'a str, term: &Term, memo: &mut Memo<'a>) -> Option<i64> {
-        if span.len() > MEMO_MAX {
-            return self.fresh_match(span, &term.text);
-        }
         *memo
             .entry(span)
             .or_insert_with(|| self.fresh_match(span, &term.text))
     }
 
-    /// For a two-char term on an ASCII span: the head of the span that scores like the
-    /// whole of it, when alignments ending further on provably score no more.
+    /// For a two- or three-char term on an ASCII span: the head of the span that
+    /// scores like the whole of it, when alignments ending further on provably score
+    /// no more.
     ///
-    /// skim (fuzzy-matcher 0.3.7, default `SkimScoreConfig`) scores a two-char
-    /// alignment at columns c1 < c2 as: the first char `16 + (-1) + bonus(c1)`, the
-    /// second `16 + consecutive bonus` when c2 = c1 + 1, else `16 - 3 - gap + bonus(c2)`
-    /// (gap = c2 - c1 - 1), every bonus at most 16 (8 for a word head, doubled on the
-    /// span's first column). So an alignment whose second char is at `pos`, with its
-    /// first char at or before the last occurrence `l1` of that char and
-    /// `pos >= l1 + 2`, scores at most `61 + l1 - pos`. Scoring the shortest head
-    /// holding a match gives a floor `s1` of the whole span's score; alignments ending
-    /// at or after `61 + l1 - s1` cannot beat it, so the head that ends at the last
-    /// occurrence of the second char before that column has the span's score. The
-    /// property tests hold this against whole-text scoring.
+    /// skim (fuzzy-matcher 0.3.7, default `SkimScoreConfig`, a fresh matrix: see
+    /// `fresh_match`) scores an alignment char by char: the term's first char at
+    /// column c `16 - 1 + bonus(c)`, each next char `16 + consecutive` right after the
+    /// one before it, else `16 - 3 - gap + bonus`, with a case mismatch 2 less. A bonus
+    /// is at most 8 (a word head), doubled to 16 on the span's first column only; the
+    /// consecutive bonus takes the larger of 4, the column's bonus and the one carried
+    /// from the columns before it, all at most 8 past the first column. A three-char
+    /// term's matrix also lets its third char follow a gap from a cell left at -1,
+    /// which scores at most `16 + 8 - 1 = 23`. So, for a term of `k` chars:
+    ///
+    /// - an alignment whose first char is not on the span's first column scores at
+    ///   most `23 + 24 (k - 1)`;
+    /// - one starting on column `c` and ending on `pos` with a gap (so
+    ///   `pos - c - (k - 1)` columns skipped) scores at most
+    ///   `b + 24 (k - 1) - 3 - (pos - c - (k - 1))`, `b` being 31 when the span's first
+    ///   char is the term's first char and 23 otherwise; with `c` at most the last
+    ///   place `l` of that char (or 0 when the floor below already reaches the first
+    ///   bound), every alignment ending at or after `l + k` has a gap;
+    /// - the -1 cell gives at most 23, below any floor that allows a cut.
+    ///
+    /// Scoring the shortest head holding a match gives a floor `s1` of the span's
+    /// score; alignments ending where these bounds fall to `s1` or below cannot beat
+    /// it, so the head that ends at the last place of the term's last char before that
+    /// column has the span's score. The property tests hold this against whole-text
+    /// scoring.
     fn head<'a>(
         &'a self,
         row: u32,
@@ -406,24 +420,36 @@ impl SearchIndex {
         span: &'a str,
         memo: &mut Memo<'a>,
     ) -> Option<&'a str> {
-        let &[first, last] = term.needle.as_slice() else {
-            return None;
-        };
-        if !span.is_ascii() {
+        let k = term.needle.len();
+        if !(2..=3).contains(&k) || !span.is_ascii() {
             return None;
         }
+        let (first, last) = (term.needle[0], term.needle[k - 1]);
         let text = &self.rows[row as usize].text;
         let at = span.as_ptr() as usize - text.as_ptr() as usize;
         let bytes = &self.bytes(row, term)[at..at + span.len()];
-        let l1 = memchr::memrchr(first, bytes)?;
-        let f1 = memchr::memchr(first, bytes)?;
-        let cut1 = f1 + 1 + memchr::memchr(last, &bytes[f1 + 1..])?;
+        let cut1 = first_match_end(&term.needle, bytes)?;
         let s1 = self.memo_match(&span[..=cut1], term, memo)?;
-        let drop_from = (61 + l1 as i64 - s1).max(l1 as i64 + 2).max(0) as usize;
+        let more = k as i64 - 1;
+        // The last column an alignment worth scoring can start on, and the most its
+        // first char can score there.
+        let last_start = if s1 >= 23 + 24 * more {
+            if bytes[0] != first {
+                return Some(&span[..=cut1]); // no alignment starts on the first column
+            }
+            0
+        } else if k == 3 && s1 < 23 {
+            return None; // the matrix's own -1 start could still beat the floor
+        } else {
+            memchr::memrchr(first, bytes)? as i64
+        };
+        let first_best = if bytes[0] == first { 31 } else { 23 };
+        let drop_from = (first_best + 25 * more - 3 + last_start - s1).max(last_start + k as i64);
+        let drop_from = drop_from as usize;
         if drop_from >= bytes.len() {
             return None; // nothing to drop: the whole span decides
         }
-        let cut2 = memchr::memrchr(last, &bytes[..drop_from])?;
+        let cut2 = memchr::memrchr(last, &bytes[..drop_from]).unwrap_or(cut1);
         Some(&span[..=cut2.max(cut1)])
     }
 
@@ -523,6 +549,18 @@ fn is_subsequence(needle: &[u8], hay: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// Where the earliest match of `needle` in `hay` ends (the index of its last byte).
+fn first_match_end(needle: &[u8], hay: &[u8]) -> Option<usize> {
+    let mut end = None;
+    let mut from = 0;
+    for &b in needle {
+        let at = from + memchr::memchr(b, &hay[from..])?;
+        end = Some(at);
+        from = at + 1;
+    }
+    end
 }
 
 /// Filters a fleet for `ec2ssh list --filter`: matches, best first.
@@ -734,11 +772,32 @@ mod tests {
             let f: Vec<Instance> = texts.iter().map(|t| inst("i-1", t, "")).collect();
             let idx = SearchIndex::new(&f);
             let t = Term::new(&term);
-            let mut memo = HashMap::new();
+            let mut memo = Memo::default();
             for row in 0..f.len() as u32 {
                 let whole = SkimMatcherV2::default().smart_case().fuzzy_match(&idx.haystack(row).text, &term);
                 let got = if idx.may_match(row, &t) { idx.score(row, &t, &mut memo) } else { None };
                 prop_assert_eq!(got, whole, "row {:?}", idx.haystack(row).text);
+            }
+        }
+    }
+
+    proptest! {
+        /// Rows holding the term whole near their start, where a high floor lets
+        /// `head` cut hardest, still score like the whole text.
+        #[test]
+        fn a_row_led_by_its_term_scores_like_the_whole_text(
+            lead in "[ ./(-]{0,2}",
+            term in "[webWE0./-]{2,3}",
+            tails in proptest::collection::vec("[webWEB0 ./_(-]{0,80}", 1..6),
+        ) {
+            let f: Vec<Instance> = tails.iter().map(|t| inst("i-1", &format!("{lead}{term}{t}"), "")).collect();
+            let idx = SearchIndex::new(&f);
+            let t = Term::new(&term);
+            let mut memo = Memo::default();
+            for row in 0..f.len() as u32 {
+                let text = &idx.haystack(row).text;
+                let whole = SkimMatcherV2::default().smart_case().fuzzy_match(text, &term);
+                prop_assert_eq!(idx.score(row, &t, &mut memo), whole, "row {:?}", text);
             }
         }
     }
