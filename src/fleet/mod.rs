@@ -3,6 +3,7 @@
 //! the picker start instantly.
 
 pub mod cache;
+pub mod describe;
 pub mod inventory;
 pub mod merge;
 pub mod model;
