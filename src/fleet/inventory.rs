@@ -3,7 +3,6 @@
 //! region of the run in parallel. Each row carries the profile and account it was
 //! listed with.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
@@ -12,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::describe;
 use super::merge::{merge_region, SsmRecord};
-use super::model::{sort_fleet, EiceEndpoint, Instance, Ping};
+use super::model::{sort_fleet, EiceEndpoint, Instance, Ping, Tags};
 use super::reach;
 use crate::aws::{page, AwsContext, AwsError, AwsErrorKind};
 
@@ -284,11 +283,13 @@ async fn ec2_instances(
     Ok(out)
 }
 
-/// Instances per `DescribeInstances` page (the API allows 5 to 1,000).
-const EC2_PAGE: i32 = 1000;
+/// Instances per `DescribeInstances` page (the API allows 5 to 1,000). Half the
+/// maximum halves the body in memory per region (a real EC2 page of 1,000 is some
+/// 5 MB of XML) for a few more calls.
+const EC2_PAGE: i32 = 500;
 
 pub(super) fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
-    let tags: BTreeMap<String, String> = i
+    let tags: Tags = i
         .tags()
         .iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
