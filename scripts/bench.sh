@@ -15,6 +15,9 @@
 #                     configuration, the SDK's adaptive mode, and the SDK's default
 #   binary            size as `cargo install --path .` builds it
 #
+# ONLY=list,memory (any of filter, list, memory, throttling, big, binary) runs only those
+# sections (the others print nothing).
+#
 # Needs scripts/test-deps.sh (tmux, the moto/boto3 venv). MOTO=1 adds `list` against moto.
 # Writes the report to $CARGO_TARGET_DIR/bench-report.txt (target/ by default).
 set -euo pipefail
@@ -23,7 +26,9 @@ REPS=${REPS:-5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 report=$CARGO_TARGET_DIR/bench-report.txt
 cargo build --release --quiet --bin ec2ssh
-cargo bench --quiet --bench filter --no-run 2>/dev/null
+# Whether section $1 runs (ONLY unset: every one).
+section() { [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+if section filter; then cargo bench --quiet --bench filter --no-run 2>/dev/null; fi
 bin=$CARGO_TARGET_DIR/release/ec2ssh
 work=$(mktemp -d)
 pids=()
@@ -109,9 +114,12 @@ echo "machine: $(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /pr
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows every figure; ratios within one run still compare)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'), REPS=$REPS"
 
+if section filter; then
 # --- filter latency (benches/filter.rs)
 cargo bench --quiet --bench filter 2>/dev/null
+fi
 
+if section list; then
 # --- 5,000 instances: list vs boto3, then the first frame from the cache that list wrote
 start_sim --generate 5000
 ours=$(for _ in $(seq "$REPS"); do measure env AWS_ENDPOINT_URL="$ep" "$bin" --no-cache --region "$regions" list --json; done | awk '{print $1}' | median)
@@ -140,7 +148,9 @@ whole=$(printf '%s\n' "${wholes[@]}" | median)
 echo "first_frame_warm_cache_5000: $ff ms from the exec (runs: ${frames[*]}) (target: <= 20 ms, ratio $(ratio "$ff" 20)x)"
 echo "whole_cache_on_screen_5000: $whole ms from the exec, every cached row decoded, indexed and drawn, before the first key is read (runs: ${wholes[*]})"
 stop_sim
+fi
 
+if section memory; then
 # --- 10,000 instances: memory of list and of the picker
 start_sim --generate 10000
 read -r _ _ rss < <(measure env AWS_ENDPOINT_URL="$ep" "$bin" --region "$regions" list -q)
@@ -153,7 +163,9 @@ prss=$(awk '/VmRSS/ {print $2}' "/proc/$picker/status")
 echo "picker_${listable}_rows_rss: $((prss / 1024)) MB after a refresh (target: <= 40 MB, ratio $(ratio "$prss" $((40 * 1024)))x)"
 tmux -S "$work/tmux.sock" send-keys -t rss C-c
 stop_sim
+fi
 
+if section throttling; then
 # --- throttling: 10,000 instances, 20% of calls answered with throttling errors
 start_sim --generate 10000 --throttle 0.2
 for mode in "ours (standard, 10 attempts, 4 s ceiling)|" \
@@ -167,7 +179,9 @@ for mode in "ours (standard, 10 attempts, 4 s ceiling)|" \
     echo "list_${listable}_throttled_20pct: $(( $(now_ms) - t0 )) ms, $got of $listable instances, retries: $label"
 done
 stop_sim
+fi
 
+if section big; then
 # --- 100,000 instances in 3 regions
 start_sim --generate 100000
 walls=()
@@ -181,6 +195,7 @@ read -r wall cpu simcpu < <(sort -n "$work/big" | awk '{v[NR]=$0} END {print v[i
 got=$(listed)
 echo "list_q_${listable}_sim: $wall ms wall, ec2ssh CPU $cpu ms, simulator CPU $simcpu ms, $got of $listable listed (runs: ${walls[*]} ms) (target: <= 2000 ms, ratio $(ratio "$wall" 2000)x)"
 stop_sim
+fi
 
 # --- moto, 5,000 instances (EC2 only; moto has no SSM inventory), on request: slow
 if [ "${MOTO:-0}" = 1 ]; then
@@ -199,10 +214,12 @@ PY
     echo "list_json_5000_moto: $ours ms (vs reference boto3 paging the same APIs: $ref ms, ratio $(ratio "$ref" "$ours")x faster)"
 fi
 
+if section binary; then
 # --- the binary as installed
 cargo install --quiet --locked --offline --path . --root "$work/install" 2>/dev/null
 size=$(stat -c %s "$work/install/bin/ec2ssh")
 echo "binary_installed: $(python3 -c "print(f'{$size/1e6:.1f}')") MB (target: <= 25 MB, ratio $(ratio "$size" 25000000)x)"
+fi
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$report"

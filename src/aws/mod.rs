@@ -3,6 +3,7 @@
 //! handing out per-region service clients.
 
 pub mod error;
+pub mod page;
 pub mod profiles;
 pub mod retry;
 

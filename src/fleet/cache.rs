@@ -455,7 +455,7 @@ impl<'a> Reader<'a> {
         let id = self.string()?;
         let region = self.string()?;
         let name = self.opt_string()?;
-        let mut tags = std::collections::BTreeMap::new();
+        let mut tags = super::Tags::new();
         for _ in 0..self.u32()? {
             tags.insert(self.string()?, self.string()?);
         }

@@ -3,16 +3,17 @@
 //! region of the run in parallel. Each row carries the profile and account it was
 //! listed with.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use futures::future::join_all;
 use futures::{StreamExt, TryStreamExt};
 
+use super::describe;
 use super::merge::{merge_region, SsmRecord};
-use super::model::{sort_fleet, EiceEndpoint, Instance, Ping};
+use super::model::{sort_fleet, EiceEndpoint, Instance, Ping, Tags};
 use super::reach;
-use crate::aws::{AwsContext, AwsError, AwsErrorKind};
+use crate::aws::{page, AwsContext, AwsError, AwsErrorKind};
 
 /// The merged fleet plus the calls that failed without sinking the whole listing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -239,40 +240,31 @@ pub async fn eice_endpoints(ctx: &AwsContext, region: &str) -> Result<Vec<EiceEn
     Ok(out)
 }
 
-/// Every page of `DescribeInstances`, each turned into `Instance`s as it arrives (the
-/// SDK's page is dropped at once); the ids of the live ones go to `ids` in chunks
-/// that fit one SSM filter.
+/// Every page of `DescribeInstances`, each read straight into `Instance`s as it
+/// arrives (see [`describe`]: no SDK shape is built); the ids of the live ones go to
+/// `ids` in chunks that fit one SSM filter while the next page is asked for.
 async fn ec2_instances(
     ctx: &AwsContext,
     region: &str,
     ids: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
 ) -> Result<Vec<Instance>, AwsError> {
     let client = ctx.ec2(region);
-    let mut pages = client
-        .describe_instances()
-        .max_results(1000)
-        .into_paginator()
-        .send();
+    let owned = region.to_string();
+    let parse: page::Parse<Vec<Instance>> = Arc::new(move |body: &[u8]| {
+        let page = describe::parse(&owned, body)?;
+        Ok((page.instances, page.next_token))
+    });
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
-        let first = out.len();
-        let count = page
-            .reservations()
-            .iter()
-            .map(|r| r.instances().len())
-            .sum();
-        out.reserve_exact(count);
-        for r in page.reservations() {
-            let owner = r.owner_id();
-            out.extend(r.instances().iter().map(|i| {
-                let mut row = from_ec2(region, i);
-                row.account_id = owner.map(str::to_string);
-                row
-            }));
-        }
-        drop(page);
-        let live: Vec<String> = out[first..]
+    let mut token: Option<String> = None;
+    loop {
+        let request = client
+            .describe_instances()
+            .max_results(EC2_PAGE)
+            .set_next_token(token.clone());
+        let (rows, next) = page::describe_instances(request, parse.clone())
+            .await
+            .map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", region, &e))?;
+        let live: Vec<String> = rows
             .iter()
             .filter(|i| i.state.as_deref() != Some("terminated"))
             .map(|i| i.id.clone())
@@ -281,12 +273,23 @@ async fn ec2_instances(
             // A closed channel means the lookups already failed; the listing goes on.
             let _ = ids.send(chunk.to_vec());
         }
+        out.extend(rows);
+        // As the SDK's paginator: no token, an empty one or the same one again ends it.
+        match next.filter(|n| !n.is_empty()) {
+            Some(n) if token.as_ref() != Some(&n) => token = Some(n),
+            _ => break,
+        }
     }
     Ok(out)
 }
 
-fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
-    let tags: BTreeMap<String, String> = i
+/// Instances per `DescribeInstances` page (the API allows 5 to 1,000). Half the
+/// maximum halves the body in memory per region (a real EC2 page of 1,000 is some
+/// 5 MB of XML) for a few more calls.
+const EC2_PAGE: i32 = 500;
+
+pub(super) fn from_ec2(region: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
+    let tags: Tags = i
         .tags()
         .iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))

@@ -3,13 +3,16 @@
 //! the picker start instantly.
 
 pub mod cache;
+pub mod describe;
 pub mod inventory;
 pub mod merge;
 pub mod model;
 pub mod ping;
 pub mod reach;
+pub mod tags;
 
 pub use cache::{Cache, CacheFile, Cached, Head, Summary};
 pub use inventory::{fetch, FetchError, Inventory};
 pub use model::{several_accounts, sort_fleet, Eice, EiceEndpoint, Instance, Ping};
 pub use reach::{Reach, Via};
+pub use tags::Tags;

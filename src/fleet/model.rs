@@ -1,9 +1,9 @@
 //! The `Instance` record: one machine of the fleet, merged from EC2 and SSM and
 //! decoupled from the SDK's types. This is also the stable `--json` schema.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
+
+pub use super::tags::Tags;
 
 /// Session Manager's view of a machine: its agent's ping status, or why there is none.
 #[derive(
@@ -113,7 +113,7 @@ pub struct Instance {
     pub region: String,
     /// The `Name` tag (EC2), or the SSM name / computer name of a hybrid node.
     pub name: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     /// EC2 state (`running`, `stopped`…); `None` for hybrid nodes EC2 does not know.
     pub state: Option<String>,
     pub ping: Ping,
