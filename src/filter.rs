@@ -50,8 +50,9 @@ pub const FIELDS: [Field; 8] = [
 #[derive(Debug, Clone)]
 pub struct Haystack {
     pub text: String,
-    /// Char offset at which each field of `FIELDS` starts in `text`.
-    starts: [usize; FIELDS.len()],
+    /// Char offset at which each field of `FIELDS` starts in `text` (u32: one per row
+    /// of a big fleet, and a row's text is nowhere near 4 GiB).
+    starts: [u32; FIELDS.len()],
 }
 
 impl Haystack {
@@ -78,7 +79,7 @@ impl Haystack {
                 text.push(' ');
                 chars += 1;
             }
-            starts[n] = chars;
+            starts[n] = u32::try_from(chars).unwrap_or(u32::MAX);
             text.push_str(v);
             chars += if v.is_ascii() {
                 v.len()
@@ -92,8 +93,11 @@ impl Haystack {
     /// Maps haystack char positions to positions within `field`'s own text.
     pub fn positions_in(&self, field: Field, positions: &[usize]) -> Vec<usize> {
         let n = FIELDS.iter().position(|f| *f == field).unwrap_or(0);
-        let start = self.starts[n];
-        let end = self.starts.get(n + 1).map_or(usize::MAX, |s| s - 1);
+        let start = self.starts[n] as usize;
+        let end = self
+            .starts
+            .get(n + 1)
+            .map_or(usize::MAX, |&s| s as usize - 1);
         positions
             .iter()
             .filter(|p| (start..end).contains(p))

@@ -493,7 +493,7 @@ impl<'a> Reader<'a> {
             eice: match self.u8()? {
                 0 => Eice::Unknown,
                 1 => Eice::None,
-                2 => Eice::Endpoint(self.endpoint()?),
+                2 => Eice::Endpoint(Box::new(self.endpoint()?)),
                 _ => return None,
             },
             profile: self.opt_string()?,
@@ -547,7 +547,7 @@ mod tests {
                 profile: Some("prod".into()),
                 account_id: Some("111111111111".into()),
                 account_name: Some("Production".into()),
-                eice: Eice::Endpoint(EiceEndpoint {
+                eice: Eice::Endpoint(Box::new(EiceEndpoint {
                     id: "eice-1".into(),
                     vpc_id: "vpc-1".into(),
                     subnet_id: "subnet-1".into(),
@@ -557,7 +557,7 @@ mod tests {
                     state: "create-complete".into(),
                     security_groups: vec!["sg-e".into()],
                     preserve_client_ip: true,
-                }),
+                })),
                 ..Default::default()
             },
             Instance {

@@ -83,8 +83,7 @@ pub fn assign(instances: &mut [Instance], endpoints: Option<&[EiceEndpoint]>) {
     for i in instances {
         i.eice = match (&i.vpc_id, i.is_hybrid()) {
             (Some(vpc), false) => endpoint_for(endpoints, vpc, i.subnet_id.as_deref())
-                .cloned()
-                .map_or(Eice::None, Eice::Endpoint),
+                .map_or(Eice::None, |e| Eice::Endpoint(Box::new(e.clone()))),
             _ => Eice::None,
         };
     }
@@ -93,7 +92,9 @@ pub fn assign(instances: &mut [Instance], endpoints: Option<&[EiceEndpoint]>) {
 /// The path `via` gives `i`.
 pub fn reach(i: &Instance, via: Via) -> Reach {
     let eice = || match (&i.eice, i.private_ip.as_deref()) {
-        (Eice::Endpoint(e), Some(_)) if i.state.as_deref() == Some("running") => Some(e.clone()),
+        (Eice::Endpoint(e), Some(_)) if i.state.as_deref() == Some("running") => {
+            Some(EiceEndpoint::clone(e))
+        }
         _ => None,
     };
     match via {
@@ -233,7 +234,12 @@ mod tests {
 
     #[test]
     fn auto_prefers_an_online_agent_then_the_endpoint_then_says_why_not() {
-        let e = Eice::Endpoint(ep("eice-b", "vpc-1", "subnet-1", "create-complete"));
+        let e = Eice::Endpoint(Box::new(ep(
+            "eice-b",
+            "vpc-1",
+            "subnet-1",
+            "create-complete",
+        )));
         assert_eq!(reach(&inst(Ping::Online, e.clone()), Via::Auto), Reach::Ssm);
         let lost = inst(Ping::ConnectionLost, e.clone());
         assert_eq!(reach(&lost, Via::Auto).label(), "eice");

@@ -402,7 +402,7 @@ fn on_eice(preserve_client_ip: bool) -> Instance {
         vpc_id: Some("vpc-1".into()),
         subnet_id: Some("subnet-1".into()),
         security_groups: vec!["sg-app".into()],
-        eice: crate::fleet::Eice::Endpoint(crate::fleet::EiceEndpoint {
+        eice: crate::fleet::Eice::Endpoint(Box::new(crate::fleet::EiceEndpoint {
             id: "eice-1".into(),
             vpc_id: "vpc-1".into(),
             subnet_id: "subnet-1".into(),
@@ -411,7 +411,7 @@ fn on_eice(preserve_client_ip: bool) -> Instance {
             security_groups: vec!["sg-eice".into()],
             preserve_client_ip,
             ..Default::default()
-        }),
+        })),
         ..Instance::default()
     }
 }
