@@ -238,18 +238,15 @@ pub fn sort_fleet(instances: &mut [Instance]) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// A row is held once per instance (10,000s in a picker): an endpoint, which most
     /// rows lack, is boxed rather than carried inline by every row.
     #[test]
     fn a_row_stays_small() {
-        assert!(
-            std::mem::size_of::<Instance>() <= 600,
-            "{} bytes",
-            std::mem::size_of::<Instance>()
-        );
+        let size = std::mem::size_of::<Instance>();
+        assert!(size <= 600, "{size} bytes");
     }
-
-    use super::*;
 
     #[test]
     fn several_accounts_means_two_profiles_or_two_known_accounts() {
