@@ -13,53 +13,14 @@ cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-64}
 REPS=${REPS:-10}
 report=target/bench-eice-report.txt
-if [ -z "${EC2SSH_BIN:-}" ]; then
-    cargo build --release --quiet
-    EC2SSH_BIN=$PWD/target/release/ec2ssh
-fi
-AKC=/usr/local/libexec/ec2ssh-test/authorized-keys
-if [ ! -x "$AKC" ] || [ ! -x /usr/sbin/sshd ]; then echo "run scripts/test-deps.sh first" >&2; exit 1; fi
-
-work=$(mktemp -d)
-chmod 711 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-    rm -f ~ec2-user/bench-eice.bin
-}
-trap cleanup EXIT
-
-export HOME=$work XDG_CACHE_HOME=$work/cache XDG_CONFIG_HOME=$work/config
-export AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench
-export AWS_CONFIG_FILE=$work/none AWS_SHARED_CREDENTIALS_FILE=$work/none
-unset AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT || true
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench-rig.sh
+bench_rig ~ec2-user/bench-eice.bin
 
 ssh-keygen -q -t ed25519 -N '' -f "$work/hostkey"
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 mkdir -p "$work/keys/ec2-user"
 cp "$work/id.pub" "$work/keys/ec2-user/bench.pub"
-port=$(free_port)
-cat >"$work/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $work/hostkey
-PidFile none
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-AuthorizedKeysFile none
-AuthorizedKeysCommand $AKC $work/keys %u
-AuthorizedKeysCommandUser root
-StrictModes no
-Subsystem sftp internal-sftp
-EOF
-mkdir -p /run/sshd
-/usr/sbin/sshd -f "$work/sshd_config" -D -e 2>"$work/sshd.log" &
-pids+=($!)
+start_sshd "$work" "$work/keys"
 
 id=i-0be0c00000000e1ce
 eice=eice-0be0c00000000e1ce

@@ -26,54 +26,15 @@ WAN_SIZE_MB=${WAN_SIZE_MB:-64}
 WAN_REPS=${WAN_REPS:-3}
 ONLY=${ONLY:-all}
 report=target/bench-proxy-report.txt
-if [ -z "${EC2SSH_BIN:-}" ]; then
-    cargo build --release --quiet
-    EC2SSH_BIN=$PWD/target/release/ec2ssh
-fi
-AKC=/usr/local/libexec/ec2ssh-test/authorized-keys
-if [ ! -x "$AKC" ] || [ ! -x /usr/sbin/sshd ]; then echo "run scripts/test-deps.sh first" >&2; exit 1; fi
-
-work=$(mktemp -d)
-chmod 711 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-    rm -f ~ec2-user/bench.bin ~ec2-user/wan.bin
-}
-trap cleanup EXIT
-
-export HOME=$work XDG_CACHE_HOME=$work/cache XDG_CONFIG_HOME=$work/config
-export AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench
-export AWS_CONFIG_FILE=$work/none AWS_SHARED_CREDENTIALS_FILE=$work/none
-unset AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION || true
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench-rig.sh
+bench_rig ~ec2-user/bench.bin ~ec2-user/wan.bin
 
 # sshd with an EC2-Instance-Connect-style key source.
 ssh-keygen -q -t ed25519 -N '' -f "$work/hostkey"
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 mkdir -p "$work/keys/ec2-user"
 cp "$work/id.pub" "$work/keys/ec2-user/bench.pub"
-port=$(free_port)
-cat >"$work/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $work/hostkey
-PidFile none
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-AuthorizedKeysFile none
-AuthorizedKeysCommand $AKC $work/keys %u
-AuthorizedKeysCommandUser root
-StrictModes no
-Subsystem sftp internal-sftp
-EOF
-mkdir -p /run/sshd
-/usr/sbin/sshd -f "$work/sshd_config" -D -e 2>"$work/sshd.log" &
-pids+=($!)
+start_sshd "$work" "$work/keys"
 
 id=i-0be0c000000000001
 cat >"$work/fleet.toml" <<EOF
@@ -86,17 +47,20 @@ ping = "Online"
 agent_version = "3.3.1611.0"
 target = "127.0.0.1:$port"
 EOF
-start_sim() {  # start_sim NAME ARGS... -> the endpoint
+# start_sim NAME ARGS...: a simulator; sets `endpoint`. Not in a $(...) subshell, so its
+# pid reaches `pids` and the cleanup.
+start_sim() {
     local name=$1; shift
     "$EC2SSH_BIN" sim --credentials-from-env --fleet "$work/fleet.toml" --keys-dir "$work/keys" "$@" >"$work/$name.json" &
     pids+=($!)
     for _ in $(seq 100); do [ -s "$work/$name.json" ] && break; sleep 0.05; done
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/$name.json"
+    endpoint=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/$name.json")
 }
-export AWS_ENDPOINT_URL
-AWS_ENDPOINT_URL=$(start_sim sim)
+start_sim sim
+export AWS_ENDPOINT_URL=$endpoint
 # The agent's pacing is on in both; the WAN one adds 20 ms each way to every frame.
-wan_endpoint=$(start_sim wan --faults latency-ms=20)
+start_sim wan --faults latency-ms=20
+wan_endpoint=$endpoint
 
 common=(-F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o "UserKnownHostsFile=$work/known_hosts"
         -o IdentitiesOnly=yes -o LogLevel=ERROR -i "$work/id")

@@ -16,34 +16,13 @@ HOSTS=${HOSTS:-8}
 ROUNDS=${ROUNDS:-2}
 PARALLEL=${PARALLEL:-$HOSTS}
 report=target/bench-push-report.txt
-if [ -z "${EC2SSH_BIN:-}" ]; then
-    cargo build --release --quiet
-    EC2SSH_BIN=$PWD/target/release/ec2ssh
-fi
-AKC=/usr/local/libexec/ec2ssh-test/authorized-keys
-if [ ! -x "$AKC" ] || [ ! -x /usr/sbin/sshd ]; then echo "run scripts/test-deps.sh first" >&2; exit 1; fi
+source scripts/bench-rig.sh
+bench_rig
 
-work=$(mktemp -d)
-chmod 711 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-export HOME=$work XDG_CACHE_HOME=$work/cache XDG_CONFIG_HOME=$work/config
-export XDG_RUNTIME_DIR=$work/run XDG_DATA_HOME=$work/data XDG_STATE_HOME=$work/state
-export AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench
-export AWS_CONFIG_FILE=$work/none AWS_SHARED_CREDENTIALS_FILE=$work/none
-unset AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION || true
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ns() { date +%s%N; }
 
 ssh-keygen -q -t ed25519 -N '' -f "$work/hostkey"
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
-mkdir -p /run/sshd
 echo 'default_region = "us-east-1"' >"$work/fleet.toml"
 ports=() homes=()
 for n in $(seq "$HOSTS"); do
@@ -51,24 +30,7 @@ for n in $(seq "$HOSTS"); do
     mkdir -p "$h/keys/ec2-user" "$h/home"
     chown ec2-user "$h/home"
     cp "$work/id.pub" "$h/keys/ec2-user/direct.pub"   # for the plain scp baseline
-    port=$(free_port)
-    cat >"$h/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $work/hostkey
-PidFile none
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-AuthorizedKeysFile none
-AuthorizedKeysCommand $AKC $h/keys %u
-AuthorizedKeysCommandUser root
-StrictModes no
-Subsystem sftp internal-sftp -d $h/home
-EOF
-    /usr/sbin/sshd -f "$h/sshd_config" -D -e 2>"$h/sshd.log" &
-    pids+=($!)
+    start_sshd "$h" "$h/keys" "-d $h/home"
     ports+=("$port")
     homes+=("$h/home")
     cat >>"$work/fleet.toml" <<EOF
